@@ -1,0 +1,45 @@
+"""``python -m recnb <command>``: each command lives in ``recnb/commands/<name>.py`` and
+exposes ``register(subparsers)``. Bad input prints one line and exits with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from recnb.errors import RecnbError
+
+COMMANDS = ("train", "evaluate", "search", "distill", "adarec", "bench", "teacher_artifacts", "dllm2rec")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (no usage dump) with exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="recnb", description="Make heavy sequential recommenders light.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"recnb.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"recnb.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RecnbError as exc:
+        print(f"recnb {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"recnb {args.command}: interrupted", file=sys.stderr)
+        return 130

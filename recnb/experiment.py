@@ -1,0 +1,50 @@
+"""A training run as the CLI and benchmarks report it: train, evaluate, write files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recnb.data import Scene
+from recnb.metrics import flatten
+from recnb.models import build_model
+from recnb.train import TrainConfig, evaluate, fit, resolve_device, save_checkpoint, write_json
+
+
+def train_and_report(
+    scene: Scene,
+    model_name: str,
+    model_cfg: dict,
+    cfg: TrainConfig,
+    out: str | Path | None = None,
+    protocol: str = "full",
+    exclude_seen: bool = False,
+) -> dict:
+    """Train one model, evaluate valid and test, and (with ``out``) write ``model.pt`` and
+    ``metrics.json``. Returns the metrics dict with the keys the CLI documents."""
+    model_cfg = {"max_len": cfg.max_len, **model_cfg, "num_items": scene.num_items}
+    model = build_model(model_name, **model_cfg)
+    result = fit(model, scene, cfg)
+    metrics = {
+        "dataset": scene.name,
+        "model": model_name,
+        "protocol": protocol,
+        "exclude_seen": exclude_seen,
+        "test": flatten(evaluate(model, scene, "test", protocol, exclude_seen)),
+        "valid": flatten(evaluate(model, scene, "valid", protocol, exclude_seen)),
+        "params": model.num_params(),
+        "params_no_embedding": model.num_params(embeddings=False),
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "train_seconds": round(result.train_seconds, 2),
+        "seconds_to_best": round(result.seconds_to_best, 2),
+        "seconds_per_epoch": round(result.train_seconds / max(1, result.epochs), 3),
+        "device": str(resolve_device(cfg.device)),
+        "seed": cfg.seed,
+        "config": model.config.to_dict(),
+    }
+    if out is not None:
+        out = Path(out)
+        save_checkpoint(out / "model.pt", model, scene, extra={"metrics": metrics})
+        write_json(out / "metrics.json", metrics)
+        result.history.to_csv(out / "history.csv", index=False)
+    return metrics

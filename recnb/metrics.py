@@ -1,0 +1,56 @@
+"""Ranking metrics: full ranking over all items (default) or the sampled-100 protocol.
+
+Ranks are 0-based: the number of candidates scored strictly higher than the true item
+(ties count in the true item's favour, as RecBole and most papers do). HR@k = rank < k,
+NDCG@k = 1/log2(rank + 2), MRR@k = 1/(rank + 1), each 0 beyond k.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+DEFAULT_KS = (5, 10, 20)
+PROTOCOLS = ("full", "sampled100")
+
+
+def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0-based rank of each row's target among the row's candidates."""
+    true = scores.gather(1, targets.view(-1, 1))
+    return (scores > true).sum(1)
+
+
+def metrics_from_ranks(ranks, ks=DEFAULT_KS) -> pd.DataFrame:
+    """HR, NDCG and MRR at each k (rows) from 0-based ranks."""
+    r = torch.as_tensor(ranks, dtype=torch.float64)
+    rows = {}
+    for k in ks:
+        hit = r < k
+        rows[k] = {
+            "HR": hit.double().mean().item(),
+            "NDCG": torch.where(hit, 1.0 / torch.log2(r + 2), torch.zeros_like(r)).mean().item(),
+            "MRR": torch.where(hit, 1.0 / (r + 1), torch.zeros_like(r)).mean().item(),
+        }
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "k"
+    return df
+
+
+def flatten(df: pd.DataFrame) -> dict:
+    """``{"NDCG@10": 0.07, ...}`` from the metrics table."""
+    return {f"{m}@{k}": float(df.loc[k, m]) for k in df.index for m in df.columns}
+
+
+def sampled_candidates(seen: list[np.ndarray], targets: torch.Tensor, num_items: int, n: int = 100, seed: int = 0) -> torch.Tensor:
+    """Per user: the target first, then ``n`` random items the user never interacted with."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(seen), n + 1), np.int64)
+    for u, items in enumerate(seen):
+        banned = np.zeros(num_items + 1, bool)
+        banned[items] = True
+        banned[0] = banned[int(targets[u])] = True
+        allowed = np.flatnonzero(~banned)
+        out[u, 0] = targets[u]
+        out[u, 1:] = rng.choice(allowed, size=n, replace=len(allowed) < n)
+    return torch.as_tensor(out)

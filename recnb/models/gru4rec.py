@@ -1,0 +1,39 @@
+"""GRU4Rec (Hidasi et al., ICLR 2016) as in RecBole: embedding, GRU, dense back to the
+embedding width so scores stay tied to the item embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from recnb.models.base import ModelConfig, SeqRecModel
+
+
+@dataclass
+class GRU4RecConfig(ModelConfig):
+    embedding_size: int = 64
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.3
+
+
+class GRU4Rec(SeqRecModel):
+    name = "gru4rec"
+    config_class = GRU4RecConfig
+
+    def __init__(self, config: GRU4RecConfig):
+        super().__init__(config)
+        self.item_embedding = nn.Embedding(config.num_items + 1, config.embedding_size, padding_idx=0)
+        self.drop = nn.Dropout(config.dropout)
+        self.gru = nn.GRU(config.embedding_size, config.hidden_size, config.num_layers, batch_first=True, bias=False)
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        nn.init.xavier_normal_(self.item_embedding.weight)
+        for w in self.gru.parameters():
+            nn.init.xavier_uniform_(w)
+
+    def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
+        e = self.drop(self.item_embedding(seq))
+        h, _ = self.gru(e)  # a GRU is causal by construction
+        return [e, h, self.dense(h)]

@@ -1,0 +1,80 @@
+"""NextItNet (Yuan et al., WSDM 2019): stacked residual blocks of dilated causal 1-D
+convolutions. The reference teacher: depth and width are free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recnb.models.base import ModelConfig, SeqRecModel
+
+
+@dataclass
+class NextItNetConfig(ModelConfig):
+    embedding_size: int = 64
+    num_blocks: int = 5  # repetitions of the dilation pattern
+    dilations: list = field(default_factory=lambda: [1, 4])
+    kernel_size: int = 3
+    dropout: float = 0.0
+    layer_every: int = 1  # expose a hidden state every this many residual blocks
+
+
+class CausalConv1d(nn.Module):
+    """Conv over time that pads on the left only, so output ``i`` sees inputs ``<= i``."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, dilation: int = 1):
+        super().__init__()
+        self.pad = (kernel - 1) * dilation
+        self.conv = nn.Conv1d(channels_in, channels_out, kernel, dilation=dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, L, C)
+        return self.conv(F.pad(x.transpose(1, 2), (self.pad, 0))).transpose(1, 2)
+
+
+class ResidualBlock(nn.Module):
+    """Two dilated causal convs (dilation d then 2d) with layer norm and ReLU, plus a
+    residual scale that starts at zero so a deep stack trains stably."""
+
+    def __init__(self, d: int, kernel: int, dilation: int, dropout: float):
+        super().__init__()
+        self.conv1 = CausalConv1d(d, d, kernel, dilation)
+        self.norm1 = nn.LayerNorm(d)
+        self.conv2 = CausalConv1d(d, d, kernel, dilation * 2)
+        self.norm2 = nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+        self.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.norm1(self.conv1(x)))
+        h = F.relu(self.norm2(self.conv2(h)))
+        return x + self.alpha * self.drop(h)
+
+
+class NextItNet(SeqRecModel):
+    name = "nextitnet"
+    config_class = NextItNetConfig
+
+    def __init__(self, config: NextItNetConfig):
+        super().__init__(config)
+        d = config.embedding_size
+        self.item_embedding = nn.Embedding(config.num_items + 1, d, padding_idx=0)
+        self.blocks = nn.ModuleList(
+            ResidualBlock(d, config.kernel_size, dil, config.dropout)
+            for _ in range(config.num_blocks)
+            for dil in config.dilations
+        )
+        self.final = nn.Linear(d, d)
+        nn.init.normal_(self.item_embedding.weight, 0.0, 1.0 / d**0.5)
+
+    def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
+        x = self.item_embedding(seq)
+        states = [x]
+        for i, block in enumerate(self.blocks, 1):
+            x = block(x)
+            if i % self.config.layer_every == 0 and i < len(self.blocks):
+                states.append(x)
+        states.append(self.final(x))
+        return states

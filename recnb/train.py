@@ -1,0 +1,321 @@
+"""Training, evaluation and checkpoints for every model that meets the contract.
+
+One epoch runs each training window through the network once and learns all of its
+positions together (RecBole re-runs the network once per prefix, which is why it is slow).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from recnb.data import Scene, Windows, eval_inputs, seen_items, train_windows
+from recnb.errors import ConfigError
+from recnb.metrics import DEFAULT_KS, PROTOCOLS, flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
+from recnb.models import SeqRecModel, model_class
+
+CHECKPOINT_FORMAT = 1
+LOSSES = ("ce", "bce")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "ce"  # "ce" (full softmax) or "bce" (one sampled negative per position)
+    patience: int = 10  # epochs without a better valid NDCG@10 before stopping
+    device: str = "auto"
+    seed: int = 2020
+    max_len: int = 50
+    amp: bool = True  # mixed precision, used on CUDA only
+    clip: float | None = 5.0
+    eval_every: int = 1
+    progress: bool = True
+    time_budget: float | None = None  # seconds; stop after the epoch that crosses it
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        for name in ("epochs", "batch_size", "max_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    model: SeqRecModel
+    best_epoch: int
+    epochs: int
+    train_seconds: float
+    seconds_to_best: float
+    valid: dict
+    history: pd.DataFrame = field(repr=False, default=None)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device: unknown device {device!r} (use auto, cpu or cuda)") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- losses
+ExtraLoss = Callable[[SeqRecModel, dict, list, torch.Tensor], "torch.Tensor | dict"]
+
+
+def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce") -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-item loss over every valid position of the batch.
+
+    Returns the loss and the logits at the valid positions (``(P, num_items + 1)`` for
+    ``ce``), which distillation losses reuse instead of scoring twice.
+    """
+    mask = batch["targets"] > 0
+    h = out[mask]
+    tgt = batch["targets"][mask]
+    if kind == "ce":
+        logits = model.score(h)
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits.float(), tgt), logits
+    neg = batch["negatives"][mask]
+    w = model.item_weights()
+    pos_s = (h * w[tgt]).sum(-1)
+    neg_s = (h * w[neg]).sum(-1)
+    loss = F.binary_cross_entropy_with_logits(
+        torch.cat([pos_s, neg_s]).float(), torch.cat([torch.ones_like(pos_s), torch.zeros_like(neg_s)]).float()
+    )
+    return loss, None
+
+
+def sample_negatives(inputs: torch.Tensor, targets: torch.Tensor, num_items: int, gen: torch.Generator) -> torch.Tensor:
+    """One uniform negative per position, re-drawn where it equals the target."""
+    neg = torch.randint(1, num_items + 1, targets.shape, generator=gen, device=targets.device)
+    clash = neg == targets
+    while clash.any():
+        neg[clash] = torch.randint(1, num_items + 1, (int(clash.sum()),), generator=gen, device=targets.device)
+        clash = neg == targets
+    return neg
+
+
+# ----------------------------------------------------------------------------- fit
+def fit(
+    model: SeqRecModel,
+    scene: Scene,
+    config: TrainConfig | None = None,
+    extra_loss: ExtraLoss | None = None,
+    windows: Windows | None = None,
+    checkpoint: str | Path | None = None,
+    log: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train with Adam and early stopping on validation NDCG@10; keep the best weights.
+
+    ``extra_loss(model, batch, hidden_states, logits)`` adds terms (distillation); it gets
+    ``batch["index"]``, the window indices, to look up cached teacher outputs.
+    """
+    cfg = config or TrainConfig()
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    windows = windows if windows is not None else train_windows(scene, cfg.max_len)
+    inputs, targets = windows.inputs.to(device), windows.targets.to(device)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_amp = cfg.amp and device.type == "cuda"
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    best, best_state, best_epoch, seconds_to_best = -1.0, None, -1, 0.0
+    history, bad, trained = [], 0, 0.0
+    bar = tqdm(range(cfg.epochs), desc=f"train {model.name}", disable=not cfg.progress, leave=False)
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(windows), generator=gen, device=device)
+        total, terms_sum = 0.0, {}
+        for b in range(0, len(order), cfg.batch_size):
+            idx = order[b : b + cfg.batch_size]
+            batch = {"index": idx, "inputs": inputs[idx], "targets": targets[idx]}
+            if cfg.loss == "bce":
+                batch["negatives"] = sample_negatives(batch["inputs"], batch["targets"], model.config.num_items, gen)
+            with torch.autocast(device.type, enabled=use_amp, dtype=torch.bfloat16):
+                states = model(batch["inputs"])
+                loss, logits = rec_loss(model, states[-1], batch, cfg.loss)
+                if extra_loss is not None:
+                    extra = extra_loss(model, batch, states, logits)
+                    if isinstance(extra, dict):
+                        for k, v in extra.items():
+                            terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+                        extra = sum(extra.values())
+                    loss = loss + extra
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            total += loss.item()
+        trained += time.perf_counter() - start
+        row = {"epoch": epoch, "loss": total / max(1, math.ceil(len(order) / cfg.batch_size)), "seconds": trained}
+        row.update({k: v / max(1, math.ceil(len(order) / cfg.batch_size)) for k, v in terms_sum.items()})
+        if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
+            valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len))
+            row.update({f"valid_{k}": v for k, v in valid.items()})
+            if valid["NDCG@10"] > best:
+                best, best_epoch, bad = valid["NDCG@10"], epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+                seconds_to_best = trained
+            else:
+                bad += cfg.eval_every
+            bar.set_postfix(ndcg10=f"{valid['NDCG@10']:.4f}", best=f"{best:.4f}")
+        history.append(row)
+        if log:
+            log(row)
+        if checkpoint is not None and best_epoch == epoch:
+            save_checkpoint(checkpoint, model, scene, extra={"epoch": epoch})
+        if bad >= cfg.patience or (cfg.time_budget and trained >= cfg.time_budget):
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    hist = pd.DataFrame(history)
+    valid_best = {k[6:]: v for k, v in hist.loc[hist["epoch"] == best_epoch].iloc[0].items() if k.startswith("valid_")} if best_epoch >= 0 else {}
+    return TrainResult(model, best_epoch, len(history), trained, seconds_to_best, valid_best, hist)
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def score_users(model: SeqRecModel, histories: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Scores of every item for each left-padded history (rows on the model's device)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for b in range(0, len(histories), batch_size):
+        h = model.output(histories[b : b + batch_size].to(device))[:, -1]
+        s = model.score(h).float()
+        s[:, 0] = float("-inf")
+        out.append(s)
+    return torch.cat(out) if out else torch.zeros(0, model.config.num_items + 1)
+
+
+@torch.no_grad()
+def user_ranks(
+    model: SeqRecModel,
+    scene: Scene,
+    split: str = "test",
+    protocol: str = "full",
+    exclude_seen: bool = False,
+    max_len: int | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """0-based rank of each user's held-out item (the unit every metric is built from)."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    max_len = max_len or model.config.max_len
+    hist, target = eval_inputs(scene, split, max_len)
+    scores = score_users(model, hist)
+    target = target.to(scores.device)
+    if protocol == "sampled100":
+        cand = sampled_candidates(seen_items(scene, split), target.cpu(), scene.num_items, 100, seed).to(scores.device)
+        return ranks_from_scores(scores.gather(1, cand), torch.zeros_like(target)).cpu()
+    if exclude_seen:
+        for u, items in enumerate(seen_items(scene, split)):
+            items = items[items != int(target[u])]
+            scores[u, torch.as_tensor(items, device=scores.device)] = float("-inf")
+    return ranks_from_scores(scores, target).cpu()
+
+
+def evaluate(
+    model: SeqRecModel,
+    scene: Scene,
+    split: str = "test",
+    protocol: str = "full",
+    exclude_seen: bool = False,
+    ks=DEFAULT_KS,
+    max_len: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """HR/NDCG/MRR at each k as a DataFrame (rows k, columns metrics)."""
+    ranks = user_ranks(model, scene, split, protocol, exclude_seen, max_len, seed)
+    return metrics_from_ranks(ranks, ks)
+
+
+def popularity_ranks(scene: Scene, split: str = "test") -> torch.Tensor:
+    """Ranks under "recommend the most popular training items": the floor to beat."""
+    cut = 2 if split == "valid" else 1
+    counts = np.bincount(np.concatenate([s[: len(s) - 2] for s in scene.sequences]), minlength=scene.num_items + 1)
+    scores = torch.as_tensor(counts, dtype=torch.float64).repeat(scene.num_users, 1)
+    scores[:, 0] = -1
+    target = torch.as_tensor([s[len(s) - cut] for s in scene.sequences])
+    return ranks_from_scores(scores, target)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str | Path, model: SeqRecModel, scene: Scene | None = None, extra: dict | None = None) -> Path:
+    """One file with model name, config, weights and the scene's id maps."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.name,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "dataset": scene.name if scene else None,
+        "id_maps": scene.id_maps() if scene else None,
+        "extra": extra or {},
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[SeqRecModel, dict]:
+    """A ready model (eval mode) and the checkpoint's metadata (dataset, id maps, extra)."""
+    from recnb.errors import DataError
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise DataError(f"{path}: not a recnb checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:
+        raise DataError(f"{path}: not a recnb checkpoint (no model name or weights)")
+    cls = model_class(payload["model"])
+    model = cls(cls.config_class.from_dict(payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    model.to(resolve_device(device)).eval()
+    meta = {k: payload.get(k) for k in ("dataset", "id_maps", "extra")}
+    return model, meta
+
+
+def write_json(path: str | Path, obj) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
