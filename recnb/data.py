@@ -201,9 +201,9 @@ def build_scene(
     counts = df.groupby("user", sort=False).size()
     df = df[df["user"].isin(counts[counts >= min_interactions].index)]
     if df.empty:
-        where = f" in {source}" if source else ""
+        where = f"{source}: " if source else f"scene '{name}': "
         raise DataError(
-            f"no user has at least {min_interactions} interactions{where}: leave-one-out needs "
+            f"{where}no user has at least {min_interactions} interactions; leave-one-out needs "
             "a training, a validation and a test item per user"
         )
     df = df.reset_index(drop=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 from recnb.data import Scene
 from recnb.metrics import flatten
 from recnb.models import build_model
-from recnb.train import TrainConfig, evaluate, fit, resolve_device, save_checkpoint, write_json
+from recnb.train import TrainConfig, evaluate, fit, resolve_device, save_checkpoint, seed_everything, write_json
 
 
 def train_and_report(
@@ -22,6 +22,7 @@ def train_and_report(
     """Train one model, evaluate valid and test, and (with ``out``) write ``model.pt`` and
     ``metrics.json``. Returns the metrics dict with the keys the CLI documents."""
     model_cfg = {"max_len": cfg.max_len, **model_cfg, "num_items": scene.num_items}
+    seed_everything(cfg.seed)  # the initial weights come from the seed too
     model = build_model(model_name, **model_cfg)
     result = fit(model, scene, cfg)
     metrics = {

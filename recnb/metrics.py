@@ -43,7 +43,8 @@ def flatten(df: pd.DataFrame) -> dict:
 
 
 def sampled_candidates(seen: list[np.ndarray], targets: torch.Tensor, num_items: int, n: int = 100, seed: int = 0) -> torch.Tensor:
-    """Per user: the target first, then ``n`` random items the user never interacted with."""
+    """Per user: the target first, then ``n`` random items the user never interacted with
+    (fewer where the catalogue has fewer; the rest stays 0, the padding item)."""
     rng = np.random.default_rng(seed)
     out = np.zeros((len(seen), n + 1), np.int64)
     for u, items in enumerate(seen):
@@ -52,5 +53,6 @@ def sampled_candidates(seen: list[np.ndarray], targets: torch.Tensor, num_items:
         banned[0] = banned[int(targets[u])] = True
         allowed = np.flatnonzero(~banned)
         out[u, 0] = targets[u]
-        out[u, 1:] = rng.choice(allowed, size=n, replace=len(allowed) < n)
+        picks = rng.choice(allowed, size=min(n, len(allowed)), replace=False)
+        out[u, 1 : 1 + len(picks)] = picks  # a tiny catalogue leaves 0s: padding never outranks
     return torch.as_tensor(out)

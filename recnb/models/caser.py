@@ -32,9 +32,10 @@ class Caser(SeqRecModel):
         self.item_embedding = nn.Embedding(config.num_items + 1, d, padding_idx=0)
         self.vertical = nn.Conv2d(1, config.num_v, (w, 1))
         self.horizontal = nn.ModuleList(nn.Conv2d(1, config.num_h, (h, d)) for h in range(1, w + 1))
-        self.fc = nn.Linear(config.num_v * d + config.num_h * w, d)
+        self.fc1 = nn.Linear(config.num_v * d + config.num_h * w, d)
+        self.fc2 = nn.Linear(d, d)  # RecBole's fc2 (there over [z; user]); recnb models are user-free
         self.drop = nn.Dropout(config.dropout)
-        nn.init.normal_(self.item_embedding.weight, 0.0, 1.0 / d)
+        nn.init.normal_(self.item_embedding.weight, 0.0, 1.0 / d**0.5)
 
     def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
         B, L = seq.shape
@@ -47,5 +48,5 @@ class Caser(SeqRecModel):
         for conv in self.horizontal:
             h = F.relu(conv(win).squeeze(3))  # (BL, num_h, w - h + 1)
             hs.append(h.max(dim=2).values)
-        z = F.relu(self.fc(self.drop(torch.cat([v] + hs, 1)))).reshape(B, L, d)
-        return [e, z]
+        z = F.relu(self.fc1(self.drop(torch.cat([v] + hs, 1)))).reshape(B, L, d)
+        return [e, z, self.fc2(z)]

@@ -1,10 +1,15 @@
-"""SASRec (Kang & McAuley, ICDM 2018): causal self-attention over the item sequence."""
+"""SASRec (Kang & McAuley, ICDM 2018): causal self-attention over the item sequence.
+
+Post-norm blocks as in RecBole (attention, dropout, residual, LayerNorm; then a GELU
+feed-forward the same way), attention through ``scaled_dot_product_attention``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from recnb.models.base import ModelConfig, SeqRecModel, init_weights
@@ -20,44 +25,69 @@ class SASRecConfig(ModelConfig):
     attn_dropout: float = 0.5
 
 
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, L, d = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, L, d))
+
+
+class Block(nn.Module):
+    def __init__(self, c: SASRecConfig):
+        super().__init__()
+        d = c.hidden_size
+        self.attn = CausalSelfAttention(d, c.num_heads, c.attn_dropout)
+        self.norm1 = nn.LayerNorm(d, eps=1e-12)
+        self.ff = nn.Sequential(nn.Linear(d, c.inner_size), nn.GELU(), nn.Linear(c.inner_size, d))
+        self.norm2 = nn.LayerNorm(d, eps=1e-12)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.drop(self.attn(x, mask)))
+        return self.norm2(x + self.drop(self.ff(x)))
+
+
 class SASRec(SeqRecModel):
     name = "sasrec"
     config_class = SASRecConfig
 
     def __init__(self, config: SASRecConfig):
         super().__init__(config)
+        if config.hidden_size % config.num_heads:
+            from recnb.errors import ConfigError
+
+            raise ConfigError(f"sasrec: hidden_size {config.hidden_size} is not divisible by num_heads {config.num_heads}")
         d = config.hidden_size
         self.item_embedding = nn.Embedding(config.num_items + 1, d, padding_idx=0)
         self.position_embedding = nn.Embedding(config.max_len, d)
         self.norm = nn.LayerNorm(d, eps=1e-12)
         self.drop = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                d, config.num_heads, config.inner_size, config.dropout, activation="gelu",
-                batch_first=True, norm_first=False, layer_norm_eps=1e-12,
-            )
-            for _ in range(config.num_layers)
-        )
-        for layer in self.layers:  # attention dropout separate from hidden dropout, as in RecBole
-            layer.self_attn.dropout = config.attn_dropout
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         init_weights(self)
 
     def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
         L = seq.shape[1]
         pos = torch.arange(L, device=seq.device).clamp(max=self.config.max_len - 1)
         x = self.drop(self.norm(self.item_embedding(seq) + self.position_embedding(pos)))
+        mask = attention_mask(seq)
         states = [x]
-        mask = self.attention_mask(seq)
         for layer in self.layers:
-            x = layer(x, src_mask=mask)
+            x = layer(x, mask)
             states.append(x)
         return states
 
-    def attention_mask(self, seq: torch.Tensor) -> torch.Tensor:
-        """Causal and padding-aware: a position attends to earlier real items and itself
-        (itself always, so padded rows never become all-masked NaNs)."""
-        B, L = seq.shape
-        future = torch.triu(torch.ones(L, L, dtype=torch.bool, device=seq.device), 1)
-        blocked = future.unsqueeze(0) | (seq == 0).unsqueeze(1)  # (B, L, L): True = not allowed
-        blocked = blocked & ~torch.eye(L, dtype=torch.bool, device=seq.device)
-        return blocked.repeat_interleave(self.config.num_heads, dim=0)
+
+def attention_mask(seq: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, L, L)``, True = may attend: earlier real items and always itself (so a
+    padded row never becomes all-masked and NaN)."""
+    L = seq.shape[1]
+    causal = torch.tril(torch.ones(L, L, dtype=torch.bool, device=seq.device))
+    allowed = causal.unsqueeze(0) & (seq != 0).unsqueeze(1)
+    return (allowed | torch.eye(L, dtype=torch.bool, device=seq.device)).unsqueeze(1)

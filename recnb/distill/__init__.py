@@ -1,0 +1,1 @@
+"""Distillation: AdaRec (search-guided) and DLLM2Rec (LLM teacher) losses and pipelines."""

@@ -1,0 +1,385 @@
+"""The bi-level searcher (DARTS first order) and its history.
+
+``search(scene, teacher, SearchConfig(...), out_dir)`` splits the training windows in two
+halves; each step takes one Adam step of the alphas on a batch of half B, then one step of
+the network weights on a batch of half A, both on the AdaRec loss
+``(1 - gamma) CE + gamma (KD + EMD) + beta L_E``. The frozen teacher runs once per window
+(:class:`~recnb.distill.losses.TeacherCache`), before the first step.
+
+Files written to ``out_dir`` (all CSV, read by :func:`load_history` into DataFrames):
+
+- ``alphas.csv``: ``step, epoch, cell, edge, node, input, op, weight`` (softmax(alpha))
+- ``losses.csv``: ``step, epoch, phase, ce, kd, emd, cost, total, tau`` per step and phase
+- ``flows.csv``: ``epoch, teacher_layer, student_layer, flow`` (mean EMD flow of the epoch)
+- ``layer_weights.csv``: ``epoch, side, layer, weight`` (EMD layer weights at epoch end)
+- ``epochs.csv``: one row per epoch (valid metrics, expected cost, derived architecture)
+- ``checkpoint.pt`` after every epoch (a killed search resumes from it to the same
+  history), ``config.json``, ``architecture.json`` and ``result.json`` at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from recnb.data import Scene, train_windows
+from recnb.distill.losses import WEIGHT_UPDATES, EMDLoss, TeacherCache, combined_loss, cost_loss, kd_loss
+from recnb.errors import ConfigError
+from recnb.metrics import flatten
+from recnb.models import SeqRecModel
+from recnb.search.architecture import Architecture, derive, edges_per_cell
+from recnb.search.ops import COSTS, normalised_costs, op_costs
+from recnb.search.supernet import Supernet, SupernetConfig
+from recnb.train import evaluate, load_checkpoint, resolve_device, seed_everything, write_json
+
+# The default candidate ops: the paper's eight plus causal self-attention. The d4
+# dilations exist in the registry (``ops.PRIMITIVES``) and can be added with ``primitives``.
+DEFAULT_PRIMITIVES = ("zero", "skip", "max_pool_k3", "avg_pool_k3", "conv_k3", "conv_k5",
+                      "dil_conv_k3_d2", "dil_conv_k5_d2", "self_attention")
+HISTORY_FILES = ("alphas", "losses", "flows", "layer_weights", "epochs")
+
+
+@dataclass
+class SearchConfig:
+    # search space
+    width: int = 64
+    num_cells: int = 4
+    num_nodes: int = 3
+    primitives: list = field(default_factory=lambda: list(DEFAULT_PRIMITIVES))
+    share_alphas: bool = False
+    relaxation: str = "softmax"  # or "gumbel"
+    hard: bool = False  # straight-through one-hot Gumbel samples
+    tau: float = 1.0  # initial Gumbel temperature
+    tau_decay: float = 0.8  # multiplied in every ``tau_every`` epochs
+    tau_every: int = 1
+    tau_min: float = 0.1
+    # loss
+    gamma: float = 0.5
+    beta: float = 0.1
+    T: float = 1.0
+    cost: str = "params"  # params | flops | latency
+    emd: bool = True
+    emd_update: str = "softmax"  # softmax | normalize | none
+    T_emd: float = 10.0
+    # optimisation
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 3e-3
+    lr_alpha: float = 3e-3
+    weight_decay_alpha: float = 1e-3
+    clip: float | None = 5.0
+    patience: int = 3
+    max_steps: int | None = None  # cap on steps per epoch (None = one pass over the halves)
+    max_len: int = 50
+    seed: int = 2020
+    device: str = "auto"
+    cost_device: str = "cpu"  # where op latencies are measured for cost="latency"
+    cache_dir: str | None = None
+    alpha_every: int = 1  # record softmax(alpha) every this many steps
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.cost not in COSTS:
+            raise ConfigError(f"cost: expected one of {', '.join(COSTS)}, got {self.cost!r}")
+        if self.emd_update not in WEIGHT_UPDATES:
+            raise ConfigError(f"emd_update: expected one of {', '.join(WEIGHT_UPDATES)}, got {self.emd_update!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
+        if self.beta < 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}")
+        if self.T <= 0:
+            raise ConfigError(f"T must be positive, got {self.T}")
+        for name in ("epochs", "batch_size", "max_len", "width", "num_cells", "num_nodes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"search config: unknown option(s) {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class SearchResult:
+    architecture: Architecture
+    out_dir: Path | None
+    best_epoch: int
+    epochs: int
+    seconds: float  # search time (steps + validation), excluding the teacher cache
+    teacher_seconds: float
+    history: dict = field(repr=False, default_factory=dict)
+    supernet: Supernet | None = field(repr=False, default=None)
+
+
+# ----------------------------------------------------------------------------- the update step
+def loss_terms(model: Supernet, batch: dict, cache: TeacherCache | None, emd: EMDLoss | None,
+               costs: torch.Tensor, cfg: SearchConfig) -> dict:
+    """Every term of the AdaRec loss on one batch (``total`` included)."""
+    mask = batch["targets"] > 0
+    states = model(batch["inputs"])
+    logits = model.score(states[-1][mask]).float()
+    logits[:, 0] = float("-inf")
+    ce = F.cross_entropy(logits, batch["targets"][mask])
+    zero = ce.new_zeros(())
+    kd = kd_loss(logits, cache.logits(batch["index"], mask), cfg.T) if cache is not None and cfg.gamma > 0 else zero
+    hid = emd([s[mask] for s in states[1:]], cache.layers(batch["index"], mask)) if emd is not None and cache is not None and cfg.gamma > 0 else zero
+    cost = cost_loss(model.op_weights(sample=False), costs)
+    total = combined_loss(ce, kd + hid, cost, cfg.gamma, cfg.beta)
+    return {"ce": ce, "kd": kd, "emd": hid, "cost": cost, "total": total}
+
+
+def bilevel_step(model: Supernet, batch_w: dict, batch_a: dict, w_opt, a_opt, cache, emd, costs, cfg: SearchConfig) -> tuple[dict, dict]:
+    """One first-order DARTS step: alphas on ``batch_a`` (half B), then weights on
+    ``batch_w`` (half A). Returns the loss terms of both phases."""
+    model.train()
+    alpha_terms = loss_terms(model, batch_a, cache, emd, costs, cfg)
+    grads = torch.autograd.grad(alpha_terms["total"], model.arch_parameters())
+    a_opt.zero_grad(set_to_none=True)
+    for p, g in zip(model.arch_parameters(), grads):
+        p.grad = g
+    a_opt.step()
+
+    weights = [p for g in w_opt.param_groups for p in g["params"]]
+    weight_terms = loss_terms(model, batch_w, cache, emd, costs, cfg)
+    grads = torch.autograd.grad(weight_terms["total"], weights, allow_unused=True)
+    w_opt.zero_grad(set_to_none=True)
+    for p, g in zip(weights, grads):
+        p.grad = g
+    if cfg.clip:
+        torch.nn.utils.clip_grad_norm_(weights, cfg.clip)
+    w_opt.step()
+    if emd is not None:
+        emd.update_weights()
+    return ({k: float(v.detach()) for k, v in alpha_terms.items()}, {k: float(v.detach()) for k, v in weight_terms.items()})
+
+
+# ----------------------------------------------------------------------------- history files
+def _append_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    df = pd.DataFrame(rows)
+    df.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
+
+
+def _truncate_history(out: Path, last_epoch: int) -> None:
+    """Drop history rows after ``last_epoch`` (written by a run killed before its checkpoint)."""
+    for name in HISTORY_FILES:
+        path = out / f"{name}.csv"
+        if path.exists() and path.stat().st_size:
+            df = pd.read_csv(path)
+            df[df["epoch"] <= last_epoch].to_csv(path, index=False)
+
+
+def load_history(out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """The search history as DataFrames: ``alphas`` (long format), ``losses``, ``flows``,
+    ``layer_weights`` and ``epochs`` (missing files give empty frames)."""
+    out = Path(out_dir)
+    frames = {}
+    for name in HISTORY_FILES:
+        path = out / f"{name}.csv"
+        frames[name] = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+    return frames
+
+
+def _edge_index(num_nodes: int) -> list[tuple[int, int]]:
+    """``(node, input)`` of each edge of a cell, in alpha order."""
+    return [(n, j) for n in range(num_nodes) for j in range(2 + n)]
+
+
+def _alpha_rows(model: Supernet, step: int, epoch: int) -> list[dict]:
+    w = model.alpha_softmax().numpy()
+    edges = _edge_index(model.config.num_nodes)
+    prims = model.config.primitives
+    return [
+        {"step": step, "epoch": epoch, "cell": c, "edge": e, "node": edges[e][0], "input": edges[e][1], "op": prims[o], "weight": float(w[c, e, o])}
+        for c in range(w.shape[0]) for e in range(w.shape[1]) for o in range(w.shape[2])
+    ]
+
+
+# ----------------------------------------------------------------------------- search
+def _teacher_model(teacher, device) -> SeqRecModel:
+    if isinstance(teacher, (str, Path)):
+        model, _ = load_checkpoint(teacher, device=str(device))
+        return model
+    return teacher
+
+
+def search(
+    scene: Scene,
+    teacher: SeqRecModel | str | Path | None,
+    config: SearchConfig | None = None,
+    out_dir: str | Path | None = None,
+    cache: TeacherCache | None = None,
+    resume: bool = True,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> SearchResult:
+    """Search a student architecture for ``scene`` under ``teacher`` (a model, a
+    checkpoint path, or None to search without distillation).
+
+    Pass a prebuilt ``cache`` to share the teacher's outputs across searches (it must be
+    built from ``train_windows(scene, config.max_len)``). With ``out_dir`` every epoch is
+    checkpointed; a later call with the same ``out_dir`` and config resumes. ``on_epoch``
+    is called after each epoch's checkpoint with ``(epoch, epoch_row)``.
+    """
+    cfg = config or SearchConfig()
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_path = out / "checkpoint.pt" if out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg_path = out / "config.json"
+        if cfg_path.exists() and resume:
+            saved = json.loads(cfg_path.read_text())
+            if saved != json.loads(json.dumps(cfg.to_dict())):
+                diff = sorted(k for k in cfg.to_dict() if saved.get(k) != json.loads(json.dumps(cfg.to_dict()))[k])
+                raise ConfigError(f"{out}: holds a search with different settings ({', '.join(diff)}); use another --out or --force")
+        if not resume:
+            for name in HISTORY_FILES:
+                (out / f"{name}.csv").unlink(missing_ok=True)
+            if ckpt_path.exists():
+                ckpt_path.unlink()
+        write_json(cfg_path, cfg.to_dict())
+
+    windows = train_windows(scene, cfg.max_len)
+    t0 = time.perf_counter()
+    if cache is None and teacher is not None and cfg.gamma > 0:
+        cache = TeacherCache(_teacher_model(teacher, device), windows, device=device)
+    teacher_seconds = time.perf_counter() - t0
+
+    model = Supernet(SupernetConfig(
+        num_items=scene.num_items, max_len=cfg.max_len, width=cfg.width, num_cells=cfg.num_cells,
+        num_nodes=cfg.num_nodes, primitives=list(cfg.primitives), share_alphas=cfg.share_alphas,
+        relaxation=cfg.relaxation, hard=cfg.hard)).to(device)
+    emd = None
+    if cache is not None and cfg.emd:
+        emd = EMDLoss(cache.num_layers, cfg.num_cells, cfg.width, cache.width, cfg.emd_update, cfg.T_emd).to(device)
+    costs = normalised_costs(cfg.cost, cfg.width, cfg.max_len, cfg.primitives, cfg.cost_device, cfg.cache_dir).to(device)
+    params_cost = op_costs("params", cfg.width, cfg.max_len, cfg.primitives)
+    w_params = model.weight_parameters() + (list(emd.parameters()) if emd is not None else [])
+    w_opt = torch.optim.Adam(w_params, lr=cfg.lr)
+    a_opt = torch.optim.Adam(model.arch_parameters(), lr=cfg.lr_alpha, betas=(0.5, 0.999), weight_decay=cfg.weight_decay_alpha)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.generator = gen
+    perm = torch.randperm(len(windows), generator=gen)
+    half_a, half_b = perm[: len(perm) // 2], perm[len(perm) // 2 :]
+    inputs, targets = windows.inputs.to(device), windows.targets.to(device)
+
+    state = {"epoch": -1, "step": 0, "best": -1.0, "best_epoch": -1, "bad": 0, "best_alphas": None, "seconds": 0.0}
+    if ckpt_path is not None and ckpt_path.exists() and resume:
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        if emd is not None:
+            emd.load_state_dict(ck["emd"])
+        w_opt.load_state_dict(ck["w_opt"])
+        a_opt.load_state_dict(ck["a_opt"])
+        gen.set_state(ck["generator"])
+        state = ck["state"]
+        _truncate_history(out, state["epoch"])
+
+    def batch(idx):
+        idx = idx.to(device)
+        return {"index": idx, "inputs": inputs[idx], "targets": targets[idx]}
+
+    bar = tqdm(range(state["epoch"] + 1, cfg.epochs), desc=f"search {scene.name} beta={cfg.beta}", disable=not cfg.progress, leave=False)
+    for epoch in bar:
+        if state["bad"] >= cfg.patience:
+            break
+        start = time.perf_counter()
+        model.tau = max(cfg.tau_min, cfg.tau * cfg.tau_decay ** (epoch // cfg.tau_every))
+        order_a = half_a[torch.randperm(len(half_a), generator=gen)]
+        order_b = half_b[torch.randperm(len(half_b), generator=gen)]
+        steps = -(-min(len(order_a), len(order_b)) // cfg.batch_size)
+        if cfg.max_steps:
+            steps = min(steps, cfg.max_steps)
+        loss_rows, alpha_rows, flows = [], [], []
+        for s in range(steps):
+            sl = slice(s * cfg.batch_size, (s + 1) * cfg.batch_size)
+            a_terms, w_terms = bilevel_step(model, batch(order_a[sl]), batch(order_b[sl]), w_opt, a_opt, cache, emd, costs, cfg)
+            step = state["step"]
+            for phase, terms in (("alphas", a_terms), ("weights", w_terms)):
+                loss_rows.append({"step": step, "epoch": epoch, "phase": phase, **terms, "tau": model.tau})
+            if emd is not None and emd.last_flow is not None:
+                flows.append(emd.last_flow)
+            if step % cfg.alpha_every == 0:
+                alpha_rows.extend(_alpha_rows(model, step, epoch))
+            state["step"] += 1
+        valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len))
+        state["seconds"] += time.perf_counter() - start
+        arch = model.genotype()
+        improved = valid["NDCG@10"] > state["best"]
+        if improved:
+            state.update(best=valid["NDCG@10"], best_epoch=epoch, bad=0, best_alphas=model.alphas.detach().cpu().clone())
+        else:
+            state["bad"] += 1
+        state["epoch"] = epoch
+        row = {
+            "epoch": epoch, "steps": steps, "seconds": state["seconds"], "tau": model.tau,
+            **{f"valid_{k}": v for k, v in valid.items()},
+            "loss": float(np.mean([r["total"] for r in loss_rows if r["phase"] == "weights"])) if loss_rows else float("nan"),
+            "expected_cost": float(cost_loss(model.op_weights(sample=False), costs)),
+            "architecture_params": arch.params(cfg.width),
+            "architecture": arch.signature(),
+        }
+        if out:
+            _append_csv(out / "losses.csv", loss_rows)
+            _append_csv(out / "alphas.csv", alpha_rows)
+            if flows:
+                mean = np.mean(flows, axis=0)
+                _append_csv(out / "flows.csv", [
+                    {"epoch": epoch, "teacher_layer": i, "student_layer": j, "flow": float(mean[i, j])}
+                    for i in range(mean.shape[0]) for j in range(mean.shape[1])])
+            if emd is not None:
+                _append_csv(out / "layer_weights.csv", [
+                    {"epoch": epoch, "side": side, "layer": i, "weight": float(w)}
+                    for side, buf in (("teacher", emd.teacher_weights), ("student", emd.student_weights))
+                    for i, w in enumerate(buf.cpu().tolist())])
+            _append_csv(out / "epochs.csv", [row])
+            payload = {"model": model.state_dict(), "emd": emd.state_dict() if emd is not None else None,
+                       "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "generator": gen.get_state(),
+                       "state": state, "config": cfg.to_dict()}
+            tmp = ckpt_path.with_suffix(".tmp")
+            torch.save(payload, tmp)
+            tmp.replace(ckpt_path)
+        bar.set_postfix(ndcg10=f"{valid['NDCG@10']:.4f}", params=row["architecture_params"])
+        if on_epoch:
+            on_epoch(epoch, row)
+
+    alphas = state["best_alphas"] if state["best_alphas"] is not None else model.alphas.detach().cpu()
+    probs = F.softmax(alphas, -1).expand(cfg.num_cells, -1, -1).numpy()
+    meta = {
+        "scene": scene.name, "beta": cfg.beta, "gamma": cfg.gamma, "cost": cfg.cost, "width": cfg.width,
+        "best_epoch": state["best_epoch"], "valid_NDCG@10": state["best"],
+        "expected_cost": float((torch.as_tensor(probs) * costs.cpu()).sum()),
+    }
+    arch = derive(probs, cfg.primitives, meta=meta)
+    arch.meta["params_cells"] = arch.params(cfg.width)
+    result = SearchResult(arch, out, state["best_epoch"], state["epoch"] + 1, state["seconds"], teacher_seconds, supernet=model)
+    if out:
+        arch.save(out / "architecture.json")
+        write_json(out / "result.json", {
+            "architecture": "architecture.json", "signature": arch.signature(), "best_epoch": state["best_epoch"],
+            "epochs": state["epoch"] + 1, "search_seconds": round(state["seconds"], 2),
+            "teacher_cache_seconds": round(teacher_seconds, 2), "params_cost": params_cost, **{k: arch.meta[k] for k in ("expected_cost", "params_cells")},
+        })
+        result.history = load_history(out)
+    return result
+
+
+__all__ = ["DEFAULT_PRIMITIVES", "SearchConfig", "SearchResult", "bilevel_step", "load_history", "loss_terms", "search", "edges_per_cell"]

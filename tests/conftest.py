@@ -1,0 +1,18 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """Real data: RECNB_DATA_DIR, else ../shared/data beside the repo; skip when absent."""
+    root = Path(os.environ.get("RECNB_DATA_DIR", SHARED))
+    if not (root / "ml-100k" / "u.data").exists():
+        pytest.skip(f"ml-100k not found under {root} (set RECNB_DATA_DIR)")
+    return root

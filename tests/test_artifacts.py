@@ -1,0 +1,164 @@
+"""DLLM2Rec interchange files: exact round trips and clear errors on bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recnb.data import eval_inputs, synthetic_scene, train_windows
+from recnb.distill.artifacts import (
+    CONFIDENCE_FILE,
+    EMBEDDINGS_FILE,
+    RANKS_FILE,
+    STATS_FILE,
+    TRAIN_FILE,
+    VALID_FILE,
+    export_scene,
+    load_artifacts,
+    read_official,
+    save_artifacts,
+    scene_rows,
+    window_rows,
+    write_official,
+)
+from recnb.errors import DataError
+
+torch.set_num_threads(1)
+N = 30
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return synthetic_scene(num_users=25, num_items=N, seq_len=16, seed=3)
+
+
+def fake_teacher(rows: int, top_n: int = 5, d: int = 7, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ranks = torch.stack([torch.randperm(N, generator=g)[:top_n] + 1 for _ in range(rows)])
+    dist = torch.rand(rows, top_n, generator=g).sort(1).values * 3
+    return torch.randn(N, d, generator=g), ranks, dist
+
+
+def test_teacher_files_round_trip_in_official_ids(tmp_path):
+    emb, ranks, dist = fake_teacher(12)
+    save_artifacts(tmp_path, emb.half(), ranks, dist)  # BIGRec stores fp16; any width d
+    first = np.loadtxt(tmp_path / RANKS_FILE)[0]
+    assert np.array_equal(first, (ranks[0] - 1).numpy())  # files hold 0-based ids
+    assert torch.equal(torch.load(tmp_path / EMBEDDINGS_FILE), emb.half())  # a plain tensor
+    art = load_artifacts(tmp_path, num_items=N, num_rows=12)
+    assert torch.equal(art.ranks, ranks)  # back in recnb ids
+    assert torch.allclose(art.distances, dist, atol=1e-6)
+    assert art.embeddings.dtype == torch.float32 and torch.allclose(art.embeddings, emb.half().float())
+    assert (art.num_rows, art.top_n) == (12, 5)
+
+
+def test_official_layout_round_trip(tmp_path, scene):
+    data = export_scene(scene)
+    write_official(tmp_path, data)
+    assert set(p.name for p in tmp_path.iterdir()) == {TRAIN_FILE, VALID_FILE, "test_data.csv", STATS_FILE}
+    stats = pd.read_pickle(tmp_path / STATS_FILE)
+    assert (int(stats["seq_size"][0]), int(stats["item_num"][0])) == (10, N)
+    text = (tmp_path / VALID_FILE).read_text().splitlines()
+    assert text[0] == "seq,len_seq,next" and text[1].startswith('"[')  # seq as a quoted list
+    back = read_official(tmp_path)
+    for a, b in ((data.train, back.train), (data.valid, back.valid), (data.test, back.test)):
+        assert list(a["seq"]) == list(b["seq"]) and list(a["next"]) == list(b["next"])
+        assert list(a["len_seq"]) == list(b["len_seq"])
+    assert (back.train["len_seq"] < 10).any()  # short histories exist, and are padded with item_num
+    assert all(s[n:] == [N] * (10 - n) for s, n in zip(back.train["seq"], back.train["len_seq"]))
+    # the official rows reproduce recnb's leave-one-out: same histories (last 10) and targets
+    for split in ("valid", "test"):
+        h1, t1 = eval_inputs(scene, split, 10)
+        h2, t2 = eval_inputs(back.scene(split), split, 10)
+        assert torch.equal(h1, h2) and torch.equal(t1, t2)
+    # training rows: official order == recnb's row order over windows
+    rows = scene_rows(train_windows(scene, 8), scene)
+    off_rows = window_rows(back.windows())
+    assert torch.equal(rows.targets, off_rows.targets)
+
+
+def test_row_order_users_then_time(scene):
+    windows = train_windows(scene, 5)  # short windows: several per user
+    rows = scene_rows(windows, scene)
+    expected = np.concatenate([s[1:-2] for s in scene.sequences])
+    assert np.array_equal(rows.targets.numpy(), expected)
+    assert torch.equal(windows.targets[rows.window, rows.position], rows.targets)
+    values = torch.arange(len(rows) * 2).view(-1, 2)
+    assert torch.equal(rows.rows(rows.table(values)), values)
+
+
+def write_good(tmp_path, rows=6):
+    emb, ranks, dist = fake_teacher(rows)
+    save_artifacts(tmp_path, emb, ranks, dist)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "file, content, message",
+    [
+        (RANKS_FILE, "1 2 3 4 5\n1 2 3 4\n", "numeric matrix"),
+        (RANKS_FILE, "1 2 3 4 30\n" * 6, "out of range"),
+        (RANKS_FILE, "1 2 3 4 -1\n" * 6, "negative"),
+        (RANKS_FILE, "1 2 3 4 5.5\n" * 6, "non-integer"),
+        (RANKS_FILE, "1 2 3 4 5\n" * 5, "training rows"),
+        (CONFIDENCE_FILE, "0.1 0.2 nan 0.4 0.5\n" * 6, "NaN"),
+        (CONFIDENCE_FILE, "0.5 0.4 0.3 0.2 0.1\n" * 6, "not ascending"),
+        (CONFIDENCE_FILE, "0.1 0.2 0.3 0.4\n" * 6, "shape"),
+        (CONFIDENCE_FILE, "", "empty"),
+    ],
+)
+def test_malformed_teacher_file_is_named(tmp_path, file, content, message):
+    write_good(tmp_path)
+    (tmp_path / file).write_text(content)
+    with pytest.raises(DataError, match=message) as err:
+        load_artifacts(tmp_path, num_items=N, num_rows=6)
+    assert file in str(err.value)
+
+
+def test_bad_embeddings_are_named(tmp_path):
+    write_good(tmp_path)
+    with pytest.raises(DataError, match=f"{EMBEDDINGS_FILE}: has 30 rows but the data has 31 items"):
+        load_artifacts(tmp_path, num_items=31, ranking=False)
+    bad = torch.randn(N, 4)
+    bad[3, 1] = float("nan")
+    torch.save(bad, tmp_path / EMBEDDINGS_FILE)
+    with pytest.raises(DataError, match="NaN or inf, first at item 3"):
+        load_artifacts(tmp_path, num_items=N)
+    torch.save({"emb": bad}, tmp_path / EMBEDDINGS_FILE)
+    with pytest.raises(DataError, match="expected a tensor"):
+        load_artifacts(tmp_path, num_items=N)
+    (tmp_path / EMBEDDINGS_FILE).write_text("not torch")
+    with pytest.raises(DataError, match="not a saved torch tensor"):
+        load_artifacts(tmp_path, num_items=N)
+    (tmp_path / EMBEDDINGS_FILE).unlink()
+    with pytest.raises(DataError, match="no such file"):
+        load_artifacts(tmp_path, num_items=N)
+
+
+def test_malformed_official_data_is_named(tmp_path, scene):
+    data = export_scene(scene)
+    write_official(tmp_path, data)
+    train = pd.read_pickle(tmp_path / TRAIN_FILE)
+    broken = train.copy()
+    broken.at[0, "seq"] = [0] * 9  # wrong length
+    broken.to_pickle(tmp_path / TRAIN_FILE)
+    with pytest.raises(DataError, match=f"{TRAIN_FILE}: row 0: seq has 9 ids"):
+        read_official(tmp_path)
+    broken = train.copy()
+    broken.at[1, "next"] = N  # the padding id is not an item
+    broken.to_pickle(tmp_path / TRAIN_FILE)
+    with pytest.raises(DataError, match="row 1: next 30 out of range"):
+        read_official(tmp_path)
+    broken = train.copy()
+    row = list(broken.at[0, "seq"])
+    broken.at[0, "seq"] = row[:-1] + [0] if broken.at[0, "len_seq"] < 10 else row
+    broken.at[0, "len_seq"] = min(int(broken.at[0, "len_seq"]), 9)
+    broken.to_pickle(tmp_path / TRAIN_FILE)
+    with pytest.raises(DataError, match="padding id 30"):
+        read_official(tmp_path)
+    train.drop(columns=["len_seq"]).to_pickle(tmp_path / TRAIN_FILE)
+    with pytest.raises(DataError, match=r"lacks column\(s\) \['len_seq'\]"):
+        read_official(tmp_path)
+    train.set_index(train.index + 5).to_pickle(tmp_path / TRAIN_FILE)
+    with pytest.raises(DataError, match="index labels"):
+        read_official(tmp_path)

@@ -1,0 +1,180 @@
+"""Notebook 03 in a real JupyterLab, driven in Debian's headless Chromium through Playwright.
+
+The test starts JupyterLab on 127.0.0.1 (own token, own state directories), opens a copy of
+``notebooks/03_distillation_results.ipynb``, runs all cells, checks that a plotly figure and
+the budget slider are visible, moves the slider and checks that the shown architecture and
+its metrics change, and saves screenshots under ``ci-artifacts/browser/``.
+
+Playwright cannot download its own browser here: it drives ``/usr/bin/chromium``
+(``.ci/install-browser.sh`` installs it). Without Chromium or Playwright the test is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "03_distillation_results.ipynb"
+CHROMIUM = Path(os.environ.get("RECNB_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+RUN_TIMEOUT_MS = 600_000  # the notebook runs its small pipeline inside the browser session
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _requirements() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} not found (install it with .ci/install-browser.sh)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed"
+    try:
+        import jupyterlab  # noqa: F401
+    except ImportError:
+        return "jupyterlab is not installed"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class JupyterLab:
+    """A JupyterLab server on localhost with its state in ``home``; stopped by its PID."""
+
+    def __init__(self, root_dir: Path, home: Path, env: dict):
+        self.port, self.token = free_port(), "recnb-browser-test"
+        state = {name: home / name.lower() for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR",
+                                                        "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR", "IPYTHONDIR")}
+        for p in state.values():
+            p.mkdir(parents=True, exist_ok=True)
+        self.env = dict(env, **{k: str(v) for k, v in state.items()})
+        self.log = open(home / "jupyterlab.log", "w")
+        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+               f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root_dir}", "--allow-root",
+               "--ServerApp.disable_check_xsrf=False", "--LabApp.news_url=", "--LabServerApp.open_browser=False"]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}?token={self.token}"
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                with urllib.request.urlopen(self.url("api/status"), timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(f"JupyterLab did not answer within {timeout:.0f}s; see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def run_all_cells(page) -> None:
+    """Run All Cells from the Run menu; accept a "Select Kernel" dialog if one appears."""
+    page.locator(".jp-NotebookPanel-toolbar [data-status='idle']").wait_for(timeout=120_000)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    dialog = page.locator(".jp-Dialog .jp-mod-accept")
+    try:
+        dialog.wait_for(timeout=3_000)
+        dialog.click()
+        page.locator(".jp-NotebookPanel-toolbar [data-status='idle']").wait_for(timeout=120_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    except Exception:  # noqa: BLE001 - no dialog: the usual case
+        pass
+
+
+def wait_until_all_ran(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+    """Every code cell has an execution count (no '[ ]' or '[*]' prompt) and no error is shown."""
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')];
+            const done = prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+            return done || document.querySelector('.jp-NotebookPanel .jp-OutputArea-output .ansi-red-fg') !== null;
+        }""",
+        timeout=timeout_ms,
+        polling=1000,
+    )
+
+
+def test_notebook_03_in_jupyterlab(tmp_path, data_dir):
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import expect, sync_playwright
+
+    work = tmp_path / "lab"
+    work.mkdir()
+    shutil.copy(NOTEBOOK, work / NOTEBOOK.name)  # never let JupyterLab autosave the stored notebook
+    shots = Path(os.environ.get("RECNB_CI_ARTIFACTS", ROOT / "ci-artifacts")) / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, RECNB_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    lab = JupyterLab(work, tmp_path / "home", env)
+    try:
+        lab.wait_ready()
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            try:
+                page.goto(lab.url(f"lab/tree/{NOTEBOOK.name}"), timeout=120_000)
+                page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+                run_all_cells(page)
+                wait_until_all_ran(page)
+                tracebacks = page.locator(".jp-NotebookPanel .jp-OutputArea-output .ansi-red-fg")
+                assert tracebacks.count() == 0, f"a cell failed: {tracebacks.first.inner_text()[:500]}"
+
+                figure = page.locator(".jp-RenderedPlotly.js-plotly-plot").first
+                explorer = page.locator(".recnb-explorer").first
+                explorer.scroll_into_view_if_needed()
+                expect(explorer.locator(".widget-slider").first).to_be_visible(timeout=60_000)
+                expect(explorer.locator(".recnb-arch-diagram .js-plotly-plot").first).to_be_visible(timeout=60_000)
+                expect(figure).to_be_visible()
+                name = explorer.locator(".recnb-arch-name")
+                table = explorer.locator(".recnb-arch-metrics")
+                readout = explorer.locator(".widget-readout").first
+                before = (name.inner_text(), table.inner_text(), readout.inner_text())
+                page.screenshot(path=str(shots / "03_before.png"), full_page=False)
+
+                handle = explorer.locator(".noUi-handle").first
+                handle.focus()
+                handle.press("ArrowRight")
+                expect(readout).not_to_have_text(before[2], timeout=30_000)
+                expect(name).not_to_have_text(before[0], timeout=30_000)
+                expect(table).not_to_have_text(before[1], timeout=30_000)
+                after = (name.inner_text(), table.inner_text(), readout.inner_text())
+                expect(explorer.locator(".recnb-arch-diagram .js-plotly-plot").first).to_be_visible(timeout=30_000)
+                explorer.screenshot(path=str(shots / "03_after.png"))
+                page.screenshot(path=str(shots / "03_page.png"))
+                assert after[0] != before[0] and after[1] != before[1]
+            finally:
+                browser.close()
+    finally:
+        lab.stop()

@@ -1,0 +1,123 @@
+"""Readers, preprocessing, windows: on small hand-made files."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recnb.data import (
+    build_scene, describe, eval_inputs, from_dataframe, load_scene, read_atomic, read_movielens,
+    read_sasrec_txt, seen_items, synthetic_scene, train_windows, write_atomic,
+)
+from recnb.errors import DataError
+
+
+def write_movielens(folder, rows, titles=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "u.data").write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
+    if titles:
+        (folder / "u.item").write_bytes("".join(f"{i}|{t}|01-Jan-1995||x|0\n" for i, t in titles.items()).encode("latin-1"))
+
+
+def test_movielens_reader_orders_by_time_stably_and_keeps_titles(tmp_path):
+    rows = [(1, 10, 5, 300), (1, 11, 3, 100), (1, 12, 4, 100), (2, 10, 1, 5), (2, 12, 2, 6), (2, 13, 2, 7)]
+    write_movielens(tmp_path / "ml", rows, {10: "Amélie (2001)", 11: "B", 12: "C", 13: "D"})
+    scene = load_scene(tmp_path / "ml")
+    raw = [[scene.item_ids[i] for i in s] for s in scene.sequences]
+    assert raw == [["11", "12", "10"], ["10", "12", "13"]]  # ties keep file order
+    assert scene.titles[scene.item_ids.index("10")] == "Amélie (2001)"  # latin-1 decoded
+    assert scene.num_items == 4 and min(min(s) for s in scene.sequences) == 1
+
+
+def test_sasrec_text_reader_uses_file_order(tmp_path):
+    f = tmp_path / "w.txt"
+    f.write_text("1 5\n1 3\n2 3\n1 9\n2 5\n2 5\n")
+    scene = load_scene(f)
+    assert [[scene.item_ids[i] for i in s] for s in scene.sequences] == [["5", "3", "9"], ["3", "5", "5"]]
+    assert describe(scene)["repeat_ratio"] == pytest.approx(1 / 6, abs=1e-4)
+
+
+def test_atomic_reader_round_trip_with_titles(tmp_path):
+    scene = synthetic_scene(num_users=20, num_items=15, seq_len=8, seed=3)
+    write_atomic(scene, tmp_path / "s.inter")
+    back = load_scene(tmp_path / "s.inter")
+    as_raw = lambda sc: {sc.user_ids[u]: [sc.item_ids[i] for i in s] for u, s in enumerate(sc.sequences)}  # noqa: E731
+    assert as_raw(back) == as_raw(scene)
+    assert back.title(1) == scene.title(scene.item_ids.index(back.item_ids[1]))
+
+
+def test_dataframe_reader():
+    df = pd.DataFrame({"user": [1, 1, 1, 2, 2, 2, 3], "item": ["a", "b", "c", "c", "b", "a", "a"], "timestamp": [3, 2, 1, 1, 2, 3, 1]})
+    scene = from_dataframe(df, name="df")
+    assert scene.num_users == 2  # user 3 has fewer than 3 interactions
+    assert [scene.item_ids[i] for i in scene.sequences[0]] == ["c", "b", "a"]
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    write_movielens(tmp_path / "ml", [(1, 2, 3, 4)])
+    with open(tmp_path / "ml" / "u.data", "a") as fh:
+        fh.write("1\t2\tfive\t9\n")
+    with pytest.raises(DataError, match=r"u\.data:2: rating 'five' is not a number"):
+        read_movielens(tmp_path / "ml")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2\n3\n")
+    with pytest.raises(DataError, match=r"bad\.txt:2: expected 2 fields"):
+        read_sasrec_txt(bad)
+    inter = tmp_path / "x.inter"
+    inter.write_text("user_id:token\titem_id:token\n1\t2\n1\n")
+    with pytest.raises(DataError, match=r"x\.inter:3: expected 2 tab-separated fields"):
+        read_atomic(inter)
+
+
+def test_too_few_interactions_and_unknown_name(tmp_path, monkeypatch):
+    f = tmp_path / "few.txt"
+    f.write_text("1 1\n1 2\n2 1\n")
+    with pytest.raises(DataError, match="few.txt.*at least 3 interactions"):
+        load_scene(f)
+    with pytest.raises(DataError, match="unknown dataset 'nope'"):
+        load_scene("nope")
+    monkeypatch.setenv("RECNB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RECNB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("recnb.data.download_movielens", lambda cache: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(DataError, match=r"looked in .*ml-100k.*offline.*RECNB_DATA_DIR"):
+        load_scene("ml-100k")
+
+
+def test_kcore_filter():
+    rows = [(u, i, t) for u in range(5) for t, i in enumerate(range(5))] + [(9, 100, 0), (9, 101, 1), (9, 102, 2)]
+    df = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+    scene = build_scene(df, "k", kcore=2)
+    assert scene.num_users == 5 and scene.num_items == 5
+
+
+def test_windows_cover_every_training_target_once():
+    scene = synthetic_scene(num_users=30, num_items=40, seq_len=25, seed=1)
+    for max_len in (4, 7, 50):
+        w = train_windows(scene, max_len)
+        assert w.inputs.shape[1] == max_len
+        for u, seq in enumerate(scene.sequences):
+            mine = w.users == u
+            got = sorted(w.targets[mine][w.targets[mine] > 0].tolist())
+            assert got == sorted(seq[1:-2].tolist())
+        # each target follows its input in the user's sequence
+        valid = w.targets > 0
+        assert (w.inputs[valid] > 0).all()
+
+
+def test_eval_inputs_leave_one_out():
+    scene = synthetic_scene(num_users=5, num_items=30, seq_len=10, seed=2)
+    hist, tgt = eval_inputs(scene, "test", 4)
+    for u, seq in enumerate(scene.sequences):
+        assert tgt[u] == seq[-1] and hist[u].tolist() == seq[-5:-1].tolist()
+    hist, tgt = eval_inputs(scene, "valid", 50)
+    assert tgt[0] == scene.sequences[0][-2] and hist[0, -1] == scene.sequences[0][-3]
+    assert set(seen_items(scene, "valid")[0]) == set(scene.sequences[0][:-2])
+
+
+def test_synthetic_scene_is_seeded():
+    a, b = synthetic_scene(seed=5), synthetic_scene(seed=5)
+    assert all(np.array_equal(x, y) for x, y in zip(a.sequences, b.sequences))
+    stats = describe(a)
+    assert set(stats.index) == {"users", "items", "interactions", "seq_len_mean", "seq_len_median", "seq_len_p90",
+                                "density", "repeat_ratio", "popularity_gini"}
+    assert all(s.dtype == np.int64 for s in a.sequences)

@@ -1,0 +1,59 @@
+"""The model contract: causality, shapes, config round-trip, parameter counts."""
+
+import pytest
+import torch
+
+from recnb.errors import ConfigError
+from recnb.models import BASE_MODELS, build_model, model_class
+
+N_ITEMS, L = 40, 12
+
+
+def make(name):
+    torch.manual_seed(0)
+    extra = {"dropout": 0.0}
+    if name == "sasrec":
+        extra["attn_dropout"] = 0.0
+    return build_model(name, num_items=N_ITEMS, max_len=L, **extra).eval()
+
+
+@pytest.mark.parametrize("name", BASE_MODELS)
+def test_future_items_never_change_past_outputs(name):
+    model = make(name)
+    seq = torch.randint(1, N_ITEMS + 1, (3, L))
+    seq[0, :4] = 0  # left padding
+    changed = seq.clone()
+    t = 7
+    changed[:, t + 1 :] = torch.randint(1, N_ITEMS + 1, (3, L - t - 1))
+    with torch.no_grad():
+        a, b = model(seq), model(changed)
+    for ha, hb in zip(a, b):
+        assert torch.allclose(ha[:, : t + 1], hb[:, : t + 1], atol=1e-5)
+    assert not torch.allclose(a[-1][:, t + 1 :], b[-1][:, t + 1 :])  # and the future does change
+
+
+@pytest.mark.parametrize("name", BASE_MODELS)
+def test_contract_shapes_and_config_round_trip(name):
+    model = make(name)
+    states = model(torch.randint(0, N_ITEMS + 1, (2, L)))
+    assert len(states) >= 2 and all(h.shape[:2] == (2, L) for h in states)
+    assert states[0].shape[-1] == model.item_embedding.embedding_dim  # embedding output first
+    logits = model.score(states[-1])
+    assert logits.shape == (2, L, N_ITEMS + 1)
+    cfg = model.config
+    again = model_class(name).config_class.from_json(cfg.to_json())
+    assert again == cfg
+    assert model.num_params() > model.num_params(embeddings=False) > 0
+
+
+def test_nextitnet_depth_and_exposed_layers():
+    model = build_model("nextitnet", num_items=10, embedding_size=16, num_blocks=8, dilations=[1, 4], layer_every=2)
+    assert len(model.blocks) == 16
+    assert len(model(torch.ones(1, 5, dtype=torch.long))) == 1 + 8  # embedding, 7 pairs, final
+
+
+def test_unknown_model_and_field():
+    with pytest.raises(ConfigError, match="unknown model 'bert'"):
+        build_model("bert", num_items=3)
+    with pytest.raises(ConfigError, match="unknown field.*hiden_size"):
+        build_model("sasrec", num_items=3, hiden_size=3)
