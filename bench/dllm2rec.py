@@ -23,7 +23,7 @@ import torch
 
 from recnb.data import load_scene
 from recnb.distill.artifacts import load_artifacts
-from recnb.distill.dllm2rec import DLLM2RecConfig, DistillTask, run_dllm2rec
+from recnb.distill.dllm2rec import DistillTask, DLLM2RecConfig, run_dllm2rec
 from recnb.distill.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text
 from recnb.train import TrainConfig, fit
 
@@ -39,7 +39,7 @@ COLS = ("NDCG@10", "HR@10", "NDCG@20", "HR@20")
 
 
 def table(header: list[str], rows: list[list]) -> str:
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     p.add_argument("--lam", type=float, default=0.8)
     p.add_argument("--ed-weight", type=float, default=0.2)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="bench_out/dllm2rec")
+    p.add_argument("--out", default="runs/bench/dllm2rec")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -138,9 +138,7 @@ def main(argv=None) -> int:
               f"(ablation {list(ab_seeds)}); per-run budget {args.budget}s / max {args.epochs} epochs, patience "
               f"{args.patience}, lr {args.lr}; teacher budget {args.teacher_budget}s; threads {args.threads}; "
               f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
-    text_out = "\n\n".join([header, "Teacher and students (test, mean over seeds)", main_table,
-                            "Gain of DLLM2Rec over the same student without it", gain_table,
-                            "Ablation", ab_table, "Stage times", time_table])
+    text_out = f"{header}\n\nTeacher and students (test, mean over seeds)\n\n{main_table}\n\nGain of DLLM2Rec over the same student without it\n\n{gain_table}\n\nAblation\n\n{ab_table}\n\nStage times\n\n{time_table}"
     print("\n" + text_out)
     (out / "results.md").write_text(text_out + "\n")
     (out / "results.json").write_text(json.dumps(

@@ -400,9 +400,15 @@ class Windows:
         return self.inputs.shape[0]
 
 
-def train_windows(scene: Scene, max_len: int) -> Windows:
+def train_windows(scene: Scene, max_len: int, context: int = 0) -> Windows:
     """Cut each user's training part (all but the last two items) into ``max_len`` windows,
-    from the most recent backwards, so targets never repeat across windows."""
+    from the most recent backwards, so targets never repeat across windows.
+
+    ``context`` > 0 makes windows overlap by that many positions whose targets are masked
+    (they belong to the previous window): every target then sees at least ``context``
+    earlier items, at ``max_len / (max_len - context)`` times the compute."""
+    if not 0 <= context < max_len:
+        raise ValueError(f"context must be in [0, max_len), got {context}")
     ins, tgts, users = [], [], []
     for u, seq in enumerate(scene.sequences):
         train = seq[:-2]
@@ -410,12 +416,16 @@ def train_windows(scene: Scene, max_len: int) -> Windows:
         while end > 1:
             start = max(0, end - max_len - 1)
             chunk = train[start:end]
-            inp, tgt = chunk[:-1], chunk[1:]
+            inp, tgt = chunk[:-1], chunk[1:].copy()
+            first_new = 0 if start == 0 else context  # the oldest window keeps all its targets
+            tgt[:first_new] = 0
             pad = max_len - len(inp)
             ins.append(np.concatenate([np.zeros(pad, np.int64), inp]))
             tgts.append(np.concatenate([np.zeros(pad, np.int64), tgt]))
             users.append(u)
-            end = start + 1  # the next window ends where this one's first input was
+            if start == 0:
+                break
+            end = start + 1 + context  # the next window's targets end where this one's begin
     return Windows(
         torch.as_tensor(np.stack(ins)) if ins else torch.zeros(0, max_len, dtype=torch.long),
         torch.as_tensor(np.stack(tgts)) if tgts else torch.zeros(0, max_len, dtype=torch.long),

@@ -42,6 +42,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 2020
     max_len: int = 50
+    context: int = 0  # overlap of training windows (targets masked there): more context, more compute
     amp: bool = True  # mixed precision, used on CUDA only
     clip: float | None = 5.0
     eval_every: int = 1
@@ -148,7 +149,7 @@ def fit(
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model.to(device)
-    windows = windows if windows is not None else train_windows(scene, cfg.max_len)
+    windows = windows if windows is not None else train_windows(scene, cfg.max_len, cfg.context)
     inputs, targets = windows.inputs.to(device), windows.targets.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and device.type == "cuda"

@@ -55,7 +55,7 @@ def test_teacher_files_round_trip_in_official_ids(tmp_path):
 def test_official_layout_round_trip(tmp_path, scene):
     data = export_scene(scene)
     write_official(tmp_path, data)
-    assert set(p.name for p in tmp_path.iterdir()) == {TRAIN_FILE, VALID_FILE, "test_data.csv", STATS_FILE}
+    assert {p.name for p in tmp_path.iterdir()} == {TRAIN_FILE, VALID_FILE, "test_data.csv", STATS_FILE}
     stats = pd.read_pickle(tmp_path / STATS_FILE)
     assert (int(stats["seq_size"][0]), int(stats["item_num"][0])) == (10, N)
     text = (tmp_path / VALID_FILE).read_text().splitlines()
@@ -162,3 +162,13 @@ def test_malformed_official_data_is_named(tmp_path, scene):
     train.set_index(train.index + 5).to_pickle(tmp_path / TRAIN_FILE)
     with pytest.raises(DataError, match="index labels"):
         read_official(tmp_path)
+
+
+def test_row_order_holds_with_overlapping_windows(scene):
+    import inspect
+
+    if "context" not in inspect.signature(train_windows).parameters:
+        pytest.skip("train_windows has no context option")
+    windows = train_windows(scene, 6, context=2)
+    rows = scene_rows(windows, scene)  # checks every target once, chronologically
+    assert torch.equal(windows.targets[rows.window, rows.position], rows.targets)

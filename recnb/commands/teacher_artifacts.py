@@ -30,12 +30,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import torch
-
     from recnb.data import load_scene
     from recnb.distill.artifacts import is_official_dir
     from recnb.distill.teachers import (
-        build_semantic_teacher, check_same_scene, load_model, make_artifacts, model_report, scene_text,
+        build_semantic_teacher,
+        check_same_scene,
+        load_model,
+        make_artifacts,
+        model_report,
+        scene_text,
     )
     from recnb.train import TrainConfig, fit, save_checkpoint
 
@@ -68,7 +71,6 @@ def run(args) -> int:
         teacher, meta = load_model(path)
         check_same_scene(meta, scene, path)
         info["checkpoint"] = str(path)
-    torch.set_grad_enabled(True)
     info["report"] = model_report(teacher, scene)
     t0 = time.perf_counter()
     art = make_artifacts(scene, teacher, args.top_n, out, info=info)

@@ -164,7 +164,7 @@ def dros_loss(scores: torch.Tensor, targets: torch.Tensor, ps: torch.Tensor, bet
 
 @torch.no_grad()
 def explain_row(
-    task: "DistillTask",
+    task: DistillTask,
     artifacts: TeacherArtifacts,
     row: int,
     student: SeqRecModel | None = None,
@@ -275,7 +275,7 @@ class EmbeddingDistilledStudent(SeqRecModel):
     def item_embedding(self) -> SummedItemEmbedding:
         return self.base.item_embedding
 
-    def set_teacher(self, embeddings: torch.Tensor) -> "EmbeddingDistilledStudent":
+    def set_teacher(self, embeddings: torch.Tensor) -> EmbeddingDistilledStudent:
         self.base.item_embedding.set_teacher(embeddings)
         return self
 
@@ -359,12 +359,12 @@ class DistillTask:
     official_targets: np.ndarray | None = None  # rows' targets in official ids, for checking files
 
     @classmethod
-    def from_scene(cls, scene: Scene, max_len: int = 50) -> "DistillTask":
-        windows = train_windows(scene, max_len)
+    def from_scene(cls, scene: Scene, max_len: int = 50, context: int = 0) -> DistillTask:
+        windows = train_windows(scene, max_len, context) if context else train_windows(scene, max_len)
         return cls(scene.name, scene.num_items, windows, scene_rows(windows, scene), scene, scene)
 
     @classmethod
-    def from_official(cls, data: OfficialData, max_len: int | None = None) -> "DistillTask":
+    def from_official(cls, data: OfficialData, max_len: int | None = None) -> DistillTask:
         windows = data.windows(max_len or data.seq_size)
         name = data.path.name if data.path else "official"
         return cls(name, data.item_num, windows, window_rows(windows), data.scene("valid"), data.scene("test"))
@@ -496,7 +496,7 @@ def run_dllm2rec(
     elif isinstance(data, OfficialData):
         task = DistillTask.from_official(data, train.max_len)
     else:
-        task = DistillTask.from_scene(data, train.max_len)
+        task = DistillTask.from_scene(data, train.max_len, getattr(train, "context", 0))
     task.check(artifacts)
     runs = {"distilled": [], "baseline": []}
     best_model, best_valid = None, -1.0
@@ -542,7 +542,19 @@ def relative_gain(new: float, old: float) -> float:
 
 
 __all__ = [
-    "DLLM2RecConfig", "DLLM2RecLoss", "DistillTask", "EmbeddingDistilledStudent", "STUDENTS", "SummedItemEmbedding",
-    "build_student", "dros_loss", "explain_row", "importance_weights", "propensity", "ranking_distillation_loss", "relative_gain",
-    "run_dllm2rec", "train_student",
+    "STUDENTS",
+    "DLLM2RecConfig",
+    "DLLM2RecLoss",
+    "DistillTask",
+    "EmbeddingDistilledStudent",
+    "SummedItemEmbedding",
+    "build_student",
+    "dros_loss",
+    "explain_row",
+    "importance_weights",
+    "propensity",
+    "ranking_distillation_loss",
+    "relative_gain",
+    "run_dllm2rec",
+    "train_student",
 ]

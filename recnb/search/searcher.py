@@ -333,7 +333,7 @@ def search(
             "epoch": epoch, "steps": steps, "seconds": state["seconds"], "tau": model.tau,
             **{f"valid_{k}": v for k, v in valid.items()},
             "loss": float(np.mean([r["total"] for r in loss_rows if r["phase"] == "weights"])) if loss_rows else float("nan"),
-            "expected_cost": float(cost_loss(model.op_weights(sample=False), costs)),
+            "expected_cost": float(cost_loss(model.op_weights(sample=False), costs).detach()),
             "architecture_params": arch.params(cfg.width),
             "architecture": arch.signature(),
         }

@@ -113,7 +113,8 @@ class Supernet(SeqRecModel):
         sample = self.training and self.config.relaxation == "gumbel" if sample is None else sample
         if sample:
             u = torch.rand(a.shape, generator=self.generator, device=a.device if self.generator is None else self.generator.device)
-            g = -torch.log(-torch.log(u.to(a.device).clamp_min(1e-10)).clamp_min(1e-10))
+            u = u.to(a.device).clamp(1e-10, 1.0 - 1e-7)
+            g = -torch.log(-torch.log(u))
             y = F.softmax((a + g) / self.tau, dim=-1)
             if self.config.hard:
                 hard = F.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype)

@@ -1,0 +1,48 @@
+"""``recnb adarec``: the whole AdaRec pipeline on one scene (teacher, one search per beta,
+distillation, no-KD twins, a hand-made small NextItNet with the same KD), writing
+``OUT/summary.csv`` and ``OUT/summary.json``."""
+
+from __future__ import annotations
+
+from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir
+from recnb.commands.search import add_search_args, search_config_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("adarec", help="AdaRec end to end: search per beta, distil, compare")
+    add_data_args(p)
+    add_run_args(p)
+    p.add_argument("--teacher", default=None, help="teacher checkpoint to reuse (else one is trained)")
+    p.add_argument("--betas", default="0.01,0.1,1", help="cost-loss weights, one search each")
+    p.add_argument("--default-beta", type=float, default=None, help="the student the claims are about (default 0.1)")
+    p.add_argument("--seeds", type=int, default=3, help="distillation seeds per student")
+    p.add_argument("--twins", default="all", help="no-KD twins for: all, default or none")
+    p.add_argument("--no-baseline", action="store_true", help="skip the hand-made small NextItNet")
+    p.add_argument("--distill-epochs", type=int, default=30)
+    p.add_argument("--distill-patience", type=int, default=5)
+    p.add_argument("--time-budget", type=float, default=None, help="seconds of training per model")
+    p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
+    p.add_argument("--latency-batch", default="1,256")
+    add_search_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from recnb.distill.adarec import DistillConfig, run_pipeline
+    from recnb.train import TrainConfig
+
+    scfg = search_config_from_args(args, seed=args.seed, device=args.device, progress=not args.quiet)
+    betas = parse_list(args.betas, float, "--betas")
+    batches = parse_list(args.latency_batch, int, "--latency-batch")
+    out = prepare_out_dir(args.out, args.force, resume=args.resume)
+    train = TrainConfig(epochs=args.distill_epochs, batch_size=128, lr=1e-3, patience=args.distill_patience,
+                        max_len=scfg.max_len, device=args.device, seed=args.seed, progress=not args.quiet,
+                        time_budget=args.time_budget)
+    summary = run_pipeline(args.dataset, out, args.teacher, betas, args.default_beta, args.seeds, scfg,
+                           DistillConfig(width=scfg.width, train=train), twins=args.twins,
+                           baseline=not args.no_baseline, batches=batches, data_dir=args.data_dir, reuse=args.resume)
+    for r in summary["rows"]:
+        print(f"{r['name']:<32} {r['role']:<14} params(no emb) {r['params_no_embedding']:>9} "
+              f"NDCG@10 {r['test']['NDCG@10']:.4f} CPU b1 {r.get('latency_cpu_b1_ms', float('nan')):.3f} ms")
+    print(f"-> {out / 'summary.json'}")
+    return 0

@@ -1,0 +1,126 @@
+"""AdaRec distillation, the pipeline's summary, and the search/distill/adarec/bench CLI."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from recnb.cli import main
+from recnb.data import synthetic_scene, train_windows
+from recnb.distill.adarec import DistillConfig, baseline_config, build_student, load_summary, run_pipeline, train_model
+from recnb.distill.losses import TeacherCache
+from recnb.models import build_model
+from recnb.search.architecture import Architecture
+from recnb.search.searcher import SearchConfig
+from recnb.train import TrainConfig, load_checkpoint, save_checkpoint
+
+L = 12
+OPS = ["zero", "skip", "avg_pool_k3", "conv_k3", "conv_k5"]
+ARCH = {"cells": [{"nodes": [[{"op": "conv_k3", "input": 1}, {"op": "skip", "input": 0}],
+                             [{"op": "avg_pool_k3", "input": 2}, {"op": "conv_k5", "input": 1}]]}]}
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return synthetic_scene(num_users=60, num_items=30, seq_len=16, seed=2)
+
+
+@pytest.fixture(scope="module")
+def teacher_path(scene, tmp_path_factory):
+    torch.manual_seed(0)
+    teacher = build_model("nextitnet", num_items=scene.num_items, max_len=L, embedding_size=12, num_blocks=2, layer_every=2)
+    path = tmp_path_factory.mktemp("teacher") / "model.pt"
+    save_checkpoint(path, teacher, scene)
+    return path
+
+
+def tiny_train(**kw):
+    return TrainConfig(**{"epochs": 2, "batch_size": 32, "max_len": L, "device": "cpu", "progress": False, "patience": 5, **kw})
+
+
+def test_distilled_student_meets_the_model_contract(scene, teacher_path, tmp_path):
+    teacher, _ = load_checkpoint(teacher_path)
+    cache = TeacherCache(teacher, train_windows(scene, L))
+    student = build_student(scene, Architecture.from_dict(ARCH), width=8, max_len=L)
+    m = train_model(scene, student, DistillConfig(width=8, train=tiny_train()), cache, tmp_path, batches=(1, 4))
+    assert cache.windows_computed == len(train_windows(scene, L))  # the teacher ran once per window
+    assert m["teacher"] and m["params_no_embedding"] < m["params"] and m["flops"] > 0
+    assert m["latency_cpu_b1_ms"] > 0 and m["latency_cpu_b4_ms"] > 0
+    assert {"NDCG@5", "HR@5", "MRR@5", "NDCG@10"} <= set(m["test"]) and "NDCG@10" in m["test_sampled100"]
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert {"kd", "emd"} <= set(hist.columns) and (hist["kd"] > 0).all()
+    loaded, meta = load_checkpoint(tmp_path / "model.pt")
+    assert loaded.name == "student" and not any("distill_emd" in k for k in loaded.state_dict())
+    assert loaded.architecture == Architecture.from_dict(ARCH)
+    assert json.loads((tmp_path / "metrics.json").read_text())["params"] == loaded.num_params()
+
+
+def test_baseline_config_matches_the_target_size():
+    small = baseline_config(30_000, width=16)
+    big = baseline_config(300_000, width=16)
+    assert small["num_blocks"] < big["num_blocks"] and small["embedding_size"] == 16
+
+
+def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path):
+    scfg = SearchConfig(width=8, num_cells=2, num_nodes=2, epochs=1, batch_size=32, max_len=L, device="cpu",
+                        progress=False, primitives=OPS)
+    dcfg = DistillConfig(width=8, train=tiny_train(epochs=1))
+    summary = run_pipeline(scene, tmp_path, teacher=teacher_path, betas=(0.01, 1.0), default_beta=1.0, seeds=2,
+                           search_config=scfg, distill_config=dcfg, twins="default", batches=(1, 2), log=lambda s: None)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(summary["rows"]))
+    roles = [r["role"] for r in saved["rows"]]
+    assert roles == ["teacher", "student", "student", "student_no_kd", "baseline"]
+    keys = {"name", "role", "beta", "default", "architecture", "params", "params_no_embedding", "flops",
+            "latency_cpu_b1_ms", "latency_cpu_b2_ms", "test"}
+    for r in saved["rows"]:
+        assert keys <= set(r), r["name"]
+        assert "NDCG@10" in r["test"] and "NDCG@10_std" in r["test"] and "MRR@5" in r["test"]
+    defaults = [r["role"] for r in saved["rows"] if r["default"]]
+    assert defaults == ["student", "student_no_kd"]
+    assert all(r["architecture"] and (tmp_path / "search" / "beta_1" / "architecture.json").exists()
+               for r in saved["rows"] if r["role"].startswith("student"))
+    assert len(saved["rows"][1]["seeds"]) == 2
+    csv = pd.read_csv(tmp_path / "summary.csv")
+    assert len(csv) == 5 and "test_NDCG@10" in csv.columns
+    assert len(load_summary(tmp_path)) == 5
+    assert {"teacher_cache", "search_beta_0.01", "baseline"} <= set(saved["stages_seconds"])
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_search_distill_and_bench(scene, teacher_path, tmp_path, capsys, monkeypatch):
+    import recnb.data
+
+    monkeypatch.setattr(recnb.data, "load_scene", lambda name, data_dir=None, kcore=None: scene)
+    common = ["--dataset", "synthetic", "--device", "cpu", "--quiet"]
+    s = tmp_path / "s"
+    assert main(["search", *common, "--teacher", str(teacher_path), "--beta", "0.5", "--out", str(s), "--epochs", "1",
+                 "--width", "8", "--cells", "2", "--nodes", "2", "--max-len", str(L), "--ops", ",".join(OPS)]) == 0
+    assert (s / "architecture.json").exists() and (s / "alphas.csv").exists()
+    d = tmp_path / "d"
+    assert main(["distill", *common, "--teacher", str(teacher_path), "--arch", str(s / "architecture.json"),
+                 "--out", str(d), "--epochs", "1", "--max-len", str(L), "--latency-batch", "1"]) == 0
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["teacher"] and "latency_cpu_b1_ms" in metrics and "params" in metrics
+    capsys.readouterr()
+    assert main(["bench", "latency", "--model", str(d / "model.pt"), "--device", "cpu", "--batch", "1,3", "--repeats", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["median_ms"]) == {"1", "3"} and out["name"] == "student" and out["median_ms"]["1"] > 0
+
+
+def test_cli_errors_name_the_field(scene, teacher_path, tmp_path, capsys, monkeypatch):
+    import recnb.data
+
+    monkeypatch.setattr(recnb.data, "load_scene", lambda name, data_dir=None, kcore=None: scene)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"cells": [{"nodes": [[{"op": "conv_k9", "input": 0}]]}]}')
+    assert main(["distill", "--dataset", "x", "--no-teacher", "--arch", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "cells[0].nodes[0][0].op" in capsys.readouterr().err
+    bad.write_text('{"cells": [')
+    assert main(["distill", "--dataset", "x", "--no-teacher", "--arch", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "malformed JSON" in capsys.readouterr().err
+    assert main(["search", "--dataset", "x", "--out", str(tmp_path / "s"), "--cost", "watts"]) == 2
+    assert "cost" in capsys.readouterr().err
+    assert main(["bench", "latency", "--model", str(tmp_path / "none.pt")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err

@@ -1,0 +1,302 @@
+"""AdaRec search space and searcher: causal ops, architecture JSON, losses, bi-level steps,
+kill-and-resume."""
+
+import json
+
+import numpy as np
+import ot
+import pandas as pd
+import pytest
+import torch
+
+from recnb.data import synthetic_scene, train_windows
+from recnb.distill.losses import EMDLoss, TeacherCache, combined_loss, cost_loss, emd_flow, kd_loss
+from recnb.errors import ConfigError
+from recnb.models import build_model
+from recnb.search.architecture import Architecture, derive, edges_per_cell
+from recnb.search.ops import PRIMITIVES, build_op, latency_table, model_flops, normalised_costs, op_flops, op_params
+from recnb.search.searcher import SearchConfig, bilevel_step, load_history, search
+from recnb.search.student import Student
+from recnb.search.supernet import Supernet, SupernetConfig
+from recnb.train import load_checkpoint, save_checkpoint
+
+D, L = 8, 12
+
+
+# ----------------------------------------------------------------------------- ops
+@pytest.mark.parametrize("name", PRIMITIVES)
+def test_every_op_is_causal_and_keeps_shape(name):
+    torch.manual_seed(0)
+    op = build_op(name, D).eval()
+    x = torch.randn(3, L, D)
+    y = op(x)
+    assert y.shape == x.shape
+    t = 5
+    x2 = x.clone()
+    x2[:, t + 1 :] = torch.randn(3, L - t - 1, D)
+    assert torch.allclose(op(x2)[:, : t + 1], y[:, : t + 1], atol=1e-6)
+    if name != "zero":  # and the op does look at its inputs
+        assert not torch.allclose(op(x2)[:, t + 1 :], y[:, t + 1 :])
+
+
+def test_op_costs_are_known():
+    assert op_params("zero", D) == op_params("skip", D) == op_params("max_pool_k3", D) == 0
+    assert op_params("conv_k5", D) > op_params("conv_k3", D) > 0
+    assert op_params("dil_conv_k3_d2", D) == op_params("conv_k3", D)
+    assert op_flops("conv_k3", 64) == 2 * 3 * 64 * 64 + 64
+    assert op_flops("self_attention", D, 50) > op_flops("self_attention", D, 10)
+    c = normalised_costs("params", D)
+    assert float(c.max()) == 1.0 and float(c[PRIMITIVES.index("zero")]) == 0.0
+
+
+def test_latency_table_is_measured_once_and_cached(tmp_path):
+    t1 = latency_table(4, seq_len=6, batch=1, directory=tmp_path)
+    files = list(tmp_path.glob("op_latency_cpu_d4_L6_b1.json"))
+    assert len(files) == 1 and set(t1) == set(PRIMITIVES) and t1["zero"] == 0.0
+    payload = json.loads(files[0].read_text())
+    payload["ms"]["conv_k3"] = 123.0  # the cache is what is read back
+    files[0].write_text(json.dumps(payload))
+    assert latency_table(4, seq_len=6, batch=1, directory=tmp_path)["conv_k3"] == 123.0
+
+
+# ----------------------------------------------------------------------------- architecture
+def small_arch() -> Architecture:
+    alphas = torch.randn(2, edges_per_cell(3), len(PRIMITIVES), generator=torch.Generator().manual_seed(3))
+    return derive(alphas.numpy(), meta={"scene": "x"})
+
+
+def test_derive_keeps_top2_edges_with_strongest_nonzero_op():
+    a = np.full((1, edges_per_cell(2), len(PRIMITIVES)), -5.0)
+    z, c3, c5, sk = (PRIMITIVES.index(o) for o in ("zero", "conv_k3", "conv_k5", "skip"))
+    a[0, :, z] = 10.0  # zero dominates everywhere yet is never chosen
+    a[0, 0, c3], a[0, 1, sk] = 2.0, 1.0  # node 0 (edges 0, 1)
+    a[0, 2, c5], a[0, 3, sk], a[0, 4, c3] = 3.0, -1.0, 0.5  # node 1 (edges 2..4): keep 2 and 4
+    arch = derive(a)
+    assert arch.edges() == [
+        {"cell": 0, "node": 0, "input": 0, "op": "conv_k3"},
+        {"cell": 0, "node": 0, "input": 1, "op": "skip"},
+        {"cell": 0, "node": 1, "input": 0, "op": "conv_k5"},
+        {"cell": 0, "node": 1, "input": 2, "op": "conv_k3"},
+    ]
+
+
+def test_architecture_json_round_trips_and_rebuilds_an_identical_student(tmp_path):
+    arch = small_arch()
+    again = Architecture.from_json(arch.to_json())
+    assert again == arch and again.to_dict() == arch.to_dict()
+    path = arch.save(tmp_path / "architecture.json")
+    assert Architecture.load(path).to_dict() == arch.to_dict()
+    torch.manual_seed(0)
+    s1 = Student.from_architecture(Architecture.load(path), num_items=30, width=D, max_len=L)
+    save_checkpoint(tmp_path / "model.pt", s1)
+    s2, _ = load_checkpoint(tmp_path / "model.pt")
+    seq = torch.randint(0, 31, (2, L))
+    s1.eval()
+    assert s2.architecture == arch
+    for a, b in zip(s1(seq), s2(seq)):
+        assert torch.equal(a, b)
+
+
+def test_student_is_causal_and_counts_its_cells():
+    torch.manual_seed(0)
+    s = Student.from_architecture(small_arch(), num_items=30, width=D, max_len=L).eval()
+    seq = torch.randint(1, 31, (2, L))
+    seq2 = seq.clone()
+    seq2[:, 8:] = torch.randint(1, 31, (2, L - 8))
+    for a, b in zip(s(seq), s(seq2)):
+        assert torch.allclose(a[:, :8], b[:, :8], atol=1e-6)
+    assert len(s(seq)) == 1 + 2
+    cells = sum(p.numel() for p in s.cells.parameters()) - sum(p.numel() for c in s.cells for p in c.norm.parameters())
+    assert cells == small_arch().params(D)
+    assert model_flops(s) > 0
+
+
+@pytest.mark.parametrize("bad, field", [
+    ('{"cells": [{"nodes": [[{"op": "conv_k9", "input": 0}]]}]}', "cells[0].nodes[0][0].op"),
+    ('{"cells": [{"nodes": [[{"op": "skip", "input": 2}]]}]}', "cells[0].nodes[0][0].input"),
+    ('{"cells": [{"nodes": [[{"op": "skip"}]]}]}', "cells[0].nodes[0][0]"),
+    ('{"cells": []}', "cells"),
+    ('{"cells": [{"nodes": [[{"op": "skip", "input": 0}]]}], "colour": 1}', "colour"),
+    ('{"cells": [', "malformed JSON"),
+])
+def test_bad_architecture_names_the_field(bad, field, tmp_path):
+    with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        Architecture.from_json(bad)
+    (tmp_path / "a.json").write_text(bad)
+    with pytest.raises(ConfigError, match="a.json"):
+        Architecture.load(tmp_path / "a.json")
+
+
+# ----------------------------------------------------------------------------- losses
+def test_emd_loss_equals_pots_cost_on_known_matrices():
+    torch.manual_seed(0)
+    teacher = [torch.randn(5, 6) for _ in range(3)]
+    student = [torch.randn(5, 4) for _ in range(2)]
+    emd = EMDLoss(3, 2, 4, 6, update="softmax")
+    loss = emd(student, teacher)
+    D = emd.distances(student, teacher).detach().double().numpy()
+    expected_D = np.array([[((t - emd.map(s)) ** 2).mean().item() for s in student] for t in teacher])
+    np.testing.assert_allclose(D, expected_D, rtol=1e-5)
+    a, b = np.full(3, 1 / 3), np.full(2, 1 / 2)
+    assert loss.item() == pytest.approx(ot.emd2(a, b, D), rel=1e-5)
+    np.testing.assert_allclose(emd.last_flow, ot.emd(a, b, D))
+    loss.backward()  # gradient flows through D into the map
+    assert emd.map.weight.grad is not None and emd.map.weight.grad.abs().sum() > 0
+
+
+def test_emd_flow_on_a_hand_solved_problem():
+    cost = np.array([[0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_allclose(emd_flow([0.5, 0.5], [0.5, 0.5], cost), [[0.5, 0.0], [0.0, 0.5]])
+
+
+@pytest.mark.parametrize("update", ["softmax", "normalize"])
+def test_layer_weight_update_favours_cheap_layers_and_sums_to_one(update):
+    emd = EMDLoss(2, 2, 2, 2, update=update, T_emd=0.1)
+    emd.last_flow = np.array([[0.5, 0.0], [0.0, 0.5]])
+    emd.last_cost = np.array([[1.0, 0.0], [0.0, 4.0]])  # teacher layer 1 transports dearly
+    emd.update_weights()
+    for w in (emd.teacher_weights, emd.student_weights):
+        assert float(w.sum()) == pytest.approx(1.0)
+        assert float(w[0]) > float(w[1])
+    if update == "normalize":  # w_i = sum(c) / c_i normalised: c = (1, 4) -> (4/5, 1/5)
+        assert emd.teacher_weights.tolist() == pytest.approx([0.8, 0.2])
+
+
+def test_kd_loss_is_zero_on_identical_logits_and_scaled_by_T2():
+    s = torch.randn(4, 11)
+    t = torch.randn(4, 11)
+    assert kd_loss(s, s, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    p = torch.softmax(t[:, 1:] / 3.0, -1)
+    q = torch.softmax(s[:, 1:] / 3.0, -1)
+    expected = (p * (p.log() - q.log())).sum(-1).mean() * 9.0
+    assert kd_loss(s, t, 3.0).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_cost_loss_is_monotone_in_the_alphas_of_costly_ops():
+    costs = normalised_costs("params", 16)
+    costly = int(costs.argmax())
+    alphas = torch.zeros(2, 5, len(PRIMITIVES))
+    values = []
+    for bump in (0.0, 0.5, 1.0, 2.0):
+        a = alphas.clone()
+        a[..., costly] += bump
+        values.append(cost_loss(torch.softmax(a, -1), costs).item())
+    assert all(x < y for x, y in zip(values, values[1:]))
+    a = alphas.clone().requires_grad_(True)
+    cost_loss(torch.softmax(a, -1), costs).backward()
+    assert (a.grad[..., costly] > 0).all() and (a.grad[..., PRIMITIVES.index("zero")] < 0).all()
+    assert combined_loss(torch.tensor(2.0), torch.tensor(4.0), torch.tensor(10.0), 0.5, 0.1).item() == pytest.approx(4.0)
+
+
+# ----------------------------------------------------------------------------- supernet / searcher
+@pytest.fixture(scope="module")
+def scene():
+    return synthetic_scene(num_users=60, num_items=30, seq_len=16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def teacher(scene):
+    torch.manual_seed(0)
+    return build_model("nextitnet", num_items=scene.num_items, max_len=L, embedding_size=12, num_blocks=2, layer_every=2).eval()
+
+
+def tiny_cfg(**kw):
+    base = dict(width=D, num_cells=2, num_nodes=2, epochs=3, batch_size=32, max_len=L, device="cpu", progress=False,
+                primitives=["zero", "skip", "avg_pool_k3", "conv_k3", "conv_k5", "self_attention"], patience=5)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+@pytest.mark.parametrize("relaxation", ["softmax", "gumbel"])
+def test_supernet_is_causal_under_both_relaxations(relaxation, scene):
+    torch.manual_seed(0)
+    net = Supernet(SupernetConfig(num_items=scene.num_items, max_len=L, width=D, num_cells=2, num_nodes=2, relaxation=relaxation))
+    net.generator = torch.Generator().manual_seed(0)
+    net.eval()
+    seq = torch.randint(1, scene.num_items + 1, (2, L))
+    seq2 = seq.clone()
+    seq2[:, 7:] = 1
+    for a, b in zip(net(seq), net(seq2)):
+        assert torch.allclose(a[:, :7], b[:, :7], atol=1e-6)
+    net.train()
+    net.tau = 0.5
+    w = net.op_weights()
+    assert w.shape == (2, edges_per_cell(2), len(PRIMITIVES))
+    assert torch.allclose(w.sum(-1), torch.ones(2, edges_per_cell(2)))
+
+
+def test_a_search_step_moves_the_alphas_and_teacher_runs_once_per_window(scene, teacher):
+    cfg = tiny_cfg()
+    windows = train_windows(scene, L)
+    cache = TeacherCache(teacher, windows)
+    assert cache.windows_computed == len(windows)
+    net = Supernet(SupernetConfig(num_items=scene.num_items, max_len=L, width=D, num_cells=2, num_nodes=2, primitives=cfg.primitives))
+    emd = EMDLoss(cache.num_layers, 2, D, cache.width)
+    costs = normalised_costs("params", D, L, cfg.primitives)
+    w_opt = torch.optim.Adam(net.weight_parameters() + list(emd.parameters()), lr=1e-2)
+    a_opt = torch.optim.Adam(net.arch_parameters(), lr=1e-2)
+    idx = torch.arange(16)
+    batch = {"index": idx, "inputs": windows.inputs[idx], "targets": windows.targets[idx]}
+    before, weight_before = net.alphas.detach().clone(), net.final.weight.detach().clone()
+    a_terms, w_terms = bilevel_step(net, batch, batch, w_opt, a_opt, cache, emd, costs, cfg)
+    assert not torch.equal(before, net.alphas) and not torch.equal(weight_before, net.final.weight)
+    assert set(a_terms) == {"ce", "kd", "emd", "cost", "total"} and a_terms["kd"] > 0 and a_terms["emd"] > 0
+    assert np.isclose(emd.teacher_weights.sum().item(), 1.0)
+
+
+def test_search_writes_history_pandas_loads_and_a_high_beta_prunes(scene, teacher, tmp_path):
+    cfg = tiny_cfg(epochs=2, beta=5.0, lr_alpha=0.05)
+    res = search(scene, teacher, cfg, tmp_path / "s")
+    h = load_history(tmp_path / "s")
+    assert list(h["alphas"].columns[:7]) == ["step", "epoch", "cell", "edge", "node", "input", "op"]
+    steps = h["losses"]["step"].nunique()
+    assert len(h["alphas"]) == steps * 2 * edges_per_cell(2) * len(cfg.primitives)
+    assert np.allclose(h["alphas"].groupby(["step", "cell", "edge"])["weight"].sum(), 1.0)
+    assert set(h["losses"]["phase"]) == {"alphas", "weights"}
+    assert {"ce", "kd", "emd", "cost", "total"} <= set(h["losses"].columns)
+    assert set(h["flows"].columns) == {"epoch", "teacher_layer", "student_layer", "flow"}
+    assert np.allclose(h["flows"].groupby("epoch")["flow"].sum(), 1.0)
+    assert set(h["layer_weights"]["side"]) == {"teacher", "student"}
+    assert len(h["epochs"]) == 2
+    assert Architecture.load(tmp_path / "s" / "architecture.json") == res.architecture
+    # a strong cost weight drives the expected cost down during the search
+    cost = h["losses"].query("phase == 'alphas'")["cost"].to_numpy()
+    assert cost[-1] < cost[0]
+
+
+def test_a_killed_search_resumes_to_the_same_history(scene, teacher, tmp_path):
+    cfg = tiny_cfg(epochs=2, relaxation="gumbel")
+    full = search(scene, teacher, cfg, tmp_path / "full")
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, row):
+        if epoch == 0:
+            raise Killed
+
+    with pytest.raises(Killed):
+        search(scene, teacher, cfg, tmp_path / "part", on_epoch=kill)
+    # a partly written next epoch (killed before its checkpoint) is dropped on resume
+    pd.DataFrame([{"step": 99, "epoch": 1, "phase": "weights"}]).to_csv(tmp_path / "part" / "losses.csv", mode="a", header=False, index=False)
+    assert len(load_history(tmp_path / "part")["epochs"]) == 1
+    resumed = search(scene, teacher, cfg, tmp_path / "part")
+    a, b = load_history(tmp_path / "full"), load_history(tmp_path / "part")
+    for name in ("alphas", "losses", "flows", "layer_weights"):
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=False, rtol=1e-6)
+    cols = [c for c in a["epochs"].columns if c != "seconds"]
+    pd.testing.assert_frame_equal(a["epochs"][cols], b["epochs"][cols], check_exact=False, rtol=1e-6)
+    assert resumed.architecture == full.architecture
+
+
+def test_resume_refuses_different_settings(scene, teacher, tmp_path):
+    search(scene, teacher, tiny_cfg(epochs=1), tmp_path / "s")
+    with pytest.raises(ConfigError, match="beta"):
+        search(scene, teacher, tiny_cfg(epochs=1, beta=3.0), tmp_path / "s")
+
+
+def test_search_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="cost"):
+        SearchConfig(cost="watts")
+    with pytest.raises(ConfigError, match="primitives"):
+        Supernet(SupernetConfig(num_items=5, primitives=["skip", "conv_k9"]))
