@@ -23,7 +23,7 @@ import torch
 
 from recnb.data import load_scene
 from recnb.distill.artifacts import load_artifacts
-from recnb.distill.dllm2rec import DistillTask, DLLM2RecConfig, run_dllm2rec
+from recnb.distill.dllm2rec import DistillTask, DLLM2RecConfig, mean_over_seeds, run_dllm2rec
 from recnb.distill.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text
 from recnb.train import TrainConfig, fit
 
@@ -49,17 +49,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--ablation-seeds", type=int, default=1)
+    p.add_argument("--ablation-seeds", type=int, default=1, help="0 skips the ablation")
     p.add_argument("--students", default="sasrec,gru4rec")
     p.add_argument("--epochs", type=int, default=200, help="max epochs per student run (early stopping on valid)")
     p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--budget", type=float, default=60.0, help="seconds of training per student run (same for all)")
+    p.add_argument("--budget", type=float, default=50.0,
+                   help="seconds of training per student run (same for all; 0 = none, epochs only)")
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--teacher-budget", type=float, default=240.0, help="seconds of teacher training")
+    p.add_argument("--teacher-budget", type=float, default=200.0, help="seconds of teacher training")
     p.add_argument("--top-n", type=int, default=20)
     p.add_argument("--lam", type=float, default=0.8)
     p.add_argument("--ed-weight", type=float, default=0.2)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--artifacts", default=None, help="reuse a teacher folder written by an earlier run")
     p.add_argument("--out", default="runs/bench/dllm2rec")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -78,23 +80,29 @@ def main(argv=None) -> int:
     text = scene_text(scene, progress=False)
     stage("encode titles (cached after the first run)", start)
 
-    start = time.perf_counter()
-    teacher = build_semantic_teacher(scene, text=text)
-    tcfg = TrainConfig(epochs=200, patience=args.patience, lr=args.lr, progress=False, device="cpu",
-                       time_budget=args.teacher_budget, seed=2020)
-    tres = fit(teacher, scene, tcfg)
-    stage("train semantic teacher", start)
-    start = time.perf_counter()
-    report = model_report(teacher, scene)
-    report.update(epochs=tres.epochs, best_epoch=tres.best_epoch, train_seconds=round(tres.train_seconds, 1))
-    make_artifacts(scene, teacher, args.top_n, out / "artifacts", info={"report": report})
-    art = load_artifacts(out / "artifacts", num_items=scene.num_items)
-    stage("write + reload artifacts", start)
+    if args.artifacts:
+        start = time.perf_counter()
+        art = load_artifacts(args.artifacts, num_items=scene.num_items)
+        report = art.info["report"]
+        stage("reload artifacts", start)
+    else:
+        start = time.perf_counter()
+        teacher = build_semantic_teacher(scene, text=text)
+        tcfg = TrainConfig(epochs=200, patience=args.patience, lr=args.lr, progress=False, device="cpu",
+                           time_budget=args.teacher_budget, seed=2020)
+        tres = fit(teacher, scene, tcfg)
+        stage("train semantic teacher", start)
+        start = time.perf_counter()
+        report = model_report(teacher, scene)
+        report.update(epochs=tres.epochs, best_epoch=tres.best_epoch, train_seconds=round(tres.train_seconds, 1))
+        make_artifacts(scene, teacher, args.top_n, out / "artifacts", info={"report": report})
+        art = load_artifacts(out / "artifacts", num_items=scene.num_items)
+        stage("write + reload artifacts", start)
     print(f"teacher: test NDCG@10 {report['test']['NDCG@10']:.4f} HR@10 {report['test']['HR@10']:.4f} "
-          f"({tres.epochs} epochs)", flush=True)
+          f"({report.get('epochs')} epochs)", flush=True)
 
     train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, progress=False, device="cpu",
-                        time_budget=args.budget)
+                        time_budget=args.budget or None)
     base_cfg = DLLM2RecConfig(lam=args.lam, ed_weight=args.ed_weight)
     task = DistillTask.from_scene(scene, train.max_len)
     seeds = tuple(2020 + i for i in range(args.seeds))
@@ -104,9 +112,11 @@ def main(argv=None) -> int:
         results[student] = run_dllm2rec(task, art, student, seeds, train, base_cfg, out=out / student)
         stage(f"{student}: distilled + plain x {len(seeds)} seeds", start)
 
-    ablation = {"full": results["sasrec"]} if "sasrec" in results else {}
     ab_seeds = seeds[: args.ablation_seeds]
-    for name, change in ABLATIONS.items():
+    ablation = {}
+    if "sasrec" in results and ab_seeds:  # the full model on the ablation's seeds, from the runs above
+        ablation["full"] = {"distilled": mean_over_seeds(results["sasrec"]["per_seed"]["distilled"][: len(ab_seeds)])}
+    for name, change in ABLATIONS.items() if ab_seeds else ():
         if name == "full" and name in ablation:
             continue
         start = time.perf_counter()

@@ -42,7 +42,7 @@ MODEL_CONFIGS = {
 }
 # recnb's training settings per model (batch in windows of 50 positions; see docs/benchmarks.md)
 TRAIN = {
-    "sasrec": {"batch_size": 32, "lr": 1e-3},
+    "sasrec": {"batch_size": 32, "lr": 1e-3, "context": 20},
     "gru4rec": {"batch_size": 32, "lr": 3e-3},
     "nextitnet": {"batch_size": 32, "lr": 1e-3},
 }

@@ -9,7 +9,9 @@ no network, so figures show in JupyterLab and in exported HTML alike.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -244,6 +246,10 @@ def _architecture_dict(arch) -> dict:
         return arch.to_dict()
     if isinstance(arch, dict):
         return arch
+    if isinstance(arch, (str, Path)):
+        from recnb.search.architecture import Architecture
+
+        return Architecture.load(arch).to_dict()
     raise ConfigError(f"expected an Architecture or its JSON dict, got {type(arch).__name__}")
 
 
@@ -330,3 +336,293 @@ def architecture_table(archs: dict) -> pd.DataFrame:
     df.index.name = "op"
     cells = {name: len(_architecture_dict(a)["cells"]) for name, a in archs.items()}
     return pd.concat([df.sort_index(), pd.DataFrame([cells], index=["(cells)"])])
+
+
+# ----------------------------------------------------------------------------- search history
+def _slider_figure(frames: list, labels: list, prefix: str, base: list, layout: dict, play: bool = True) -> go.Figure:
+    """A figure whose traces ``base`` are replaced by ``frames[i]`` as a plotly slider moves
+    (plus a play button): works offline, in JupyterLab and in exported HTML alike."""
+    fig = go.Figure(data=base, frames=[go.Frame(data=f, name=str(label)) for f, label in zip(frames, labels)])
+    steps = [dict(method="animate", label=str(label),
+                  args=[[str(label)], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
+             for label in labels]
+    fig.update_layout(
+        sliders=[dict(active=len(labels) - 1 if not play else 0, steps=steps, currentvalue=dict(prefix=prefix), pad=dict(t=40))],
+        **layout,
+    )
+    if play and len(labels) > 1:
+        fig.update_layout(updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.08, xanchor="right", yanchor="top",
+                                            buttons=[dict(label="▶", method="animate",
+                                                          args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=True)])])])
+    return fig
+
+
+def _subsample(values, limit: int) -> list:
+    values = sorted(set(values))
+    if len(values) <= limit:
+        return values
+    idx = np.unique(np.linspace(0, len(values) - 1, limit).round().astype(int))
+    return [values[i] for i in idx]
+
+
+def edge_label(cell: int, node: int, inp: int) -> str:
+    src = ("c-2", "c-1")[inp] if inp < 2 else f"n{inp - 2}"
+    return f"cell {cell} · n{node} ← {src}"
+
+
+def alpha_evolution(alphas: pd.DataFrame, max_frames: int = 60) -> go.Figure:
+    """Op weights (softmax of alpha) of every edge as a heatmap (rows: edges, columns: ops),
+    with a slider (and play button) over the recorded search steps."""
+    if alphas.empty:
+        raise ConfigError("alphas: the search history is empty")
+    df = alphas.copy()
+    df["edge_label"] = [edge_label(c, n, i) for c, n, i in zip(df["cell"], df["node"], df["input"])]
+    ops = list(dict.fromkeys(df["op"]))
+    rows = list(dict.fromkeys(df.sort_values(["cell", "edge"])["edge_label"]))
+    steps = _subsample(df["step"].unique(), max_frames)
+    epoch_of = df.groupby("step")["epoch"].first()
+    frames = []
+    for s in steps:
+        z = df[df["step"] == s].pivot_table(index="edge_label", columns="op", values="weight").reindex(index=rows, columns=ops)
+        frames.append([go.Heatmap(z=z.to_numpy(), x=ops, y=rows, zmin=0, zmax=1, colorscale="Blues",
+                                  colorbar=dict(title="weight"), hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>")])
+    labels = [f"{s} (epoch {epoch_of[s]})" for s in steps]
+    return _slider_figure(frames, labels, "step ", frames[0], dict(
+        title="alpha evolution: op weights per edge over search steps", height=max(360, 22 * len(rows) + 180),
+        yaxis=dict(autorange="reversed"), margin=dict(l=160)))
+
+
+def alpha_lines(alphas: pd.DataFrame, cell: int = 0) -> go.Figure:
+    """One panel per edge of ``cell``: each op's weight over steps (the same colours as the
+    architecture drawings)."""
+    df = alphas[alphas["cell"] == cell]
+    edges = df[["edge", "node", "input"]].drop_duplicates().sort_values("edge").to_numpy()
+    cols = 3
+    nrows = math.ceil(len(edges) / cols)
+    fig = make_subplots(rows=nrows, cols=cols, shared_xaxes=True, shared_yaxes=True,
+                        subplot_titles=[edge_label(cell, n, i) for _, n, i in edges])
+    for k, (e, _, _) in enumerate(edges):
+        sub = df[df["edge"] == e]
+        for op, g in sub.groupby("op", sort=False):
+            fig.add_trace(go.Scatter(x=g["step"], y=g["weight"], mode="lines", name=op, legendgroup=op,
+                                     line=dict(color=op_color(op)), showlegend=k == 0), k // cols + 1, k % cols + 1)
+    fig.update_layout(title=f"cell {cell}: op weights over steps", height=220 * nrows + 80)
+    return fig
+
+
+def transport_heatmaps(flows: pd.DataFrame) -> go.Figure:
+    """The EMD transport matrix (teacher layers × student layers) per epoch, with a slider:
+    which teacher layers each student layer learns from."""
+    if flows.empty:
+        raise ConfigError("flows: the search history has no EMD flows (was the search run with a teacher and emd on?)")
+    epochs = sorted(flows["epoch"].unique())
+    frames = []
+    for e in epochs:
+        z = flows[flows["epoch"] == e].pivot_table(index="teacher_layer", columns="student_layer", values="flow")
+        frames.append([go.Heatmap(z=z.to_numpy(), x=[f"student {j}" for j in z.columns], y=[f"teacher {i}" for i in z.index],
+                                  colorscale="Viridis", text=np.round(z.to_numpy(), 3), texttemplate="%{text}",
+                                  colorbar=dict(title="flow"))])
+    return _slider_figure(frames, [f"{e}" for e in epochs], "epoch ", frames[-1], dict(
+        title="EMD transport matrix between teacher and student layers", height=460, yaxis=dict(autorange="reversed")),
+        play=False)
+
+
+def layer_weights_figure(layer_weights: pd.DataFrame) -> go.Figure:
+    """EMD layer weights per epoch, teacher and student side by side."""
+    sides = [s for s in ("teacher", "student") if s in set(layer_weights["side"])]
+    fig = make_subplots(rows=1, cols=len(sides), subplot_titles=[f"{s} layers" for s in sides], shared_yaxes=True)
+    for c, side in enumerate(sides, 1):
+        for layer, g in layer_weights[layer_weights["side"] == side].groupby("layer"):
+            fig.add_trace(go.Scatter(x=g["epoch"], y=g["weight"], mode="lines+markers", name=f"{side} {layer}"), 1, c)
+        fig.update_xaxes(title_text="epoch", row=1, col=c)
+    fig.update_yaxes(title_text="weight", row=1, col=1)
+    fig.update_layout(title="EMD layer weights", height=360)
+    return fig
+
+
+LOSS_TERMS = ("total", "ce", "kd", "emd", "cost")
+
+
+def loss_figure(losses: pd.DataFrame, phase: str = "weights") -> go.Figure:
+    """Each loss term per step (one panel per term: their scales differ)."""
+    df = losses[losses["phase"] == phase] if "phase" in losses else losses
+    terms = [t for t in LOSS_TERMS if t in df and df[t].notna().any()]
+    fig = make_subplots(rows=1, cols=len(terms), subplot_titles=terms)
+    for c, t in enumerate(terms, 1):
+        fig.add_trace(go.Scatter(x=df["step"], y=df[t], mode="lines", name=t), 1, c)
+        fig.update_xaxes(title_text="step", row=1, col=c)
+    fig.update_layout(title=f"loss terms over the search ({phase} steps)", showlegend=False, height=320)
+    return fig
+
+
+# ----------------------------------------------------------------------------- AdaRec summaries
+def load_rows(summary_path) -> list:
+    """The rows of an AdaRec ``summary.json`` (a file or its folder) with each row's
+    architecture read into its JSON value (paths resolved as written, else relative to the
+    summary's folder), so widgets and figures need no further file access."""
+    from recnb.search.architecture import Architecture
+
+    path = Path(summary_path)
+    path = path / "summary.json" if path.is_dir() else path
+    if not path.exists():
+        raise ConfigError(f"{path}: no such summary (run `recnb adarec` or the pipeline cell first)")
+    rows = json.loads(path.read_text())["rows"]
+    for r in rows:
+        a = r.get("architecture")
+        if isinstance(a, str):
+            p = Path(a)
+            if not p.exists():
+                p = path.parent / Path(*p.parts[-3:])  # search/beta_x/architecture.json under the summary folder
+            r["architecture"] = Architecture.load(p).to_dict()
+    return rows
+
+
+SUMMARY_COLUMNS = ("name", "role", "beta", "params", "params_no_embedding", "flops", "latency_cpu_b1_ms",
+                   "latency_cpu_b256_ms", "NDCG@10", "HR@10", "MRR@10", "NDCG@20", "HR@20")
+
+
+def comparison_table(rows: list, metrics=("NDCG@10", "HR@10", "MRR@10", "NDCG@20", "HR@20")) -> pd.DataFrame:
+    """Teacher, students and baselines side by side: size, FLOPs, latency and test metrics,
+    plus each one's compression and speed-up against the teacher."""
+    recs = []
+    for r in rows:
+        rec = {k: r.get(k) for k in SUMMARY_COLUMNS[:8]}
+        rec.update({m: (r.get("test") or {}).get(m) for m in metrics})
+        recs.append(rec)
+    df = pd.DataFrame(recs, columns=list(SUMMARY_COLUMNS[:8]) + list(metrics))
+    teacher = df[df["role"] == "teacher"]
+    if len(teacher):
+        t = teacher.iloc[0]
+        df["compression"] = t["params"] / df["params"]
+        if t.get("latency_cpu_b256_ms"):
+            df["speedup_b256"] = t["latency_cpu_b256_ms"] / df["latency_cpu_b256_ms"]
+    return df.set_index("name")
+
+
+def frontier_figure(rows: list, cost: str = "params", metric: str = "NDCG@10", log_x: bool = True) -> go.Figure:
+    """Cost (size, FLOPs or latency) against accuracy for every model; the students of the
+    beta sweep joined by a line in beta order, the teacher and baselines as separate markers."""
+    fig = go.Figure()
+    df = pd.DataFrame([{**{k: r.get(k) for k in ("name", "role", "beta", cost)}, metric: (r.get("test") or {}).get(metric),
+                        "std": (r.get("test") or {}).get(f"{metric}_std")} for r in rows])
+    styles = {"teacher": ("star", "#d62728"), "student": ("circle", "#1f77b4"), "student_no_kd": ("circle-open", "#1f77b4"),
+              "baseline": ("square", "#2ca02c")}
+    for role, g in df.groupby("role", sort=False):
+        g = g.sort_values("beta") if role.startswith("student") else g
+        symbol, color = styles.get(role, ("diamond", "#7f7f7f"))
+        text = [f"{n}" + (f" (beta {b:g})" if isinstance(b, (int, float)) and not pd.isna(b) else "") for n, b in zip(g["name"], g["beta"])]
+        fig.add_trace(go.Scatter(x=g[cost], y=g[metric], mode="markers+lines" if role == "student" else "markers", name=role,
+                                 marker=dict(symbol=symbol, size=12, color=color), text=text,
+                                 error_y=dict(type="data", array=g["std"].fillna(0)) if g["std"].notna().any() else None,
+                                 hovertemplate="%{text}<br>%{x:,.4g} " + cost + f"<br>{metric} %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(title=f"{metric} versus {cost}", xaxis_title=cost, yaxis_title=f"test {metric}", height=420,
+                      xaxis_type="log" if log_x else "linear")
+    return fig
+
+
+def architecture_schema(arch) -> pd.DataFrame:
+    """The shape of an architecture's JSON value, not its choices: the fields at each level and
+    the counts of cells, nodes and edges (stable across runs of the same search settings)."""
+    d = _architecture_dict(arch)
+    cells = d["cells"]
+    edges = [e for cell in cells for node in cell["nodes"] for e in node]
+    rows = [
+        ("top-level fields", ", ".join(sorted(d))),
+        ("format", d.get("format", "")),
+        ("cells", len(cells)),
+        ("cell fields", ", ".join(sorted({k for c in cells for k in c}))),
+        ("nodes per cell", ", ".join(str(len(c["nodes"])) for c in cells)),
+        ("edges per node", ", ".join(sorted({str(len(n)) for c in cells for n in c["nodes"]}))),
+        ("edge fields", ", ".join(sorted({k for e in edges for k in e}))),
+        ("meta fields", ", ".join(sorted(d.get("meta", {})))),
+    ]
+    return pd.DataFrame(rows, columns=["part", "value"]).set_index("part")
+
+
+# ----------------------------------------------------------------------------- DLLM2Rec
+def artifact_table(artifacts) -> pd.DataFrame:
+    """What a teacher handed over: each file's shape and meaning (shapes only: the values
+    change with training, the layout must not)."""
+    rows = []
+    if artifacts.embeddings is not None:
+        rows.append(("all_embeddings.pt", "x".join(map(str, artifacts.embeddings.shape)), "semantic embedding of every item"))
+    if artifacts.ranks is not None:
+        rows.append(("myrank_train.txt", "x".join(map(str, artifacts.ranks.shape)), "teacher's top-n items per training row"))
+        rows.append(("confidence_train.txt", "x".join(map(str, artifacts.distances.shape)), "their L2 distances, ascending"))
+    return pd.DataFrame(rows, columns=["file", "shape", "holds"]).set_index("file")
+
+
+@torch.no_grad()
+def importance_rows(scene: Scene, artifacts, users, max_len: int, student=None, k: int = 10, **weights) -> pd.DataFrame:
+    """DLLM2Rec's importance weights on each user's most recent training row: for every one
+    of the teacher's top-``k`` candidates its title, distance, the position, confidence and
+    consistency parts and the combined weight (``weights`` are ``importance_weights``
+    options, e.g. ``gamma_position``). Consistency needs the ``student`` (its current top-k)."""
+    from recnb.data import train_windows
+    from recnb.distill.artifacts import scene_rows
+    from recnb.distill.dllm2rec import importance_weights
+
+    windows = train_windows(scene, max_len)
+    rows = scene_rows(windows, scene)
+    row_users = windows.users[rows.window].numpy()
+    picks = []
+    for u in users:
+        idx = np.flatnonzero(row_users == u)
+        if len(idx) == 0:
+            raise ConfigError(f"user index {u} has no training row")
+        picks.append(int(idx[-1]))
+    picks = torch.as_tensor(picks)
+    k = min(k, artifacts.top_n)
+    cand, dist = artifacts.ranks[picks, :k], artifacts.distances[picks, :k]
+    student_top = None
+    if student is not None:
+        student.eval()
+        device = next(student.parameters()).device
+        seq = windows.inputs[rows.window[picks]].to(device)
+        h = student.output(seq)[torch.arange(len(picks), device=device), rows.position[picks].to(device)]
+        scores = student.score(h).float()
+        scores[:, 0] = float("-inf")
+        student_top = scores.topk(k, dim=1).indices.cpu()
+    w, parts = importance_weights(cand, dist, student_top, return_parts=True, **weights)
+    out = []
+    for r, u in enumerate(users):
+        for j in range(k):
+            out.append({"user": scene.user_ids[u], "rank": j + 1, "candidate": scene.title(int(cand[r, j])),
+                        "distance": float(dist[r, j]), "position": float(parts["position"][r, j]),
+                        "confidence": float(parts["confidence"][r, j]), "consistency": float(parts["consistency"][r, j]),
+                        "weight": float(w[r, j]), "target": scene.title(int(rows.targets[picks[r]]))})
+    return pd.DataFrame(out)
+
+
+def importance_figure(df: pd.DataFrame) -> go.Figure:
+    """Heatmaps (users x candidate rank) of the three importance parts and the combined
+    weight; hover shows the candidate's title."""
+    parts = ["position", "confidence", "consistency", "weight"]
+    fig = make_subplots(rows=1, cols=4, subplot_titles=parts + [], shared_yaxes=True, horizontal_spacing=0.03)
+    users = list(dict.fromkeys(df["user"]))
+    for c, part in enumerate(parts, 1):
+        z = df.pivot(index="user", columns="rank", values=part).reindex(users)
+        text = df.pivot(index="user", columns="rank", values="candidate").reindex(users)
+        fig.add_trace(go.Heatmap(z=z.to_numpy(), x=list(z.columns), y=[f"user {u}" for u in users], text=text.to_numpy(),
+                                 colorscale="Blues", showscale=c == 4, zmin=0,
+                                 hovertemplate="%{y}, rank %{x}<br>%{text}<br>" + part + " %{z:.3f}<extra></extra>"), 1, c)
+        fig.update_xaxes(title_text="teacher rank", row=1, col=c)
+    fig.update_layout(title="importance of the teacher's top candidates", height=120 + 40 * len(users))
+    return fig
+
+
+def dllm2rec_table(results: dict, metrics=("NDCG@10", "HR@10", "NDCG@20", "HR@20")) -> pd.DataFrame:
+    """Test metrics of named ``run_dllm2rec`` results (``{"full": result, ...}``): each
+    one's distilled student, and the undistilled baseline and teacher once."""
+    rows = {}
+    for name, res in results.items():
+        if "teacher" not in rows and res.get("teacher", {}).get("test"):
+            rows["teacher"] = {m: res["teacher"]["test"].get(m) for m in metrics}
+        if res.get("baseline") and "no distillation" not in rows:
+            rows["no distillation"] = {m: res["baseline"]["test"][m] for m in metrics}
+        rows[name] = {m: res["distilled"]["test"][m] for m in metrics}
+    df = pd.DataFrame(rows).T
+    if "no distillation" in df.index:
+        base = df.loc["no distillation", metrics[0]]
+        df[f"gain {metrics[0]}"] = (df[metrics[0]] - base) / base if base else float("nan")
+    return df

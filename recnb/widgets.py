@@ -32,32 +32,35 @@ def metric_of(row: dict, metric: str) -> float:
     return float(value) if value is not None else float("nan")
 
 
-def candidates(rows: list, cost: str = "params", metric: str = "NDCG@10") -> list:
-    """Rows the explorer may pick: those with an architecture, a cost and a metric."""
+def candidates(rows: list, cost: str = "params", metric: str = "NDCG@10", roles=("student",)) -> list:
+    """Rows the explorer may pick: those with an architecture, a cost and a metric, and (when
+    rows have a ``role``) one of ``roles`` (by default the distilled students; None = any)."""
     if cost not in COSTS:
         raise ConfigError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
     out = []
     for r in rows:
+        if roles is not None and r.get("role") is not None and r["role"] not in roles:
+            continue
         c = r.get(cost)
         if r.get("architecture") and c is not None and not math.isnan(float(c)) and not math.isnan(metric_of(r, metric)):
             out.append(r)
     return sorted(out, key=lambda r: (float(r[cost]), -metric_of(r, metric)))
 
 
-def best_within(rows: list, budget: float, cost: str = "params", metric: str = "NDCG@10") -> dict | None:
+def best_within(rows: list, budget: float, cost: str = "params", metric: str = "NDCG@10", roles=("student",)) -> dict | None:
     """The most accurate candidate whose ``cost`` is at most ``budget`` (ties: the cheaper);
     None when nothing fits."""
-    fits = [r for r in candidates(rows, cost, metric) if float(r[cost]) <= budget]
+    fits = [r for r in candidates(rows, cost, metric, roles) if float(r[cost]) <= budget]
     if not fits:
         return None
     return max(fits, key=lambda r: (metric_of(r, metric), -float(r[cost])))
 
 
-def pareto_front(rows: list, cost: str = "params", metric: str = "NDCG@10") -> list:
+def pareto_front(rows: list, cost: str = "params", metric: str = "NDCG@10", roles=("student",)) -> list:
     """Candidates no other candidate beats on both cost and metric, cheapest first: exactly
     the rows :func:`best_within` can return."""
     front, best = [], -math.inf
-    for r in candidates(rows, cost, metric):
+    for r in candidates(rows, cost, metric, roles):
         m = metric_of(r, metric)
         if m > best:
             front.append(r)
@@ -87,7 +90,7 @@ def metrics_html(row: dict | None, reference: dict | None = None, metrics=("NDCG
             lines.append(f"<tr><th>{COSTS[key]}</th>{cells}</tr>")
     for m in metrics:
         if any(not math.isnan(metric_of(c, m)) for c in cols):
-            cells = "".join(f"<td>{metric_of(c, m):.4f}</td>" for c in cols)
+            cells = "".join(f"<td>{'–' if math.isnan(metric_of(c, m)) else f'{metric_of(c, m):.4f}'}</td>" for c in cols)
             lines.append(f"<tr><th>test {m}</th>{cells}</tr>")
     if row.get("beta") is not None:
         lines.append(f"<tr><th>beta</th><td>{row['beta']}</td>{'<td></td>' if reference else ''}</tr>")
@@ -99,17 +102,18 @@ class BudgetExplorer:
     """Slide a budget, see the best architecture within it (diagram and metrics) at once.
 
     ``rows`` are the rows of an AdaRec ``summary.json`` (each with ``name``, ``architecture``,
-    the cost fields and ``test`` metrics); ``reference`` (e.g. the teacher's row) is shown
+    the cost fields and ``test`` metrics; only ``roles`` are offered, by default the distilled
+    students); ``reference`` (e.g. the teacher's row) is shown
     beside the chosen one. The slider's stops are the budgets where the choice changes
     (the Pareto front), so every step shows another architecture.
     """
 
     def __init__(self, rows: list, cost: str = "params", metric: str = "NDCG@10", reference: dict | None = None,
-                 draw=None):
+                 draw=None, roles=("student",)):
         from recnb import viz
 
-        self.rows, self.cost, self.metric, self.reference = list(rows), cost, metric, reference
-        self.front = pareto_front(self.rows, cost, metric)
+        self.rows, self.cost, self.metric, self.reference, self.roles = list(rows), cost, metric, reference, roles
+        self.front = pareto_front(self.rows, cost, metric, roles)
         if not self.front:
             raise ConfigError(f"no row has an architecture, a {cost} and a test {metric}: nothing to explore")
         self.draw = draw or (lambda row: viz.architecture_graph(row["architecture"], title=self.title(row), height=300))
@@ -135,7 +139,7 @@ class BudgetExplorer:
 
     def select(self, budget: float) -> dict | None:
         """Show the best architecture within ``budget`` (what the slider calls)."""
-        self.current = best_within(self.rows, budget, self.cost, self.metric)
+        self.current = best_within(self.rows, budget, self.cost, self.metric, self.roles)
         row = self.current
         self.name.value = f"<b>{html.escape(str(row.get('name')))}</b>" if row else "<b>none</b>"
         self.table.value = metrics_html(row, self.reference)

@@ -21,6 +21,15 @@ ARCH = {"cells": [{"nodes": [[{"op": "conv_k3", "input": 1}, {"op": "skip", "inp
                              [{"op": "avg_pool_k3", "input": 2}, {"op": "conv_k5", "input": 1}]]}]}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def scene():
     return synthetic_scene(num_users=60, num_items=30, seq_len=16, seed=2)
@@ -50,7 +59,7 @@ def test_distilled_student_meets_the_model_contract(scene, teacher_path, tmp_pat
     assert {"NDCG@5", "HR@5", "MRR@5", "NDCG@10"} <= set(m["test"]) and "NDCG@10" in m["test_sampled100"]
     hist = pd.read_csv(tmp_path / "history.csv")
     assert {"kd", "emd"} <= set(hist.columns) and (hist["kd"] > 0).all()
-    loaded, meta = load_checkpoint(tmp_path / "model.pt")
+    loaded, _ = load_checkpoint(tmp_path / "model.pt")
     assert loaded.name == "student" and not any("distill_emd" in k for k in loaded.state_dict())
     assert loaded.architecture == Architecture.from_dict(ARCH)
     assert json.loads((tmp_path / "metrics.json").read_text())["params"] == loaded.num_params()

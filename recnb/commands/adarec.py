@@ -23,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per model")
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
     p.add_argument("--latency-batch", default="1,256")
+    p.add_argument("--student-width", type=int, default=64, help="width of the distilled students (default 64)")
     add_search_args(p)
     p.set_defaults(func=run)
 
@@ -39,7 +40,7 @@ def run(args) -> int:
                         max_len=scfg.max_len, device=args.device, seed=args.seed, progress=not args.quiet,
                         time_budget=args.time_budget)
     summary = run_pipeline(args.dataset, out, args.teacher, betas, args.default_beta, args.seeds, scfg,
-                           DistillConfig(width=scfg.width, train=train), twins=args.twins,
+                           DistillConfig(width=args.student_width, train=train), twins=args.twins,
                            baseline=not args.no_baseline, batches=batches, data_dir=args.data_dir, reuse=args.resume)
     for r in summary["rows"]:
         print(f"{r['name']:<32} {r['role']:<14} params(no emb) {r['params_no_embedding']:>9} "

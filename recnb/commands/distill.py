@@ -15,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("--arch", required=True, help="architecture.json written by `recnb search`")
     p.add_argument("--teacher", default=None, help="teacher checkpoint (model.pt)")
     p.add_argument("--no-teacher", action="store_true", help="train the same student without distillation")
-    p.add_argument("--width", type=int, default=None, help="student width (default: the search's, else 64)")
+    p.add_argument("--width", type=int, default=64, help="student width (default 64)")
     p.add_argument("--gamma", type=float, default=0.5)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--no-emd", action="store_true", help="prediction-layer KD only")
@@ -32,17 +32,16 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from recnb.data import load_scene
+    from recnb.data import load_scene, train_windows
     from recnb.distill.adarec import DistillConfig, build_student, train_model
     from recnb.distill.losses import TeacherCache
-    from recnb.data import train_windows
     from recnb.search.architecture import Architecture
     from recnb.train import TrainConfig, load_checkpoint, resolve_device
 
     if args.no_teacher == (args.teacher is not None):
         raise ConfigError("give exactly one of --teacher PATH or --no-teacher")
     arch = Architecture.load(args.arch)
-    width = args.width or int(arch.meta.get("width", 64))
+    width = args.width
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                         max_len=args.max_len, device=args.device, seed=args.seed, progress=not args.quiet,
                         time_budget=args.time_budget)

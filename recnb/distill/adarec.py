@@ -19,9 +19,9 @@ import dataclasses
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,16 @@ from recnb.search.architecture import Architecture
 from recnb.search.ops import model_flops, model_latency
 from recnb.search.searcher import SearchConfig, search
 from recnb.search.student import Student
-from recnb.train import TrainConfig, evaluate, fit, load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
+from recnb.train import (
+    TrainConfig,
+    evaluate,
+    fit,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+    seed_everything,
+    write_json,
+)
 
 TEACHER_CONFIG = {"embedding_size": 128, "num_blocks": 8, "dilations": [1, 4], "layer_every": 2}
 ROLES = ("teacher", "student", "student_no_kd", "baseline")
@@ -238,7 +247,7 @@ def run_pipeline(
     if twins not in ("all", "default", "none"):
         raise ConfigError(f"twins: expected all, default or none, got {twins!r}")
     scfg = search_config or SearchConfig()
-    dcfg = distill_config or DistillConfig(width=scfg.width)
+    dcfg = distill_config or DistillConfig()
     devices = tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
     device = resolve_device(dcfg.train.device)
     stages: dict = {}
@@ -365,5 +374,15 @@ def load_summary(out_dir: str | Path) -> pd.DataFrame:
     return summary_frame(json.loads(path.read_text())["rows"])
 
 
-__all__ = ["DistillConfig", "TEACHER_CONFIG", "baseline_config", "build_student", "distillation_loss", "load_summary",
-           "measure", "run_pipeline", "summary_frame", "train_model"]
+__all__ = [
+    "TEACHER_CONFIG",
+    "DistillConfig",
+    "baseline_config",
+    "build_student",
+    "distillation_loss",
+    "load_summary",
+    "measure",
+    "run_pipeline",
+    "summary_frame",
+    "train_model",
+]

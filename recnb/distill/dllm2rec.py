@@ -457,7 +457,7 @@ def train_student(
     return model, metrics
 
 
-def _mean(runs: list[dict]) -> dict:
+def mean_over_seeds(runs: list[dict]) -> dict:
     """Means over seeds for metric dicts and numbers; std of test metrics beside them."""
     out = {}
     for split in ("valid", "test"):
@@ -518,8 +518,8 @@ def run_dllm2rec(
         "protocol": "full",
         "exclude_seen": False,
         "teacher": dict(artifacts.info.get("report", {}), **{k: v for k, v in artifacts.info.items() if k != "report"}),
-        "distilled": _mean(runs["distilled"]),
-        "baseline": _mean(runs["baseline"]) if baseline else None,
+        "distilled": mean_over_seeds(runs["distilled"]),
+        "baseline": mean_over_seeds(runs["baseline"]) if baseline else None,
         "config": {"dllm2rec": cfg.to_dict(), "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "seed"}},
         "per_seed": runs,
     }

@@ -98,13 +98,16 @@ def emd_flow(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- efficiency
 def cost_loss(op_weights: torch.Tensor, op_costs: torch.Tensor) -> torch.Tensor:
-    """Expected cost ``sum_cells sum_edges sum_ops w_o * cost_o``.
+    """Expected cost per edge: ``sum_cells sum_edges sum_ops w_o * cost_o / #edges``.
 
     ``op_weights`` is ``(cells, edges, ops)`` (softmax or Gumbel weights); ``op_costs`` is
-    ``(ops,)``, normalised so the costliest op costs 1. Rises with the weight of any op
+    ``(ops,)``, normalised so the costliest op costs 1, so the loss lies in [0, 1] whatever
+    the number of cells and nodes (the spec's plain sum, divided by the edge count, so one
+    ``beta`` means the same for every supernet size). Rises with the weight of any op
     costlier than the others on its edge.
     """
-    return (op_weights * op_costs.to(op_weights.device, op_weights.dtype)).sum()
+    per_edge = (op_weights * op_costs.to(op_weights.device, op_weights.dtype)).sum(-1)
+    return per_edge.mean()
 
 
 def combined_loss(ce: torch.Tensor, kd: torch.Tensor, cost: torch.Tensor, gamma: float = 0.5, beta: float = 0.1) -> torch.Tensor:

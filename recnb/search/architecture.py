@@ -74,7 +74,7 @@ class Architecture:
             "; ".join(",".join(f"{e.op}<{e.input}" for e in node) for node in cell) for cell in self.cells
         )
 
-    def without_skip_cells(self) -> "Architecture":
+    def without_skip_cells(self) -> Architecture:
         """Drop cells whose every kept edge is ``skip`` (their output is a rescaled input):
         the minimal-depth variant. At least one cell is kept."""
         kept = [cell for cell in self.cells if any(e.op != "skip" for node in cell for e in node)]
@@ -95,7 +95,7 @@ class Architecture:
         return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
-    def from_dict(cls, d, where: str = "architecture") -> "Architecture":
+    def from_dict(cls, d, where: str = "architecture") -> Architecture:
         """Validate and build; every problem names the offending field."""
         if not isinstance(d, dict):
             raise ConfigError(f"{where}: expected a JSON object, got {type(d).__name__}")
@@ -135,7 +135,7 @@ class Architecture:
         return cls(out, dict(meta))
 
     @classmethod
-    def from_json(cls, text: str, where: str = "architecture") -> "Architecture":
+    def from_json(cls, text: str, where: str = "architecture") -> Architecture:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -149,7 +149,7 @@ class Architecture:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Architecture":
+    def load(cls, path: str | Path) -> Architecture:
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"architecture {path}: no such file")
@@ -202,4 +202,4 @@ def edges_per_cell(num_nodes: int) -> int:
     return sum(2 + n for n in range(num_nodes))
 
 
-__all__ = ["Architecture", "Edge", "FORMAT", "PARAMETER_FREE", "derive", "edges_per_cell", "nodes_for_edges"]
+__all__ = ["FORMAT", "PARAMETER_FREE", "Architecture", "Edge", "derive", "edges_per_cell", "nodes_for_edges"]

@@ -238,9 +238,7 @@ def model_flops(model: nn.Module, seq_len: int | None = None) -> float:
 
     handles = []
     for m in model.modules():
-        if isinstance(m, nn.Conv1d) or isinstance(m, nn.Conv2d):
-            if isinstance(m, nn.Conv2d):
-                continue
+        if isinstance(m, nn.Conv1d):
             handles.append(m.register_forward_hook(conv))
         elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(linear))

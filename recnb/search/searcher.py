@@ -22,9 +22,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -51,8 +51,10 @@ HISTORY_FILES = ("alphas", "losses", "flows", "layer_weights", "epochs")
 
 @dataclass
 class SearchConfig:
-    # search space
-    width: int = 64
+    # search space. The supernet searches at a proxy width (as DARTS searches a narrow
+    # network and trains a wider one): op costs are normalised, so the ranking of ops by
+    # cost is the same at any width, and the derived architecture is width-free.
+    width: int = 32
     num_cells: int = 4
     num_nodes: int = 3
     primitives: list = field(default_factory=lambda: list(DEFAULT_PRIMITIVES))
@@ -72,14 +74,15 @@ class SearchConfig:
     emd_update: str = "softmax"  # softmax | normalize | none
     T_emd: float = 10.0
     # optimisation
-    epochs: int = 6
-    batch_size: int = 128
+    epochs: int = 3
+    warmup_epochs: int = 1  # weights only, alphas frozen: untrained convs would lose to skip/pool
+    batch_size: int = 32  # small batches: more updates for the same compute in a short search
     lr: float = 3e-3
-    lr_alpha: float = 3e-3
+    lr_alpha: float = 0.02  # high for a short search: Adam moves each alpha at most ~lr per step
     weight_decay_alpha: float = 1e-3
     clip: float | None = 5.0
-    patience: int = 3
-    max_steps: int | None = None  # cap on steps per epoch (None = one pass over the halves)
+    patience: int = 2
+    max_steps: int | None = 24  # cap on steps per epoch (None = one pass over the halves)
     max_len: int = 50
     seed: int = 2020
     device: str = "auto"
@@ -107,7 +110,7 @@ class SearchConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SearchConfig":
+    def from_dict(cls, d: dict) -> SearchConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -144,16 +147,18 @@ def loss_terms(model: Supernet, batch: dict, cache: TeacherCache | None, emd: EM
     return {"ce": ce, "kd": kd, "emd": hid, "cost": cost, "total": total}
 
 
-def bilevel_step(model: Supernet, batch_w: dict, batch_a: dict, w_opt, a_opt, cache, emd, costs, cfg: SearchConfig) -> tuple[dict, dict]:
-    """One first-order DARTS step: alphas on ``batch_a`` (half B), then weights on
-    ``batch_w`` (half A). Returns the loss terms of both phases."""
+def bilevel_step(model: Supernet, batch_w: dict, batch_a: dict | None, w_opt, a_opt, cache, emd, costs, cfg: SearchConfig) -> tuple[dict | None, dict]:
+    """One first-order DARTS step: alphas on ``batch_a`` (half B; ``None`` during warm-up),
+    then weights on ``batch_w`` (half A). Returns the loss terms of both phases."""
     model.train()
-    alpha_terms = loss_terms(model, batch_a, cache, emd, costs, cfg)
-    grads = torch.autograd.grad(alpha_terms["total"], model.arch_parameters())
-    a_opt.zero_grad(set_to_none=True)
-    for p, g in zip(model.arch_parameters(), grads):
-        p.grad = g
-    a_opt.step()
+    alpha_terms = None
+    if batch_a is not None:
+        alpha_terms = loss_terms(model, batch_a, cache, emd, costs, cfg)
+        grads = torch.autograd.grad(alpha_terms["total"], model.arch_parameters())
+        a_opt.zero_grad(set_to_none=True)
+        for p, g in zip(model.arch_parameters(), grads):
+            p.grad = g
+        a_opt.step()
 
     weights = [p for g in w_opt.param_groups for p in g["params"]]
     weight_terms = loss_terms(model, batch_w, cache, emd, costs, cfg)
@@ -166,7 +171,8 @@ def bilevel_step(model: Supernet, batch_w: dict, batch_a: dict, w_opt, a_opt, ca
     w_opt.step()
     if emd is not None:
         emd.update_weights()
-    return ({k: float(v.detach()) for k, v in alpha_terms.items()}, {k: float(v.detach()) for k, v in weight_terms.items()})
+    detach = lambda terms: {k: float(v.detach()) for k, v in terms.items()}
+    return (detach(alpha_terms) if alpha_terms is not None else None, detach(weight_terms))
 
 
 # ----------------------------------------------------------------------------- history files
@@ -311,10 +317,12 @@ def search(
         loss_rows, alpha_rows, flows = [], [], []
         for s in range(steps):
             sl = slice(s * cfg.batch_size, (s + 1) * cfg.batch_size)
-            a_terms, w_terms = bilevel_step(model, batch(order_a[sl]), batch(order_b[sl]), w_opt, a_opt, cache, emd, costs, cfg)
+            warm = epoch < cfg.warmup_epochs
+            a_terms, w_terms = bilevel_step(model, batch(order_a[sl]), None if warm else batch(order_b[sl]), w_opt, a_opt, cache, emd, costs, cfg)
             step = state["step"]
             for phase, terms in (("alphas", a_terms), ("weights", w_terms)):
-                loss_rows.append({"step": step, "epoch": epoch, "phase": phase, **terms, "tau": model.tau})
+                if terms is not None:
+                    loss_rows.append({"step": step, "epoch": epoch, "phase": phase, **terms, "tau": model.tau})
             if emd is not None and emd.last_flow is not None:
                 flows.append(emd.last_flow)
             if step % cfg.alpha_every == 0:
@@ -323,14 +331,16 @@ def search(
         valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len))
         state["seconds"] += time.perf_counter() - start
         arch = model.genotype()
-        improved = valid["NDCG@10"] > state["best"]
-        if improved:
+        improved = valid["NDCG@10"] > state["best"] or epoch == cfg.warmup_epochs
+        if epoch < cfg.warmup_epochs:
+            pass  # the alphas have not moved yet: nothing to keep or stop on
+        elif improved:
             state.update(best=valid["NDCG@10"], best_epoch=epoch, bad=0, best_alphas=model.alphas.detach().cpu().clone())
         else:
             state["bad"] += 1
         state["epoch"] = epoch
         row = {
-            "epoch": epoch, "steps": steps, "seconds": state["seconds"], "tau": model.tau,
+            "epoch": epoch, "steps": steps, "warmup": epoch < cfg.warmup_epochs, "seconds": state["seconds"], "tau": model.tau,
             **{f"valid_{k}": v for k, v in valid.items()},
             "loss": float(np.mean([r["total"] for r in loss_rows if r["phase"] == "weights"])) if loss_rows else float("nan"),
             "expected_cost": float(cost_loss(model.op_weights(sample=False), costs).detach()),
@@ -382,4 +392,4 @@ def search(
     return result
 
 
-__all__ = ["DEFAULT_PRIMITIVES", "SearchConfig", "SearchResult", "bilevel_step", "load_history", "loss_terms", "search", "edges_per_cell"]
+__all__ = ["DEFAULT_PRIMITIVES", "SearchConfig", "SearchResult", "bilevel_step", "edges_per_cell", "load_history", "loss_terms", "search"]

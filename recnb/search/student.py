@@ -70,6 +70,6 @@ class Student(SeqRecModel):
         return states
 
     @classmethod
-    def from_architecture(cls, architecture: Architecture | dict, num_items: int, width: int = 64, max_len: int = 50) -> "Student":
+    def from_architecture(cls, architecture: Architecture | dict, num_items: int, width: int = 64, max_len: int = 50) -> Student:
         arch = architecture.to_dict() if isinstance(architecture, Architecture) else architecture
         return cls(StudentConfig(num_items=num_items, max_len=max_len, architecture=arch, width=width))

@@ -1,0 +1,187 @@
+"""Reproduce the AdaRec tables: the pipeline per scene, the time of each stage, the claims.
+
+    python bench/adarec.py --scene ml-100k --teacher runs/adarec/teacher-ml-100k/model.pt \
+        --betas 0.01,0.1,1 --seeds 1 --out runs/adarec/ml-100k
+    python bench/adarec.py --scene wikipedia --search-only --betas 0.1 --out runs/adarec/wikipedia
+    python bench/adarec.py --compare runs/adarec/ml-100k runs/adarec/wikipedia
+
+Full settings are ``--seeds 3`` and no ``--time-budget``; smaller ones fit a shared CPU.
+Every table prints the command line, seeds and hardware beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from recnb.data import load_scene
+from recnb.distill.adarec import TEACHER_CONFIG, DistillConfig, run_pipeline
+from recnb.experiment import train_and_report
+from recnb.search.architecture import Architecture
+from recnb.search.searcher import SearchConfig, search
+from recnb.train import TrainConfig, load_checkpoint
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return f"{cpu}; {os.cpu_count()} cores visible; torch threads {torch.get_num_threads()}; GPU {gpu}; torch {torch.__version__}"
+
+
+def teacher_for(scene, out: Path, budget: float, log) -> Path:
+    path = out / "teacher" / "model.pt"
+    if path.exists():
+        return path
+    t0 = time.perf_counter()
+    cfg = TrainConfig(epochs=50, batch_size=128, lr=1e-3, patience=5, device="cpu", progress=False, time_budget=budget)
+    m = train_and_report(scene, "nextitnet", dict(TEACHER_CONFIG), cfg, out / "teacher")
+    log(f"teacher trained in {time.perf_counter() - t0:.0f}s ({m['epochs']} epochs, best {m['best_epoch']}): "
+        f"test NDCG@10 {m['test']['NDCG@10']:.4f}")
+    return path
+
+
+def print_summary(summary: dict) -> None:
+    rows = summary["rows"]
+    teacher = next(r for r in rows if r["role"] == "teacher")
+    table = []
+    for r in rows:
+        t = r["test"]
+        table.append({
+            "name": r["name"], "role": r["role"], "beta": r["beta"], "default": r["default"],
+            "params": r["params"], "params_no_emb": r["params_no_embedding"],
+            "x_teacher_no_emb": round(r["params_no_embedding"] / teacher["params_no_embedding"], 4),
+            "MFLOPs": round(r["flops"] / 1e6, 3),
+            **{k[8:]: round(v, 3) for k, v in r.items() if k.startswith("latency_")},
+            "NDCG@10": round(t["NDCG@10"], 4), "±": round(t.get("NDCG@10_std", 0.0), 4),
+            "HR@10": round(t["HR@10"], 4), "MRR@5": round(t["MRR@5"], 4), "HR@5": round(t["HR@5"], 4),
+            "NDCG@5": round(t["NDCG@5"], 4), "s100 NDCG@10": round(r.get("test_sampled100", {}).get("NDCG@10", float("nan")), 4),
+            "seeds": len(r.get("seeds") or []),
+        })
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
+        print(pd.DataFrame(table).to_string(index=False))
+    print("\nstages (seconds):", json.dumps(summary["stages_seconds"]))
+    print("architectures:")
+    for b, sig in summary["architectures"].items():
+        print(f"  beta={b}: {sig}")
+    claims(summary)
+
+
+def claims(summary: dict) -> None:
+    rows = summary["rows"]
+    t = next(r for r in rows if r["role"] == "teacher")
+    s = next((r for r in rows if r["role"] == "student" and r["default"]), None)
+    nk = next((r for r in rows if r["role"] == "student_no_kd" and r["default"]), None)
+    b = next((r for r in rows if r["role"] == "baseline"), None)
+    print(f"\nclaims (default beta = {summary['default_beta']}):")
+    if s is None:
+        return
+    checks = [
+        ("student non-embedding params <= 1/8 teacher", s["params_no_embedding"] / t["params_no_embedding"], lambda v: v <= 1 / 8),
+        ("CPU latency b1 speed-up >= 3x", t["latency_cpu_b1_ms"] / s["latency_cpu_b1_ms"], lambda v: v >= 3),
+        ("CPU latency b256 speed-up", t["latency_cpu_b256_ms"] / s["latency_cpu_b256_ms"] if "latency_cpu_b256_ms" in s else float("nan"), lambda v: True),
+        ("student NDCG@10 >= 95% teacher", s["test"]["NDCG@10"] / t["test"]["NDCG@10"], lambda v: v >= 0.95),
+    ]
+    if nk:
+        checks.append(("student NDCG@10 > no-KD twin", s["test"]["NDCG@10"] - nk["test"]["NDCG@10"], lambda v: v > 0))
+    if b:
+        checks.append(("student NDCG@10 > hand-made NextItNet + KD", s["test"]["NDCG@10"] - b["test"]["NDCG@10"], lambda v: v > 0))
+    sweep = sorted((r["beta"], r["params_no_embedding"]) for r in rows if r["role"] == "student")
+    costs = [p for _, p in sweep]
+    checks.append(("cost falls as beta rises (non-increasing params)", costs, lambda v: all(x >= y for x, y in itertools.pairwise(v))))
+    checks.append(("distinct architectures in the sweep", len(set(summary["architectures"].values())), lambda v: v >= 2))
+    for name, value, ok in checks:
+        print(f"  [{'met' if ok(value) else 'NOT met'}] {name}: {value if isinstance(value, list) else round(value, 4)}")
+
+
+def compare(dirs: list[str]) -> None:
+    """Architectures of several scenes side by side, with each scene's statistics."""
+    cols = {}
+    for d in dirs:
+        d = Path(d)
+        info = json.loads((d / "scene.json").read_text()) if (d / "scene.json").exists() else {}
+        arch_files = sorted(d.glob("search/beta_*/architecture.json"))
+        for f in arch_files:
+            arch = Architecture.load(f)
+            key = f"{arch.meta.get('scene', d.name)} beta={arch.meta.get('beta')}"
+            col = {f"stat {k}": v for k, v in info.items()}
+            col["cell params (w=64)"] = arch.params(64)
+            for c, cell in enumerate(arch.cells):
+                for n, node in enumerate(cell):
+                    col[f"cell{c} node{n}"] = ", ".join(f"{e.op}<{e.input}" for e in node)
+            cols[key] = col
+    with pd.option_context("display.width", 250, "display.max_colwidth", 60):
+        print(pd.DataFrame(cols).to_string())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scene", default="ml-100k")
+    p.add_argument("--out", default=None)
+    p.add_argument("--teacher", default=None, help="teacher checkpoint (else trained under --teacher-budget)")
+    p.add_argument("--teacher-budget", type=float, default=540.0, help="seconds to train a missing teacher")
+    p.add_argument("--betas", default="0.01,0.1,1")
+    p.add_argument("--default-beta", type=float, default=None)
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--search-epochs", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--time-budget", type=float, default=150.0, help="training seconds per distilled model (0 = none)")
+    p.add_argument("--distill-epochs", type=int, default=30)
+    p.add_argument("--twins", default="default")
+    p.add_argument("--search-only", action="store_true", help="teacher + one search per beta (scene adaptivity)")
+    p.add_argument("--compare", nargs="+", default=None, help="print the architectures of these output dirs side by side")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print("command:", "python bench/adarec.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    print("hardware:", hardware())
+    if args.compare:
+        compare(args.compare)
+        return 0
+    out = Path(args.out or f"runs/adarec/{args.scene}")
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    scene = load_scene(args.scene)
+    (out / "scene.json").write_text(json.dumps({k: float(v) for k, v in scene.describe().items()}, indent=1))
+    print("scene:", scene.describe().to_dict())
+    teacher = Path(args.teacher) if args.teacher else teacher_for(scene, out, args.teacher_budget, print)
+    betas = [float(b) for b in args.betas.split(",")]
+    scfg = SearchConfig(device="cpu", progress=False, **{k: v for k, v in (("epochs", args.search_epochs), ("max_steps", args.max_steps)) if v is not None})
+    if args.search_only:
+        model, _ = load_checkpoint(teacher)
+        for beta in betas:
+            t0 = time.perf_counter()
+            res = search(scene, model, SearchConfig(**{**scfg.to_dict(), "beta": beta}), out / "search" / f"beta_{beta:g}")
+            print(f"search beta={beta:g}: {time.perf_counter() - t0:.0f}s ({res.epochs} epochs, teacher cache "
+                  f"{res.teacher_seconds:.0f}s) -> {res.architecture.signature()}")
+        compare([str(out)])
+        return 0
+    train = TrainConfig(epochs=args.distill_epochs, batch_size=128, lr=1e-3, patience=5, device="cpu", progress=False,
+                        time_budget=args.time_budget or None)
+    summary = run_pipeline(scene, out, teacher, betas, args.default_beta, args.seeds, scfg, DistillConfig(train=train),
+                           twins=args.twins, devices=("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
+    print(f"\n== AdaRec on {scene.name}: full ranking, {args.seeds} seed(s), test split; hardware above ==")
+    print_summary(summary)
+    print(f"\ntotal {time.perf_counter() - start:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""recnb.viz: analysis tables are right, figures are built from real inputs and render offline."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+import torch
+
+from recnb import viz
+from recnb.data import synthetic_scene
+from recnb.errors import ConfigError
+from recnb.models import build_model
+from recnb.search.architecture import Architecture, derive
+from recnb.search.searcher import DEFAULT_PRIMITIVES
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return synthetic_scene(num_users=60, num_items=40, seq_len=16, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model(scene):
+    torch.manual_seed(0)
+    return build_model("nextitnet", num_items=scene.num_items, max_len=12, embedding_size=8, num_blocks=2).eval()
+
+
+@pytest.fixture()
+def arch():
+    rng = np.random.default_rng(0)
+    return derive(rng.normal(size=(3, 9, len(DEFAULT_PRIMITIVES))), DEFAULT_PRIMITIVES, meta={"beta": 0.1})
+
+
+def test_setup_notebook_picks_an_offline_renderer():
+    old = pio.renderers.default
+    try:
+        assert viz.setup_notebook() == "plotly_mimetype+notebook"
+        assert pio.renderers.default == "plotly_mimetype+notebook"
+        # the 'notebook' renderer embeds plotly.js instead of fetching it from a CDN
+        assert "cdn" not in pio.renderers.default
+    finally:
+        pio.renderers.default = old
+
+
+def test_scene_figures_and_table(scene):
+    table = viz.scene_table(scene)
+    assert table.loc[scene.name, "users"] == 60 and table["users"].dtype == np.int64
+    hist = viz.length_histogram(scene)
+    assert sum(len(t.x) for t in hist.data) == scene.num_users
+    pop = viz.popularity_curve(scene)
+    counts = pop.data[0].y
+    assert counts.sum() == sum(len(s) for s in scene.sequences)
+    assert list(counts) == sorted(counts, reverse=True)
+    assert pop.data[1].y[-1] == pytest.approx(1.0)
+
+
+def test_user_buckets_split_by_quantiles(scene):
+    labels = viz.user_buckets(scene, "length", buckets=4)
+    assert len(labels) == scene.num_users
+    lengths = viz.sequence_lengths(scene)
+    # every user in a later bucket has a history at least as long as every user in an earlier one
+    codes = labels.cat.codes.to_numpy()
+    for a in range(codes.max()):
+        assert lengths[codes == a].max() <= lengths[codes == a + 1].min()
+    with pytest.raises(ConfigError, match="bucket by"):
+        viz.user_buckets(scene, "colour")
+
+
+def test_bucket_metrics_recombine_to_overall(scene):
+    ranks = torch.arange(scene.num_users) % 15  # a hit@10 for ranks 0..9
+    df = viz.bucket_metrics(scene, ranks, by="popularity", buckets=3, ks=(10,))
+    assert df["users"].sum() == scene.num_users
+    overall = float((ranks < 10).float().mean())
+    assert (df["HR@10"] * df["users"]).sum() / scene.num_users == pytest.approx(overall)
+    fig = viz.bucket_bars({"popularity": df}, "HR@10")
+    assert list(fig.data[0].y) == list(df["HR@10"])
+
+
+def test_linear_cka_properties():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 6, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))
+    assert viz.linear_cka(x, x) == pytest.approx(1.0)
+    assert viz.linear_cka(x, 3 * x @ q) == pytest.approx(1.0, abs=1e-5)  # rotation and scale invariant
+    assert viz.linear_cka(x, torch.randn(200, 4, generator=g)) < 0.2
+
+
+def test_layer_statistics_of_a_model(scene, model):
+    states = viz.hidden_states(model, scene, users=30)
+    assert len(states) == len(model(torch.zeros(1, 3, dtype=torch.long)))
+    norms, sim = viz.layer_statistics(states)
+    assert list(norms["layer"]) == list(sim.index) and norms["layer"].iloc[0] == "embedding"
+    assert np.allclose(np.diag(sim.to_numpy()), 1.0, atol=1e-5)
+    assert np.allclose(sim.to_numpy(), sim.to_numpy().T, atol=1e-6)
+    assert isinstance(viz.similarity_heatmap(sim), go.Figure) and isinstance(viz.layer_norm_figure(norms), go.Figure)
+
+
+def test_recommendations_show_titles_and_hits(scene, model):
+    df = viz.recommendations(model, scene, users=[0, 1, 2], k=5, history=4)
+    assert len(df) == 3 and "top-5" in df
+    assert df["top-5"].str.count(r" \| ").eq(4).all()
+    for _, row in df.iterrows():
+        hit = row["hit rank"]
+        assert (hit is None or pd.isna(hit)) == ("✔" not in row["top-5"])
+    assert df["history (oldest first)"].str.startswith("item ").all()
+
+
+def test_architecture_graph_draws_every_edge(arch):
+    fig = viz.architecture_graph(arch)
+    edges = viz.architecture_edges(arch)
+    assert len(edges) == 3 * (2 + 2 + 2)  # top-2 edges into each of 3 nodes, 3 cells
+    marker_points = sum(len(t.x) for t in fig.data if t.mode == "markers" and t.legendgroup)
+    assert marker_points == len(edges)
+    assert {t.name for t in fig.data if t.legendgroup} == set(edges["op"])
+    # the JSON value, a path to it and the object draw the same figure
+    assert viz.architecture_graph(arch.to_dict()).to_dict() == fig.to_dict()
+
+
+def test_architecture_graph_from_path(tmp_path, arch):
+    path = arch.save(tmp_path / "architecture.json")
+    assert len(viz.architecture_edges(str(path))) == len(viz.architecture_edges(arch))
+    with pytest.raises(ConfigError):
+        viz.architecture_graph(42)
+
+
+def test_architecture_schema_and_table(arch):
+    schema = viz.architecture_schema(arch)
+    assert schema.loc["format", "value"] == "recnb-architecture/1"
+    assert schema.loc["cells", "value"] == 3
+    assert schema.loc["edge fields", "value"] == "input, op"
+    table = viz.architecture_table({"a": arch, "b": Architecture(arch.cells[:1])})
+    assert table.loc["(cells)"].tolist() == [3, 1]
+    assert table.drop("(cells)")["a"].sum() == 18
+
+
+def _history():
+    rows, steps = [], range(6)
+    for s in steps:
+        for c in range(2):
+            for e, (n, i) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]):
+                for o, op in enumerate(("skip", "conv_k3", "zero")):
+                    rows.append({"step": s, "epoch": s // 3, "cell": c, "edge": e, "node": n, "input": i, "op": op,
+                                 "weight": [0.2, 0.5, 0.3][o]})
+    alphas = pd.DataFrame(rows)
+    flows = pd.DataFrame([{"epoch": ep, "teacher_layer": t, "student_layer": j, "flow": 1 / 6}
+                          for ep in range(2) for t in range(3) for j in range(2)])
+    lw = pd.DataFrame([{"epoch": ep, "side": side, "layer": k, "weight": 0.5}
+                       for ep in range(2) for side in ("teacher", "student") for k in range(2)])
+    losses = pd.DataFrame([{"step": s, "epoch": s // 3, "phase": ph, "ce": 5.0 - s, "kd": 1.0, "emd": 0.2, "cost": 0.4,
+                            "total": 6.0 - s, "tau": 1.0} for s in steps for ph in ("weights", "alphas")])
+    return alphas, flows, lw, losses
+
+
+def test_alpha_evolution_has_a_frame_per_step():
+    alphas, *_ = _history()
+    fig = viz.alpha_evolution(alphas)
+    assert len(fig.frames) == 6 and len(fig.layout.sliders[0].steps) == 6
+    z = np.array(fig.frames[0].data[0].z)
+    assert z.shape == (10, 3)  # 2 cells x 5 edges, 3 ops
+    assert np.allclose(z.sum(1), 1.0)
+    assert len(viz.alpha_evolution(alphas, max_frames=3).frames) == 3
+    lines = viz.alpha_lines(alphas, cell=1)
+    assert len(lines.data) == 5 * 3
+    with pytest.raises(ConfigError):
+        viz.alpha_evolution(alphas.iloc[:0])
+
+
+def test_transport_layer_weight_and_loss_figures():
+    _, flows, lw, losses = _history()
+    fig = viz.transport_heatmaps(flows)
+    assert len(fig.frames) == 2 and np.array(fig.frames[1].data[0].z).shape == (3, 2)
+    # the slider starts at the last epoch, and the figure shows that epoch's matrix
+    assert fig.layout.sliders[0].active == 1
+    assert np.array_equal(np.array(fig.data[0].z), np.array(fig.frames[1].data[0].z))
+    assert len(viz.layer_weights_figure(lw).data) == 4
+    loss = viz.loss_figure(losses)
+    assert [a.text for a in loss.layout.annotations] == ["total", "ce", "kd", "emd", "cost"]
+    assert list(loss.data[1].y) == [5.0 - s for s in range(6)]
+    with pytest.raises(ConfigError, match="EMD"):
+        viz.transport_heatmaps(flows.iloc[:0])
+
+
+def _summary(tmp_path, arch):
+    path = arch.save(tmp_path / "search" / "beta_0.1" / "architecture.json")
+    rows = [
+        {"name": "teacher", "role": "teacher", "beta": None, "architecture": None, "params": 10_000,
+         "latency_cpu_b256_ms": 8.0, "test": {"NDCG@10": 0.10, "NDCG@10_std": 0.0}},
+        {"name": "s0.1", "role": "student", "beta": 0.1, "architecture": str(path), "params": 2_000,
+         "latency_cpu_b256_ms": 2.0, "test": {"NDCG@10": 0.08, "NDCG@10_std": 0.01}},
+        {"name": "s1", "role": "student", "beta": 1.0, "architecture": "elsewhere/search/beta_0.1/architecture.json",
+         "params": 1_000, "latency_cpu_b256_ms": 1.0, "test": {"NDCG@10": 0.05, "NDCG@10_std": 0.0}},
+    ]
+    (tmp_path / "summary.json").write_text(json.dumps({"rows": rows}))
+    return tmp_path / "summary.json"
+
+
+def test_load_rows_inlines_architectures(tmp_path, arch):
+    rows = viz.load_rows(_summary(tmp_path, arch).parent)
+    assert rows[0]["architecture"] is None
+    assert rows[1]["architecture"] == arch.to_dict()
+    assert rows[2]["architecture"] == arch.to_dict()  # resolved under the summary's folder
+    with pytest.raises(ConfigError, match="no such summary"):
+        viz.load_rows(tmp_path / "nothing")
+
+
+def test_comparison_table_and_frontier(tmp_path, arch):
+    rows = viz.load_rows(_summary(tmp_path, arch))
+    table = viz.comparison_table(rows)
+    assert list(table.index) == ["teacher", "s0.1", "s1"]
+    assert table.loc["s1", "compression"] == pytest.approx(10.0)
+    assert table.loc["s0.1", "speedup_b256"] == pytest.approx(4.0)
+    fig = viz.frontier_figure(rows)
+    students = next(t for t in fig.data if t.name == "student")
+    assert list(students.x) == [2_000, 1_000] and list(students.y) == [0.08, 0.05]  # beta order
+    assert {t.name for t in fig.data} == {"teacher", "student"}
