@@ -63,8 +63,14 @@ def length_histogram(scene: Scene, bins: int = 50) -> go.Figure:
     lengths = sequence_lengths(scene)
     fig = go.Figure(go.Histogram(x=lengths, nbinsx=bins, marker_color="#1f77b4", name="users"))
     fig.add_vline(x=float(np.median(lengths)), line_dash="dash", annotation_text=f"median {np.median(lengths):.0f}")
-    fig.update_layout(title=f"{scene.name}: sequence lengths", xaxis_title="interactions per user",
-                      yaxis_title="users", yaxis_type="log", bargap=0.05, height=360)
+    fig.update_layout(
+        title=f"{scene.name}: sequence lengths",
+        xaxis_title="interactions per user",
+        yaxis_title="users",
+        yaxis_type="log",
+        bargap=0.05,
+        height=360,
+    )
     return fig
 
 
@@ -106,7 +112,9 @@ def user_buckets(scene: Scene, by: str = "length", buckets: int = 4, split: str 
     return pd.Series(pd.Categorical([labels[i] for i in idx], categories=labels, ordered=True), name=by)
 
 
-def bucket_metrics(scene: Scene, ranks, by: str = "length", buckets: int = 4, ks=(10,), split: str = "test") -> pd.DataFrame:
+def bucket_metrics(
+    scene: Scene, ranks, by: str = "length", buckets: int = 4, ks=(10,), split: str = "test"
+) -> pd.DataFrame:
     """Metrics per user bucket from per-user 0-based ranks (``recnb.train.user_ranks``)."""
     ranks = torch.as_tensor(ranks)
     labels = user_buckets(scene, by, buckets, split)
@@ -127,8 +135,17 @@ def bucket_bars(tables: dict, metric: str = "NDCG@10") -> go.Figure:
     """Side-by-side bars of one metric per bucket, one panel per bucketing (``{"length": df, ...}``)."""
     fig = make_subplots(rows=1, cols=len(tables), subplot_titles=[f"by {k}" for k in tables])
     for c, (name, df) in enumerate(tables.items(), 1):
-        fig.add_trace(go.Bar(x=df["bucket"], y=df[metric], text=[f"{u} users" for u in df["users"]],
-                             name=name, hovertemplate="%{x}<br>%{y:.4f}<br>%{text}<extra></extra>"), 1, c)
+        fig.add_trace(
+            go.Bar(
+                x=df["bucket"],
+                y=df[metric],
+                text=[f"{u} users" for u in df["users"]],
+                name=name,
+                hovertemplate="%{x}<br>%{y:.4f}<br>%{text}<extra></extra>",
+            ),
+            1,
+            c,
+        )
     fig.update_yaxes(title_text=metric, row=1, col=1)
     fig.update_layout(title=f"{metric} by user bucket", showlegend=False, height=380)
     return fig
@@ -165,8 +182,15 @@ def layer_statistics(states: list) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-layer norm statistics and the layer-by-layer CKA similarity matrix."""
     names = layer_names(len(states))
     norms = pd.DataFrame(
-        [{"layer": n, "dim": h.shape[1], "norm_mean": float(h.norm(dim=1).mean()), "norm_std": float(h.norm(dim=1).std())}
-         for n, h in zip(names, states)]
+        [
+            {
+                "layer": n,
+                "dim": h.shape[1],
+                "norm_mean": float(h.norm(dim=1).mean()),
+                "norm_std": float(h.norm(dim=1).std()),
+            }
+            for n, h in zip(names, states)
+        ]
     )
     sim = np.array([[linear_cka(a, b) for b in states] for a in states])
     return norms, pd.DataFrame(sim, index=names, columns=names)
@@ -177,15 +201,34 @@ def layer_names(n: int) -> list[str]:
 
 
 def layer_norm_figure(norms: pd.DataFrame) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=norms["layer"], y=norms["norm_mean"], mode="lines+markers",
-                               error_y=dict(type="data", array=norms["norm_std"]), name="L2 norm"))
-    fig.update_layout(title="hidden-state norm per layer (mean ± std over positions)", yaxis_title="L2 norm", height=360)
+    fig = go.Figure(
+        go.Scatter(
+            x=norms["layer"],
+            y=norms["norm_mean"],
+            mode="lines+markers",
+            error_y=dict(type="data", array=norms["norm_std"]),
+            name="L2 norm",
+        )
+    )
+    fig.update_layout(
+        title="hidden-state norm per layer (mean ± std over positions)", yaxis_title="L2 norm", height=360
+    )
     return fig
 
 
 def similarity_heatmap(sim: pd.DataFrame, title: str = "similarity across layers (linear CKA)") -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=sim.to_numpy(), x=list(sim.columns), y=list(sim.index), zmin=0, zmax=1,
-                               colorscale="Viridis", text=np.round(sim.to_numpy(), 2), texttemplate="%{text}"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=sim.to_numpy(),
+            x=list(sim.columns),
+            y=list(sim.index),
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            text=np.round(sim.to_numpy(), 2),
+            texttemplate="%{text}",
+        )
+    )
     fig.update_layout(title=title, yaxis_autorange="reversed", height=420)
     return fig
 
@@ -205,13 +248,15 @@ def recommendations(model, scene: Scene, users, k: int = 10, history: int = 8, s
     for r, u in enumerate(users):
         seq = [int(i) for i in hist[u] if i > 0][-history:]
         t = int(target[u])
-        rows.append({
-            "user": scene.user_ids[u],
-            "history (oldest first)": " | ".join(scene.title(i) for i in seq),
-            "held-out item": scene.title(t),
-            f"top-{k}": " | ".join(("✔ " if int(i) == t else "") + scene.title(int(i)) for i in top[r]),
-            "hit rank": next((n + 1 for n, i in enumerate(top[r]) if int(i) == t), None),
-        })
+        rows.append(
+            {
+                "user": scene.user_ids[u],
+                "history (oldest first)": " | ".join(scene.title(i) for i in seq),
+                "held-out item": scene.title(t),
+                f"top-{k}": " | ".join(("✔ " if int(i) == t else "") + scene.title(int(i)) for i in top[r]),
+                "hit rank": next((n + 1 for n, i in enumerate(top[r]) if int(i) == t), None),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -303,29 +348,65 @@ def architecture_graph(arch, title: str | None = None, height: int = 320) -> go.
             ys += [y0, y1, None]
             mx.append(x0 + 0.6 * (x1 - x0))
             my.append(y0 + 0.6 * (y1 - y0))
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=op_color(op), width=2.5),
-                                 name=op, legendgroup=op, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=mx, y=my, mode="markers", marker=dict(color=op_color(op), size=9, symbol="diamond"),
-                                 name=op, legendgroup=op, showlegend=False, hovertemplate=f"{op}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line=dict(color=op_color(op), width=2.5),
+                name=op,
+                legendgroup=op,
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=mx,
+                y=my,
+                mode="markers",
+                marker=dict(color=op_color(op), size=9, symbol="diamond"),
+                name=op,
+                legendgroup=op,
+                showlegend=False,
+                hovertemplate=f"{op}<extra></extra>",
+            )
+        )
     cx, cy = [], []
     for c, cell in enumerate(cells):
         for n in range(len(cell["nodes"])):
             (x0, y0), (x1, y1) = pos[(c, n)], pos[("out", c)]
             cx += [x0, x1, None]
             cy += [y0, y1, None]
-    fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", line=dict(color="#cccccc", width=1, dash="dot"),
-                             name="combine", hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=cx, y=cy, mode="lines", line=dict(color="#cccccc", width=1, dash="dot"), name="combine", hoverinfo="skip"
+        )
+    )
     keys = list(pos)
-    fig.add_trace(go.Scatter(
-        x=[pos[k][0] for k in keys], y=[pos[k][1] for k in keys], mode="markers",
-        marker=dict(size=[18 if k == "emb" or k[0] == "out" else 12 for k in keys],
-                    color=["#333333" if k == "emb" or k[0] == "out" else "white" for k in keys],
-                    line=dict(color="#333333", width=1.5)),
-        text=[labels[k] for k in keys], hovertemplate="%{text}<extra></extra>", showlegend=False))
+    fig.add_trace(
+        go.Scatter(
+            x=[pos[k][0] for k in keys],
+            y=[pos[k][1] for k in keys],
+            mode="markers",
+            marker=dict(
+                size=[18 if k == "emb" or k[0] == "out" else 12 for k in keys],
+                color=["#333333" if k == "emb" or k[0] == "out" else "white" for k in keys],
+                line=dict(color="#333333", width=1.5),
+            ),
+            text=[labels[k] for k in keys],
+            hovertemplate="%{text}<extra></extra>",
+            showlegend=False,
+        )
+    )
     n_edges = sum(len(node) for cell in cells for node in cell["nodes"])
-    fig.update_layout(title=title or f"{len(cells)} cells, {n_edges} edges", height=height,
-                      xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor=None),
-                      legend=dict(orientation="h", y=-0.05), margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_layout(
+        title=title or f"{len(cells)} cells, {n_edges} edges",
+        height=height,
+        xaxis=dict(visible=False),
+        yaxis=dict(visible=False, scaleanchor=None),
+        legend=dict(orientation="h", y=-0.05),
+        margin=dict(l=10, r=10, t=50, b=10),
+    )
     return fig
 
 
@@ -343,17 +424,45 @@ def _slider_figure(frames: list, labels: list, prefix: str, base: list, layout: 
     """A figure whose traces ``base`` are replaced by ``frames[i]`` as a plotly slider moves
     (plus a play button): works offline, in JupyterLab and in exported HTML alike."""
     fig = go.Figure(data=base, frames=[go.Frame(data=f, name=str(label)) for f, label in zip(frames, labels)])
-    steps = [dict(method="animate", label=str(label),
-                  args=[[str(label)], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
-             for label in labels]
+    steps = [
+        dict(
+            method="animate",
+            label=str(label),
+            args=[
+                [str(label)],
+                dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0)),
+            ],
+        )
+        for label in labels
+    ]
     fig.update_layout(
-        sliders=[dict(active=len(labels) - 1 if not play else 0, steps=steps, currentvalue=dict(prefix=prefix), pad=dict(t=40))],
+        sliders=[
+            dict(
+                active=len(labels) - 1 if not play else 0, steps=steps, currentvalue=dict(prefix=prefix), pad=dict(t=40)
+            )
+        ],
         **layout,
     )
     if play and len(labels) > 1:
-        fig.update_layout(updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.08, xanchor="right", yanchor="top",
-                                            buttons=[dict(label="▶", method="animate",
-                                                          args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=True)])])])
+        fig.update_layout(
+            updatemenus=[
+                dict(
+                    type="buttons",
+                    showactive=False,
+                    x=0,
+                    y=-0.08,
+                    xanchor="right",
+                    yanchor="top",
+                    buttons=[
+                        dict(
+                            label="▶",
+                            method="animate",
+                            args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=True)],
+                        )
+                    ],
+                )
+            ]
+        )
     return fig
 
 
@@ -383,13 +492,38 @@ def alpha_evolution(alphas: pd.DataFrame, max_frames: int = 60) -> go.Figure:
     epoch_of = df.groupby("step")["epoch"].first()
     frames = []
     for s in steps:
-        z = df[df["step"] == s].pivot_table(index="edge_label", columns="op", values="weight").reindex(index=rows, columns=ops)
-        frames.append([go.Heatmap(z=z.to_numpy(), x=ops, y=rows, zmin=0, zmax=1, colorscale="Blues",
-                                  colorbar=dict(title="weight"), hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>")])
+        z = (
+            df[df["step"] == s]
+            .pivot_table(index="edge_label", columns="op", values="weight")
+            .reindex(index=rows, columns=ops)
+        )
+        frames.append(
+            [
+                go.Heatmap(
+                    z=z.to_numpy(),
+                    x=ops,
+                    y=rows,
+                    zmin=0,
+                    zmax=1,
+                    colorscale="Blues",
+                    colorbar=dict(title="weight"),
+                    hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>",
+                )
+            ]
+        )
     labels = [f"{s} (epoch {epoch_of[s]})" for s in steps]
-    return _slider_figure(frames, labels, "step ", frames[0], dict(
-        title="alpha evolution: op weights per edge over search steps", height=max(360, 22 * len(rows) + 180),
-        yaxis=dict(autorange="reversed"), margin=dict(l=160)))
+    return _slider_figure(
+        frames,
+        labels,
+        "step ",
+        frames[0],
+        dict(
+            title="alpha evolution: op weights per edge over search steps",
+            height=max(360, 22 * len(rows) + 180),
+            yaxis=dict(autorange="reversed"),
+            margin=dict(l=160),
+        ),
+    )
 
 
 def alpha_lines(alphas: pd.DataFrame, cell: int = 0) -> go.Figure:
@@ -399,13 +533,29 @@ def alpha_lines(alphas: pd.DataFrame, cell: int = 0) -> go.Figure:
     edges = df[["edge", "node", "input"]].drop_duplicates().sort_values("edge").to_numpy()
     cols = 3
     nrows = math.ceil(len(edges) / cols)
-    fig = make_subplots(rows=nrows, cols=cols, shared_xaxes=True, shared_yaxes=True,
-                        subplot_titles=[edge_label(cell, n, i) for _, n, i in edges])
+    fig = make_subplots(
+        rows=nrows,
+        cols=cols,
+        shared_xaxes=True,
+        shared_yaxes=True,
+        subplot_titles=[edge_label(cell, n, i) for _, n, i in edges],
+    )
     for k, (e, _, _) in enumerate(edges):
         sub = df[df["edge"] == e]
         for op, g in sub.groupby("op", sort=False):
-            fig.add_trace(go.Scatter(x=g["step"], y=g["weight"], mode="lines", name=op, legendgroup=op,
-                                     line=dict(color=op_color(op)), showlegend=k == 0), k // cols + 1, k % cols + 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=g["step"],
+                    y=g["weight"],
+                    mode="lines",
+                    name=op,
+                    legendgroup=op,
+                    line=dict(color=op_color(op)),
+                    showlegend=k == 0,
+                ),
+                k // cols + 1,
+                k % cols + 1,
+            )
     fig.update_layout(title=f"cell {cell}: op weights over steps", height=220 * nrows + 80)
     return fig
 
@@ -419,12 +569,31 @@ def transport_heatmaps(flows: pd.DataFrame) -> go.Figure:
     frames = []
     for e in epochs:
         z = flows[flows["epoch"] == e].pivot_table(index="teacher_layer", columns="student_layer", values="flow")
-        frames.append([go.Heatmap(z=z.to_numpy(), x=[f"student {j}" for j in z.columns], y=[f"teacher {i}" for i in z.index],
-                                  colorscale="Viridis", text=np.round(z.to_numpy(), 3), texttemplate="%{text}",
-                                  colorbar=dict(title="flow"))])
-    return _slider_figure(frames, [f"{e}" for e in epochs], "epoch ", frames[-1], dict(
-        title="EMD transport matrix between teacher and student layers", height=460, yaxis=dict(autorange="reversed")),
-        play=False)
+        frames.append(
+            [
+                go.Heatmap(
+                    z=z.to_numpy(),
+                    x=[f"student {j}" for j in z.columns],
+                    y=[f"teacher {i}" for i in z.index],
+                    colorscale="Viridis",
+                    text=np.round(z.to_numpy(), 3),
+                    texttemplate="%{text}",
+                    colorbar=dict(title="flow"),
+                )
+            ]
+        )
+    return _slider_figure(
+        frames,
+        [f"{e}" for e in epochs],
+        "epoch ",
+        frames[-1],
+        dict(
+            title="EMD transport matrix between teacher and student layers",
+            height=460,
+            yaxis=dict(autorange="reversed"),
+        ),
+        play=False,
+    )
 
 
 def layer_weights_figure(layer_weights: pd.DataFrame) -> go.Figure:
@@ -477,8 +646,21 @@ def load_rows(summary_path) -> list:
     return rows
 
 
-SUMMARY_COLUMNS = ("name", "role", "beta", "params", "params_no_embedding", "flops", "latency_cpu_b1_ms",
-                   "latency_cpu_b256_ms", "NDCG@10", "HR@10", "MRR@10", "NDCG@20", "HR@20")
+SUMMARY_COLUMNS = (
+    "name",
+    "role",
+    "beta",
+    "params",
+    "params_no_embedding",
+    "flops",
+    "latency_cpu_b1_ms",
+    "latency_cpu_b256_ms",
+    "NDCG@10",
+    "HR@10",
+    "MRR@10",
+    "NDCG@20",
+    "HR@20",
+)
 
 
 def comparison_table(rows: list, metrics=("NDCG@10", "HR@10", "MRR@10", "NDCG@20", "HR@20")) -> pd.DataFrame:
@@ -503,20 +685,48 @@ def frontier_figure(rows: list, cost: str = "params", metric: str = "NDCG@10", l
     """Cost (size, FLOPs or latency) against accuracy for every model; the students of the
     beta sweep joined by a line in beta order, the teacher and baselines as separate markers."""
     fig = go.Figure()
-    df = pd.DataFrame([{**{k: r.get(k) for k in ("name", "role", "beta", cost)}, metric: (r.get("test") or {}).get(metric),
-                        "std": (r.get("test") or {}).get(f"{metric}_std")} for r in rows])
-    styles = {"teacher": ("star", "#d62728"), "student": ("circle", "#1f77b4"), "student_no_kd": ("circle-open", "#1f77b4"),
-              "baseline": ("square", "#2ca02c")}
+    df = pd.DataFrame(
+        [
+            {
+                **{k: r.get(k) for k in ("name", "role", "beta", cost)},
+                metric: (r.get("test") or {}).get(metric),
+                "std": (r.get("test") or {}).get(f"{metric}_std"),
+            }
+            for r in rows
+        ]
+    )
+    styles = {
+        "teacher": ("star", "#d62728"),
+        "student": ("circle", "#1f77b4"),
+        "student_no_kd": ("circle-open", "#1f77b4"),
+        "baseline": ("square", "#2ca02c"),
+    }
     for role, g in df.groupby("role", sort=False):
         g = g.sort_values("beta") if role.startswith("student") else g
         symbol, color = styles.get(role, ("diamond", "#7f7f7f"))
-        text = [f"{n}" + (f" (beta {b:g})" if isinstance(b, (int, float)) and not pd.isna(b) else "") for n, b in zip(g["name"], g["beta"])]
-        fig.add_trace(go.Scatter(x=g[cost], y=g[metric], mode="markers+lines" if role == "student" else "markers", name=role,
-                                 marker=dict(symbol=symbol, size=12, color=color), text=text,
-                                 error_y=dict(type="data", array=g["std"].fillna(0)) if g["std"].notna().any() else None,
-                                 hovertemplate="%{text}<br>%{x:,.4g} " + cost + f"<br>{metric} %{{y:.4f}}<extra></extra>"))
-    fig.update_layout(title=f"{metric} versus {cost}", xaxis_title=cost, yaxis_title=f"test {metric}", height=420,
-                      xaxis_type="log" if log_x else "linear")
+        text = [
+            f"{n}" + (f" (beta {b:g})" if isinstance(b, (int, float)) and not pd.isna(b) else "")
+            for n, b in zip(g["name"], g["beta"])
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=g[cost],
+                y=g[metric],
+                mode="markers+lines" if role == "student" else "markers",
+                name=role,
+                marker=dict(symbol=symbol, size=12, color=color),
+                text=text,
+                error_y=dict(type="data", array=g["std"].fillna(0)) if g["std"].notna().any() else None,
+                hovertemplate="%{text}<br>%{x:,.4g} " + cost + f"<br>{metric} %{{y:.4f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=f"{metric} versus {cost}",
+        xaxis_title=cost,
+        yaxis_title=f"test {metric}",
+        height=420,
+        xaxis_type="log" if log_x else "linear",
+    )
     return fig
 
 
@@ -545,10 +755,16 @@ def artifact_table(artifacts) -> pd.DataFrame:
     change with training, the layout must not)."""
     rows = []
     if artifacts.embeddings is not None:
-        rows.append(("all_embeddings.pt", "x".join(map(str, artifacts.embeddings.shape)), "semantic embedding of every item"))
+        rows.append(
+            ("all_embeddings.pt", "x".join(map(str, artifacts.embeddings.shape)), "semantic embedding of every item")
+        )
     if artifacts.ranks is not None:
-        rows.append(("myrank_train.txt", "x".join(map(str, artifacts.ranks.shape)), "teacher's top-n items per training row"))
-        rows.append(("confidence_train.txt", "x".join(map(str, artifacts.distances.shape)), "their L2 distances, ascending"))
+        rows.append(
+            ("myrank_train.txt", "x".join(map(str, artifacts.ranks.shape)), "teacher's top-n items per training row")
+        )
+        rows.append(
+            ("confidence_train.txt", "x".join(map(str, artifacts.distances.shape)), "their L2 distances, ascending")
+        )
     return pd.DataFrame(rows, columns=["file", "shape", "holds"]).set_index("file")
 
 
@@ -587,10 +803,19 @@ def importance_rows(scene: Scene, artifacts, users, max_len: int, student=None, 
     out = []
     for r, u in enumerate(users):
         for j in range(k):
-            out.append({"user": scene.user_ids[u], "rank": j + 1, "candidate": scene.title(int(cand[r, j])),
-                        "distance": float(dist[r, j]), "position": float(parts["position"][r, j]),
-                        "confidence": float(parts["confidence"][r, j]), "consistency": float(parts["consistency"][r, j]),
-                        "weight": float(w[r, j]), "target": scene.title(int(rows.targets[picks[r]]))})
+            out.append(
+                {
+                    "user": scene.user_ids[u],
+                    "rank": j + 1,
+                    "candidate": scene.title(int(cand[r, j])),
+                    "distance": float(dist[r, j]),
+                    "position": float(parts["position"][r, j]),
+                    "confidence": float(parts["confidence"][r, j]),
+                    "consistency": float(parts["consistency"][r, j]),
+                    "weight": float(w[r, j]),
+                    "target": scene.title(int(rows.targets[picks[r]])),
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -603,9 +828,20 @@ def importance_figure(df: pd.DataFrame) -> go.Figure:
     for c, part in enumerate(parts, 1):
         z = df.pivot(index="user", columns="rank", values=part).reindex(users)
         text = df.pivot(index="user", columns="rank", values="candidate").reindex(users)
-        fig.add_trace(go.Heatmap(z=z.to_numpy(), x=list(z.columns), y=[f"user {u}" for u in users], text=text.to_numpy(),
-                                 colorscale="Blues", showscale=c == 4, zmin=0,
-                                 hovertemplate="%{y}, rank %{x}<br>%{text}<br>" + part + " %{z:.3f}<extra></extra>"), 1, c)
+        fig.add_trace(
+            go.Heatmap(
+                z=z.to_numpy(),
+                x=list(z.columns),
+                y=[f"user {u}" for u in users],
+                text=text.to_numpy(),
+                colorscale="Blues",
+                showscale=c == 4,
+                zmin=0,
+                hovertemplate="%{y}, rank %{x}<br>%{text}<br>" + part + " %{z:.3f}<extra></extra>",
+            ),
+            1,
+            c,
+        )
         fig.update_xaxes(title_text="teacher rank", row=1, col=c)
     fig.update_layout(title="importance of the teacher's top candidates", height=120 + 40 * len(users))
     return fig
@@ -626,3 +862,87 @@ def dllm2rec_table(results: dict, metrics=("NDCG@10", "HR@10", "NDCG@20", "HR@20
         base = df.loc["no distillation", metrics[0]]
         df[f"gain {metrics[0]}"] = (df[metrics[0]] - base) / base if base else float("nan")
     return df
+
+
+def _layout(d: dict) -> tuple[dict, dict, list]:
+    """Node positions, labels and op edges of the left-to-right architecture drawing."""
+    pos, labels, edges = {"emb": (0.0, 0.0)}, {"emb": "embedding"}, []
+    for c, cell in enumerate(d["cells"]):
+        n_nodes = len(cell["nodes"])
+        base = c * (n_nodes + 2)
+        for n in range(n_nodes):
+            pos[(c, n)] = (base + 1.0 + n, (n - (n_nodes - 1) / 2) * 1.2)
+            labels[(c, n)] = f"cell {c} · node {n}"
+        pos[("out", c)] = (base + n_nodes + 1.5, 0.0)
+        labels[("out", c)] = f"cell {c} output"
+        for n, node in enumerate(cell["nodes"]):
+            for e in node:
+                inp = e["input"]
+                if inp >= 2:
+                    src = (c, inp - 2)
+                else:
+                    below = c - 2 + inp  # input 0: two cells below, input 1: just below
+                    src = ("out", below) if below >= 0 else "emb"
+                edges.append((src, (c, n), e["op"]))
+    return pos, labels, edges
+
+
+def architecture_svg(arch, width: int = 900, height: int = 260) -> str:
+    """The same drawing as :func:`architecture_graph` as a self-contained SVG string (no
+    JavaScript): for HTML widgets, which update instantly and render anywhere."""
+    import html as _html
+
+    d = _architecture_dict(arch)
+    pos, labels, edges = _layout(d)
+    xs = [p[0] for p in pos.values()]
+    ys = [p[1] for p in pos.values()]
+    pad = 30
+    sx = (width - 2 * pad) / max(1e-9, max(xs) - min(xs))
+    sy = (height - 2 * pad - 40) / max(1e-9, max(ys) - min(ys)) if max(ys) > min(ys) else 1.0
+
+    def at(key):
+        x, y = pos[key]
+        return pad + (x - min(xs)) * sx, pad + (max(ys) - y) * sy
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="recnb-arch-svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="10">'
+    ]
+    for c, cell in enumerate(d["cells"]):
+        for n in range(len(cell["nodes"])):
+            (x0, y0), (x1, y1) = at((c, n)), at(("out", c))
+            parts.append(
+                f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" '
+                'stroke="#cccccc" stroke-dasharray="3,3"/>'
+            )
+    for src, dst, op in edges:
+        (x0, y0), (x1, y1) = at(src), at(dst)
+        color = op_color(op)
+        mx, my = x0 + 0.6 * (x1 - x0), y0 + 0.6 * (y1 - y0)
+        parts.append(
+            f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="{color}" stroke-width="2.5">'
+            f"<title>{_html.escape(op)}</title></line>"
+        )
+        parts.append(
+            f'<rect x="{mx - 4:.1f}" y="{my - 4:.1f}" width="8" height="8" fill="{color}" '
+            f'transform="rotate(45 {mx:.1f} {my:.1f})"/>'
+        )
+    for key, label in labels.items():
+        x, y = at(key)
+        big = key == "emb" or key[0] == "out"
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{9 if big else 6}" fill="{"#333333" if big else "white"}" '
+            f'stroke="#333333" stroke-width="1.5"><title>{_html.escape(label)}</title></circle>'
+        )
+    ops = sorted({op for _, _, op in edges})
+    lx, ly = pad, height - 14
+    for op in ops:
+        parts.append(
+            f'<rect x="{lx}" y="{ly - 8}" width="14" height="4" fill="{op_color(op)}"/>'
+            f'<text x="{lx + 18}" y="{ly - 3}">{_html.escape(op)}</text>'
+        )
+        lx += 26 + 6.2 * len(op)
+        if lx > width - 120:
+            lx, ly = pad, ly + 14
+    parts.append("</svg>")
+    return "".join(parts)

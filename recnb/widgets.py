@@ -42,12 +42,19 @@ def candidates(rows: list, cost: str = "params", metric: str = "NDCG@10", roles=
         if roles is not None and r.get("role") is not None and r["role"] not in roles:
             continue
         c = r.get(cost)
-        if r.get("architecture") and c is not None and not math.isnan(float(c)) and not math.isnan(metric_of(r, metric)):
+        if (
+            r.get("architecture")
+            and c is not None
+            and not math.isnan(float(c))
+            and not math.isnan(metric_of(r, metric))
+        ):
             out.append(r)
     return sorted(out, key=lambda r: (float(r[cost]), -metric_of(r, metric)))
 
 
-def best_within(rows: list, budget: float, cost: str = "params", metric: str = "NDCG@10", roles=("student",)) -> dict | None:
+def best_within(
+    rows: list, budget: float, cost: str = "params", metric: str = "NDCG@10", roles=("student",)
+) -> dict | None:
     """The most accurate candidate whose ``cost`` is at most ``budget`` (ties: the cheaper);
     None when nothing fits."""
     fits = [r for r in candidates(rows, cost, metric, roles) if float(r[cost]) <= budget]
@@ -77,7 +84,9 @@ def format_cost(value: float, cost: str) -> str:
     return f"{value:.0f}"
 
 
-def metrics_html(row: dict | None, reference: dict | None = None, metrics=("NDCG@10", "HR@10", "MRR@10", "NDCG@20", "HR@20")) -> str:
+def metrics_html(
+    row: dict | None, reference: dict | None = None, metrics=("NDCG@10", "HR@10", "MRR@10", "NDCG@20", "HR@20")
+) -> str:
     """A small HTML table of a row's size, speed and metrics (and the reference's beside it)."""
     if row is None:
         return "<p class='recnb-empty'>No architecture fits this budget.</p>"
@@ -86,16 +95,21 @@ def metrics_html(row: dict | None, reference: dict | None = None, metrics=("NDCG
     lines = []
     for key in ("params", "params_no_embedding", "flops", "latency_cpu_b1_ms", "latency_cpu_b256_ms"):
         if any(c.get(key) is not None for c in cols):
-            cells = "".join(f"<td>{format_cost(float(c[key]), key) if c.get(key) is not None else '–'}</td>" for c in cols)
+            cells = "".join(
+                f"<td>{format_cost(float(c[key]), key) if c.get(key) is not None else '–'}</td>" for c in cols
+            )
             lines.append(f"<tr><th>{COSTS[key]}</th>{cells}</tr>")
     for m in metrics:
         if any(not math.isnan(metric_of(c, m)) for c in cols):
-            cells = "".join(f"<td>{'–' if math.isnan(metric_of(c, m)) else f'{metric_of(c, m):.4f}'}</td>" for c in cols)
+            cells = "".join(
+                f"<td>{'–' if math.isnan(metric_of(c, m)) else f'{metric_of(c, m):.4f}'}</td>" for c in cols
+            )
             lines.append(f"<tr><th>test {m}</th>{cells}</tr>")
     if row.get("beta") is not None:
         lines.append(f"<tr><th>beta</th><td>{row['beta']}</td>{'<td></td>' if reference else ''}</tr>")
-    return (f"<table class='recnb-metrics'><thead><tr><th></th>{head}</tr></thead>"
-            f"<tbody>{''.join(lines)}</tbody></table>")
+    return (
+        f"<table class='recnb-metrics'><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    )
 
 
 class BudgetExplorer:
@@ -108,24 +122,38 @@ class BudgetExplorer:
     (the Pareto front), so every step shows another architecture.
     """
 
-    def __init__(self, rows: list, cost: str = "params", metric: str = "NDCG@10", reference: dict | None = None,
-                 draw=None, roles=("student",)):
+    def __init__(
+        self,
+        rows: list,
+        cost: str = "params",
+        metric: str = "NDCG@10",
+        reference: dict | None = None,
+        draw=None,
+        roles=("student",),
+    ):
         from recnb import viz
 
         self.rows, self.cost, self.metric, self.reference, self.roles = list(rows), cost, metric, reference, roles
         self.front = pareto_front(self.rows, cost, metric, roles)
         if not self.front:
             raise ConfigError(f"no row has an architecture, a {cost} and a test {metric}: nothing to explore")
-        self.draw = draw or (lambda row: viz.architecture_graph(row["architecture"], title=self.title(row), height=300))
+        # the diagram is an SVG in an HTML widget: it updates instantly with no JavaScript, and
+        # (unlike an Output widget holding a plotly figure) it also runs headless under nbclient
+        self.draw = draw or (lambda row: viz.architecture_svg(row["architecture"]))
         options = [(f"≤ {format_cost(float(r[cost]), cost)}", float(r[cost])) for r in self.front]
-        self.slider = W.SelectionSlider(options=options, value=options[0][1], description="budget",
-                                        continuous_update=False, layout=W.Layout(width="480px"))
+        self.slider = W.SelectionSlider(
+            options=options,
+            value=options[0][1],
+            description="budget",
+            continuous_update=False,
+            layout=W.Layout(width="480px"),
+        )
         self.slider.add_class("recnb-budget-slider")
         self.name = W.HTML()
         self.name.add_class("recnb-arch-name")
         self.table = W.HTML()
         self.table.add_class("recnb-arch-metrics")
-        self.diagram = W.Output(layout=W.Layout(width="100%"))
+        self.diagram = W.HTML()
         self.diagram.add_class("recnb-arch-diagram")
         hint = W.HTML(f"<small>{COSTS[cost]} budget; shows the best test {metric} within it</small>")
         self.widget = W.VBox([W.HBox([self.slider, hint]), self.name, W.HBox([self.table]), self.diagram])
@@ -135,18 +163,16 @@ class BudgetExplorer:
         self.select(self.slider.value)
 
     def title(self, row: dict) -> str:
-        return f"{row.get('name', '?')}: {format_cost(float(row[self.cost]), self.cost)} {self.cost}, test {self.metric} {metric_of(row, self.metric):.4f}"
+        cost = format_cost(float(row[self.cost]), self.cost)
+        return f"{row.get('name', '?')}: {cost} {self.cost}, test {self.metric} {metric_of(row, self.metric):.4f}"
 
     def select(self, budget: float) -> dict | None:
         """Show the best architecture within ``budget`` (what the slider calls)."""
         self.current = best_within(self.rows, budget, self.cost, self.metric, self.roles)
         row = self.current
-        self.name.value = f"<b>{html.escape(str(row.get('name')))}</b>" if row else "<b>none</b>"
+        self.name.value = f"<b>{html.escape(self.title(row))}</b>" if row else "<b>none</b>"
         self.table.value = metrics_html(row, self.reference)
-        self.diagram.clear_output(wait=True)
-        if row is not None:
-            with self.diagram:
-                display(self.draw(row))
+        self.diagram.value = (self.draw(row) or "") if row is not None else ""
         return row
 
     def _ipython_display_(self):

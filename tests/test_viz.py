@@ -142,15 +142,52 @@ def _history():
         for c in range(2):
             for e, (n, i) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]):
                 for o, op in enumerate(("skip", "conv_k3", "zero")):
-                    rows.append({"step": s, "epoch": s // 3, "cell": c, "edge": e, "node": n, "input": i, "op": op,
-                                 "weight": [0.2, 0.5, 0.3][o]})
+                    rows.append(
+                        {
+                            "step": s,
+                            "epoch": s // 3,
+                            "cell": c,
+                            "edge": e,
+                            "node": n,
+                            "input": i,
+                            "op": op,
+                            "weight": [0.2, 0.5, 0.3][o],
+                        }
+                    )
     alphas = pd.DataFrame(rows)
-    flows = pd.DataFrame([{"epoch": ep, "teacher_layer": t, "student_layer": j, "flow": 1 / 6}
-                          for ep in range(2) for t in range(3) for j in range(2)])
-    lw = pd.DataFrame([{"epoch": ep, "side": side, "layer": k, "weight": 0.5}
-                       for ep in range(2) for side in ("teacher", "student") for k in range(2)])
-    losses = pd.DataFrame([{"step": s, "epoch": s // 3, "phase": ph, "ce": 5.0 - s, "kd": 1.0, "emd": 0.2, "cost": 0.4,
-                            "total": 6.0 - s, "tau": 1.0} for s in steps for ph in ("weights", "alphas")])
+    flows = pd.DataFrame(
+        [
+            {"epoch": ep, "teacher_layer": t, "student_layer": j, "flow": 1 / 6}
+            for ep in range(2)
+            for t in range(3)
+            for j in range(2)
+        ]
+    )
+    lw = pd.DataFrame(
+        [
+            {"epoch": ep, "side": side, "layer": k, "weight": 0.5}
+            for ep in range(2)
+            for side in ("teacher", "student")
+            for k in range(2)
+        ]
+    )
+    losses = pd.DataFrame(
+        [
+            {
+                "step": s,
+                "epoch": s // 3,
+                "phase": ph,
+                "ce": 5.0 - s,
+                "kd": 1.0,
+                "emd": 0.2,
+                "cost": 0.4,
+                "total": 6.0 - s,
+                "tau": 1.0,
+            }
+            for s in steps
+            for ph in ("weights", "alphas")
+        ]
+    )
     return alphas, flows, lw, losses
 
 
@@ -186,12 +223,33 @@ def test_transport_layer_weight_and_loss_figures():
 def _summary(tmp_path, arch):
     path = arch.save(tmp_path / "search" / "beta_0.1" / "architecture.json")
     rows = [
-        {"name": "teacher", "role": "teacher", "beta": None, "architecture": None, "params": 10_000,
-         "latency_cpu_b256_ms": 8.0, "test": {"NDCG@10": 0.10, "NDCG@10_std": 0.0}},
-        {"name": "s0.1", "role": "student", "beta": 0.1, "architecture": str(path), "params": 2_000,
-         "latency_cpu_b256_ms": 2.0, "test": {"NDCG@10": 0.08, "NDCG@10_std": 0.01}},
-        {"name": "s1", "role": "student", "beta": 1.0, "architecture": "elsewhere/search/beta_0.1/architecture.json",
-         "params": 1_000, "latency_cpu_b256_ms": 1.0, "test": {"NDCG@10": 0.05, "NDCG@10_std": 0.0}},
+        {
+            "name": "teacher",
+            "role": "teacher",
+            "beta": None,
+            "architecture": None,
+            "params": 10_000,
+            "latency_cpu_b256_ms": 8.0,
+            "test": {"NDCG@10": 0.10, "NDCG@10_std": 0.0},
+        },
+        {
+            "name": "s0.1",
+            "role": "student",
+            "beta": 0.1,
+            "architecture": str(path),
+            "params": 2_000,
+            "latency_cpu_b256_ms": 2.0,
+            "test": {"NDCG@10": 0.08, "NDCG@10_std": 0.01},
+        },
+        {
+            "name": "s1",
+            "role": "student",
+            "beta": 1.0,
+            "architecture": "elsewhere/search/beta_0.1/architecture.json",
+            "params": 1_000,
+            "latency_cpu_b256_ms": 1.0,
+            "test": {"NDCG@10": 0.05, "NDCG@10_std": 0.0},
+        },
     ]
     (tmp_path / "summary.json").write_text(json.dumps({"rows": rows}))
     return tmp_path / "summary.json"

@@ -12,17 +12,47 @@ from recnb.search.searcher import DEFAULT_PRIMITIVES
 
 
 def _arch(seed):
-    return derive(np.random.default_rng(seed).normal(size=(2, 5, len(DEFAULT_PRIMITIVES))), DEFAULT_PRIMITIVES).to_dict()
+    return derive(
+        np.random.default_rng(seed).normal(size=(2, 5, len(DEFAULT_PRIMITIVES))), DEFAULT_PRIMITIVES
+    ).to_dict()
 
 
 @pytest.fixture()
 def rows():
     return [
         {"name": "teacher", "role": "teacher", "architecture": None, "params": 50_000, "test": {"NDCG@10": 0.12}},
-        {"name": "tiny", "role": "student", "beta": 1.0, "architecture": _arch(1), "params": 1_000, "test": {"NDCG@10": 0.05}},
-        {"name": "small", "role": "student", "beta": 0.1, "architecture": _arch(2), "params": 3_000, "test": {"NDCG@10": 0.09, "HR@10": 0.2}},
-        {"name": "mid-worse", "role": "student_no_kd", "beta": 0.1, "architecture": _arch(2), "params": 4_000, "test": {"NDCG@10": 0.07}},
-        {"name": "big", "role": "student", "beta": 0.01, "architecture": _arch(3), "params": 9_000, "test": {"NDCG@10": 0.10}},
+        {
+            "name": "tiny",
+            "role": "student",
+            "beta": 1.0,
+            "architecture": _arch(1),
+            "params": 1_000,
+            "test": {"NDCG@10": 0.05},
+        },
+        {
+            "name": "small",
+            "role": "student",
+            "beta": 0.1,
+            "architecture": _arch(2),
+            "params": 3_000,
+            "test": {"NDCG@10": 0.09, "HR@10": 0.2},
+        },
+        {
+            "name": "mid-worse",
+            "role": "student_no_kd",
+            "beta": 0.1,
+            "architecture": _arch(2),
+            "params": 4_000,
+            "test": {"NDCG@10": 0.07},
+        },
+        {
+            "name": "big",
+            "role": "student",
+            "beta": 0.01,
+            "architecture": _arch(3),
+            "params": 9_000,
+            "test": {"NDCG@10": 0.10},
+        },
         {"name": "no-metric", "role": "student", "architecture": _arch(4), "params": 500, "test": {}},
     ]
 
@@ -61,12 +91,16 @@ def test_metrics_html_lists_sizes_and_metrics(rows):
     assert "0.0900" in html and "0.1200" in html
     assert "nan" not in html.lower()  # the teacher's missing HR@10 shows as a dash
     assert "No architecture" in widgets.metrics_html(None)
-    assert widgets.format_cost(2.5e9, "flops") == "2.5G" and widgets.format_cost(1.234, "latency_cpu_b1_ms") == "1.23 ms"
+    assert (
+        widgets.format_cost(2.5e9, "flops") == "2.5G" and widgets.format_cost(1.234, "latency_cpu_b1_ms") == "1.23 ms"
+    )
 
 
 def test_explorer_moves_with_the_slider(rows):
     drawn = []
-    ex = widgets.BudgetExplorer(rows, reference=rows[0], draw=lambda row: drawn.append(row["name"]) or row["name"])
+    ex = widgets.BudgetExplorer(
+        rows, reference=rows[0], draw=lambda row: drawn.append(row["name"]) or f"<svg>{row['name']}</svg>"
+    )
     assert [v for _, v in ex.slider.options] == [1_000.0, 3_000.0, 9_000.0]
     assert ex.current["name"] == "tiny" and "tiny" in ex.name.value and drawn == ["tiny"]
     before = ex.table.value
@@ -83,10 +117,14 @@ def test_explorer_on_other_costs(rows):
     assert [label for label, _ in ex.slider.options] == ["≤ 0.50 ms", "≤ 0.90 ms", "≤ 2.00 ms"]
 
 
-def test_explorer_draws_real_architecture_figures(rows):
+def test_explorer_draws_real_architecture_diagrams(rows):
     ex = widgets.BudgetExplorer(rows)
-    fig = ex.draw(ex.current)
-    assert fig.layout.title.text.startswith("tiny")
+    svg = ex.diagram.value
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    n_edges = sum(len(node) for cell in ex.current["architecture"]["cells"] for node in cell["nodes"])
+    assert svg.count('stroke-width="2.5"') == n_edges  # one coloured line per kept edge
+    ex.slider.value = ex.slider.options[-1][1]
+    assert ex.diagram.value != svg and ex.current["name"] == "big"
     assert not math.isnan(widgets.metric_of(ex.current, "NDCG@10"))
 
 

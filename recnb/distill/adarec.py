@@ -127,7 +127,11 @@ def train_model(
     With ``reuse`` and an existing ``out/metrics.json``, return that instead."""
     out = Path(out) if out is not None else None
     if reuse and out is not None and (out / "metrics.json").exists():
-        return json.loads((out / "metrics.json").read_text())
+        metrics = json.loads((out / "metrics.json").read_text())
+        if (out / "model.pt").exists():  # FLOPs are cheap: recount with the current counter
+            metrics["flops"] = model_flops(load_checkpoint(out / "model.pt")[0])
+            write_json(out / "metrics.json", metrics)
+        return metrics
     tcfg = cfg.train
     windows = train_windows(scene, tcfg.max_len)
     extra = distillation_loss(cache, model, cfg) if cache is not None else None
@@ -275,6 +279,8 @@ def run_pipeline(
     teacher_metrics_path = out / "teacher_metrics.json"
     if reuse and teacher_metrics_path.exists():
         tm = json.loads(teacher_metrics_path.read_text())
+        tm["flops"] = model_flops(teacher_model)
+        write_json(teacher_metrics_path, tm)
     else:
         tm = {"test": flatten(evaluate(teacher_model, scene, "test")),
               "test_sampled100": flatten(evaluate(teacher_model, scene, "test", protocol="sampled100")),

@@ -18,6 +18,8 @@ REGISTRY = {
     "nextitnet": "recnb.models.nextitnet:NextItNet",
     "caser": "recnb.models.caser:Caser",
     "student": "recnb.search.student:Student",
+    "semantic_teacher": "recnb.distill.teachers:SemanticTeacher",
+    "dllm2rec_student": "recnb.distill.dllm2rec:EmbeddingDistilledStudent",
 }
 BASE_MODELS = ("sasrec", "gru4rec", "nextitnet", "caser")
 

@@ -213,51 +213,21 @@ def cell_output(nodes: list[torch.Tensor], previous: torch.Tensor, norm: nn.Modu
 # ----------------------------------------------------------------------------- whole-model cost
 def model_flops(model: nn.Module, seq_len: int | None = None) -> float:
     """FLOPs of one inference: a length-``seq_len`` history through the network, then the
-    last position scored against every item. Counted with hooks on convs, linears, pools
-    and attention, so it works for every model built from standard layers."""
+    last position scored against every item. Counted by ``torch.utils.flop_counter``
+    (matmuls, convolutions, attention; a multiply-add is 2 FLOPs), so it works for any
+    model however it implements its layers; elementwise work (pools, norms, activations)
+    is not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     seq_len = seq_len or model.config.max_len
-    total = [0.0]
-
-    def conv(m, inp, out):
-        total[0] += 2.0 * out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] + (out.numel() if m.bias is not None else 0)
-
-    def linear(m, inp, out):
-        total[0] += 2.0 * out.numel() * m.in_features
-
-    def pool(m, inp, out):
-        total[0] += float(out.numel() * m.kernel)
-
-    def attention(m, inp, out):
-        b, length, d = inp[0].shape
-        total[0] += 2.0 * 2 * b * d * length * (length + 1) / 2
-
-    def gru(m, inp, out):
-        x = inp[0]
-        steps = x.shape[0] * x.shape[1]
-        total[0] += 2.0 * 3 * steps * (m.input_size + m.hidden_size) * m.hidden_size * m.num_layers
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv1d):
-            handles.append(m.register_forward_hook(conv))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear))
-        elif isinstance(m, CausalPool):
-            handles.append(m.register_forward_hook(pool))
-        elif isinstance(m, CausalSelfAttention):
-            handles.append(m.register_forward_hook(attention))
-        elif isinstance(m, nn.GRU):
-            handles.append(m.register_forward_hook(gru))
-    try:
-        device = next(model.parameters()).device
-        seq = torch.randint(1, model.config.num_items + 1, (1, seq_len), device=device)
-        with torch.no_grad():
-            h = model.output(seq)[:, -1]
-        total[0] += 2.0 * h.shape[-1] * (model.config.num_items + 1)
-    finally:
-        for h_ in handles:
-            h_.remove()
-    return total[0]
+    device = next(model.parameters()).device
+    seq = torch.randint(1, model.config.num_items + 1, (1, seq_len), device=device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.score(model.output(seq)[:, -1])
+    model.train(was_training)
+    return float(counter.get_total_flops())
 
 
 def model_latency(model: nn.Module, device: str = "cpu", batch: int = 1, seq_len: int | None = None, warmup: int = 5, repeats: int = 20) -> float:
