@@ -58,7 +58,8 @@ def env() -> dict:
 
 def main_job(extra: list[str]) -> None:
     out = ROOT / "runs" / time.strftime("adarec-ml-100k-%Y%m%d-%H%M%S")
-    sh(PY, "-m", "recnb", "adarec", "--dataset", "ml-100k", "--out", out, "--preset", "small", *extra, env=env(), cwd=ROOT)
+    small = ["--betas", "0.1,1", "--seeds", "1", "--twins", "default", "--distill-epochs", "5", "--time-budget", "90"]
+    sh(PY, "-m", "recnb", "adarec", "--dataset", "ml-100k", "--out", out, *small, *extra, env=env(), cwd=ROOT)
 
 
 def test_job(extra: list[str]) -> None:
