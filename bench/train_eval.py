@@ -121,9 +121,13 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--timing-only", type=int, default=0, metavar="EPOCHS",
+                   help="only time this many epochs per model (no early stopping), for a quiet machine")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.timing_only:
+        return time_epochs(args)
     rows, all_runs = [], []
     for ds in args.datasets.split(","):
         scene = load_scene(ds)
@@ -144,6 +148,20 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     dev = str(resolve_device(args.device)).split(":")[0]
     (out / f"train_eval_{dev}.json").write_text(json.dumps({"hardware": hardware, "rows": rows, "runs": all_runs}, indent=2))
+
+
+def time_epochs(args) -> None:
+    """Seconds per training epoch (evaluation excluded), seed 2020, on a quiet machine."""
+    print("| model | dataset | s/epoch | epochs timed | threads | device |\n|---|---|---|---|---|---|")
+    for ds in args.datasets.split(","):
+        scene = load_scene(ds)
+        for m in args.models.split(","):
+            seed_everything(2020)
+            model = build_model(m, num_items=scene.num_items, max_len=50, **MODEL_CONFIGS[m])
+            cfg = TrainConfig(epochs=args.timing_only, patience=10**6, device=args.device, progress=False, **TRAIN[m])
+            r = fit(model, scene, cfg)
+            print(f"| {m} | {ds} | {r.train_seconds / r.epochs:.2f} | {r.epochs} | {torch.get_num_threads()} | "
+                  f"{resolve_device(args.device)} |", flush=True)
 
 
 if __name__ == "__main__":

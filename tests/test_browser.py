@@ -146,10 +146,11 @@ def run_all_cells(page) -> None:
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
 
-def run_until_done(page, timeout_s: float = RUN_TIMEOUT_S) -> list:
+def run_until_done(page, timeout_s: float | None = None) -> list:
     """Run all cells and wait until every code cell shows an execution count (or a cell
     failed). If nothing started (a kernel dialog swallowed the command), run again."""
     run_all_cells(page)
+    timeout_s = timeout_s or RUN_TIMEOUT_S
     deadline, started, tries = time.time() + timeout_s, time.time(), 1
     while time.time() < deadline:
         prompts = page.evaluate(PROMPTS_JS)
