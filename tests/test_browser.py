@@ -11,6 +11,7 @@ Playwright cannot download its own browser here: it drives ``/usr/bin/chromium``
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -80,6 +81,14 @@ class JupyterLab:
         for p in state.values():
             p.mkdir(parents=True, exist_ok=True)
         self.env = dict(env, **{k: str(v) for k, v in state.items()})
+        # render every cell (JupyterLab 4 virtualises long notebooks: off-screen prompts and
+        # widgets would not be in the page) and fetch no news (no network here)
+        settings = state["JUPYTERLAB_SETTINGS_DIR"]
+        for plugin, value in (("notebook-extension/tracker", {"windowingMode": "none"}),
+                              ("apputils-extension/notification", {"fetchNews": "false"})):
+            path = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(value))
         self.log = open(home / "jupyterlab.log", "w")
         cmd = [
             sys.executable,
