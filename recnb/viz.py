@@ -32,6 +32,13 @@ OP_COLORS = {
     "skip": "#7f7f7f",
     "max_pool_k3": "#17becf",
     "avg_pool_k3": "#9edae5",
+    "conv_k3": "#ff7f0e",
+    "conv_k5": "#d62728",
+    "dil_conv_k3_d2": "#9467bd",
+    "dil_conv_k5_d2": "#8c564b",
+    "dil_conv_k3_d4": "#e377c2",
+    "dil_conv_k5_d4": "#bcbd22",
+    "self_attention": "#2ca02c",
 }
 
 

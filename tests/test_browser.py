@@ -169,12 +169,18 @@ def run_until_done(page, timeout_s: float | None = None) -> list:
             raise AssertionError(
                 "a cell failed: " + page.locator(".jp-OutputArea-output .ansi-red-fg").first.inner_text()[:800]
             )
+        dialog = page.locator(".jp-Dialog .jp-mod-accept")
+        if dialog.count() and tries < 4:  # "Select Kernel" swallowed the command: accept, run again
+            log("kernel dialog open: accepting it and running all cells again")
+            run_all_cells(page)
+            started, tries = time.time(), tries + 1
+            continue
         idle = page.locator(".jp-NotebookPanel-toolbar [data-status='idle']").count() > 0
-        if idle and not any(p in ("[*]:",) for p in prompts) and time.time() - started > 15 and tries < 3:
-            if all(p == "[ ]:" for p in prompts):
-                log(f"nothing ran ({prompts[:3]}...), running all cells again")
-                run_all_cells(page)
-                started, tries = time.time(), tries + 1
+        waiting = sum(p == "[ ]:" for p in prompts)
+        if idle and "[*]:" not in prompts and waiting > len(prompts) // 2 and time.time() - started > 15 and tries < 4:
+            log(f"nothing ran ({waiting} of {len(prompts)} cells unrun), running all cells again")
+            run_all_cells(page)
+            started, tries = time.time(), tries + 1
         time.sleep(1)
     raise TimeoutError(f"cells still running after {timeout_s:.0f}s: {page.evaluate(PROMPTS_JS)}")
 
