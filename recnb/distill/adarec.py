@@ -227,7 +227,7 @@ def run_pipeline(
     batches=(1, 256),
     data_dir=None,
     reuse: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = print,
 ) -> dict:
     """Run AdaRec on one scene and write ``summary.csv`` / ``summary.json``.
 
@@ -237,8 +237,9 @@ def run_pipeline(
     no-teacher twin too (``twins``: ``all`` betas, ``default`` only, or ``none``), and a
     hand-made NextItNet of the default student's size learns with the same KD. With
     ``reuse``, finished pieces (a ``metrics.json`` or ``architecture.json`` on disk) are
-    read back instead of recomputed. Returns the summary dict.
+    read back instead of recomputed. ``log=None`` keeps it quiet. Returns the summary dict.
     """
+    log = log or (lambda message: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scene = scene if isinstance(scene, Scene) else load_scene(scene, data_dir)
