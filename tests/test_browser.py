@@ -189,8 +189,19 @@ def test_notebook_03_in_jupyterlab(tmp_path):
     reason = _requirements()
     if reason:
         pytest.skip(reason)
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        _drive_notebook_03(tmp_path / "try1")
+    except (PlaywrightError, TimeoutError) as exc:  # a browser hiccup on a loaded machine, not a wrong result
+        log(f"first attempt failed ({type(exc).__name__}: {str(exc)[:200]}); one retry with a fresh server")
+        _drive_notebook_03(tmp_path / "try2")
+
+
+def _drive_notebook_03(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    tmp_path.mkdir(parents=True)
     work = tmp_path / "lab"
     work.mkdir()
     shutil.copy(NOTEBOOK, work / NOTEBOOK.name)  # never let JupyterLab autosave the stored notebook
