@@ -324,29 +324,11 @@ def architecture_graph(arch, title: str | None = None, height: int = 320) -> go.
     just below; the embedding stands in below the first cell."""
     d = _architecture_dict(arch)
     cells = d["cells"]
-    pos = {"emb": (0.0, 0.0)}
-    labels = {"emb": "embedding"}
-    for c, cell in enumerate(cells):
-        n_nodes = len(cell["nodes"])
-        base = c * (n_nodes + 2)
-        for n in range(n_nodes):
-            pos[(c, n)] = (base + 1.0 + n, (n - (n_nodes - 1) / 2) * 1.2)
-            labels[(c, n)] = f"cell {c} · node {n}"
-        pos[("out", c)] = (base + n_nodes + 1.5, 0.0)
-        labels[("out", c)] = f"cell {c} output"
-
-    def source(c: int, inp: int):
-        if inp >= 2:
-            return (c, inp - 2)
-        below = c - 2 + inp  # input 0: two cells below, input 1: just below
-        return ("out", below) if below >= 0 else "emb"
-
+    pos, labels, edges = _layout(d)
     fig = go.Figure()
     by_op: dict = {}
-    for c, cell in enumerate(cells):
-        for n, node in enumerate(cell["nodes"]):
-            for e in node:
-                by_op.setdefault(e["op"], []).append((source(c, e["input"]), (c, n)))
+    for src, dst, op in edges:
+        by_op.setdefault(op, []).append((src, dst))
     for op, pairs in sorted(by_op.items()):
         xs, ys, mx, my = [], [], [], []
         for a, b in pairs:
