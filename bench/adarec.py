@@ -30,7 +30,7 @@ from recnb.distill.adarec import TEACHER_CONFIG, DistillConfig, run_pipeline
 from recnb.experiment import train_and_report
 from recnb.search.architecture import Architecture
 from recnb.search.searcher import SearchConfig, search
-from recnb.train import TrainConfig, load_checkpoint
+from recnb.train import TrainConfig, load_checkpoint, recipe
 
 
 def hardware() -> str:
@@ -51,7 +51,7 @@ def teacher_for(scene, out: Path, budget: float, log) -> Path:
     if path.exists():
         return path
     t0 = time.perf_counter()
-    cfg = TrainConfig(epochs=50, batch_size=128, lr=1e-3, patience=5, device="cpu", progress=False, time_budget=budget)
+    cfg = recipe("nextitnet", epochs=50, patience=5, device="cpu", progress=False, time_budget=budget or None)
     m = train_and_report(scene, "nextitnet", dict(TEACHER_CONFIG), cfg, out / "teacher")
     log(f"teacher trained in {time.perf_counter() - t0:.0f}s ({m['epochs']} epochs, best {m['best_epoch']}): "
         f"test NDCG@10 {m['test']['NDCG@10']:.4f}")
@@ -144,6 +144,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--time-budget", type=float, default=150.0, help="training seconds per distilled model (0 = none)")
     p.add_argument("--distill-epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32, help="training windows per batch for every distilled model")
     p.add_argument("--twins", default="default")
     p.add_argument("--search-only", action="store_true", help="teacher + one search per beta (scene adaptivity)")
     p.add_argument("--compare", nargs="+", default=None, help="print the architectures of these output dirs side by side")
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
                   f"{res.teacher_seconds:.0f}s) -> {res.architecture.signature()}")
         compare([str(out)])
         return 0
-    train = TrainConfig(epochs=args.distill_epochs, batch_size=128, lr=1e-3, patience=5, device="cpu", progress=False,
+    train = TrainConfig(epochs=args.distill_epochs, batch_size=args.batch_size, lr=1e-3, patience=5, device="cpu", progress=False,
                         time_budget=args.time_budget or None)
     summary = run_pipeline(scene, out, teacher, betas, args.default_beta, args.seeds, scfg, DistillConfig(train=train),
                            twins=args.twins, devices=("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))

@@ -23,9 +23,9 @@ import torch
 
 from recnb.data import load_scene
 from recnb.distill.artifacts import load_artifacts
-from recnb.distill.dllm2rec import DistillTask, DLLM2RecConfig, mean_over_seeds, run_dllm2rec
+from recnb.distill.dllm2rec import DLLM2RecConfig, mean_over_seeds, run_dllm2rec
 from recnb.distill.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text
-from recnb.train import TrainConfig, fit
+from recnb.train import TrainConfig, fit, recipe
 
 ABLATIONS = {
     "full": {},
@@ -52,11 +52,11 @@ def main(argv=None) -> int:
     p.add_argument("--ablation-seeds", type=int, default=1, help="0 skips the ablation")
     p.add_argument("--students", default="sasrec,gru4rec")
     p.add_argument("--epochs", type=int, default=200, help="max epochs per student run (early stopping on valid)")
-    p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--budget", type=float, default=50.0,
-                   help="seconds of training per student run (same for all; 0 = none, epochs only)")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--teacher-budget", type=float, default=200.0, help="seconds of teacher training")
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--budget", type=float, default=0.0,
+                   help="seconds of training per student run (same for all; 0 = none: train to early stopping)")
+    p.add_argument("--lr", type=float, default=None, help="student lr (default: recnb's recipe for each student)")
+    p.add_argument("--teacher-budget", type=float, default=0.0, help="seconds of teacher training (0 = to early stopping)")
     p.add_argument("--top-n", type=int, default=20)
     p.add_argument("--lam", type=float, default=0.8)
     p.add_argument("--ed-weight", type=float, default=0.2)
@@ -88,8 +88,8 @@ def main(argv=None) -> int:
     else:
         start = time.perf_counter()
         teacher = build_semantic_teacher(scene, text=text)
-        tcfg = TrainConfig(epochs=200, patience=args.patience, lr=args.lr, progress=False, device="cpu",
-                           time_budget=args.teacher_budget, seed=2020)
+        tcfg = recipe("sasrec", epochs=200, patience=args.patience, progress=False, device="cpu",
+                      time_budget=args.teacher_budget or None, seed=2020)  # the teacher is SASRec-shaped
         tres = fit(teacher, scene, tcfg)
         stage("train semantic teacher", start)
         start = time.perf_counter()
@@ -101,15 +101,17 @@ def main(argv=None) -> int:
     print(f"teacher: test NDCG@10 {report['test']['NDCG@10']:.4f} HR@10 {report['test']['HR@10']:.4f} "
           f"({report.get('epochs')} epochs)", flush=True)
 
-    train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, progress=False, device="cpu",
-                        time_budget=args.budget or None)
+    def student_train(student: str) -> TrainConfig:  # same settings with and without the teacher
+        lr = {"lr": args.lr} if args.lr else {}
+        return recipe("sasrec" if student == "dros" else student, epochs=args.epochs, patience=args.patience,
+                      progress=False, device="cpu", time_budget=args.budget or None, **lr)
+
     base_cfg = DLLM2RecConfig(lam=args.lam, ed_weight=args.ed_weight)
-    task = DistillTask.from_scene(scene, train.max_len)
     seeds = tuple(2020 + i for i in range(args.seeds))
     results = {}
     for student in args.students.split(","):
         start = time.perf_counter()
-        results[student] = run_dllm2rec(task, art, student, seeds, train, base_cfg, out=out / student)
+        results[student] = run_dllm2rec(scene, art, student, seeds, student_train(student), base_cfg, out=out / student)
         stage(f"{student}: distilled + plain x {len(seeds)} seeds", start)
 
     ab_seeds = seeds[: args.ablation_seeds]
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
             continue
         start = time.perf_counter()
         cfg = dataclasses.replace(base_cfg, **change)
-        ablation[name] = run_dllm2rec(task, art, "sasrec", ab_seeds, train, cfg, baseline=False)
+        ablation[name] = run_dllm2rec(scene, art, "sasrec", ab_seeds, student_train("sasrec"), cfg, baseline=False)
         stage(f"ablation {name} x {len(ab_seeds)} seed(s)", start)
     times["total"] = round(time.perf_counter() - t0, 1)
 
@@ -144,9 +146,10 @@ def main(argv=None) -> int:
                 len(r["distilled"]["seeds"])] for name, r in ablation.items()]
     ab_table = table(["SASRec variant", *[f"test {c}" for c in COLS], "valid NDCG@10", "seeds"], ab_rows)
     time_table = table(["stage", "seconds"], [[k, v] for k, v in times.items()])
+    recipes = {s: {k: getattr(student_train(s), k) for k in ("lr", "batch_size", "context")} for s in results}
     header = (f"dataset {scene.name}, full ranking, exclude_seen=False, leave-one-out; seeds {list(seeds)} "
-              f"(ablation {list(ab_seeds)}); per-run budget {args.budget}s / max {args.epochs} epochs, patience "
-              f"{args.patience}, lr {args.lr}; teacher budget {args.teacher_budget}s; threads {args.threads}; "
+              f"(ablation {list(ab_seeds)}); per-run budget {args.budget or 'none'}s / max {args.epochs} epochs, patience "
+              f"{args.patience}, student settings {recipes}; teacher budget {args.teacher_budget}s; threads {args.threads}; "
               f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
     text_out = f"{header}\n\nTeacher and students (test, mean over seeds)\n\n{main_table}\n\nGain of DLLM2Rec over the same student without it\n\n{gain_table}\n\nAblation\n\n{ab_table}\n\nStage times\n\n{time_table}"
     print("\n" + text_out)

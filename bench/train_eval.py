@@ -26,7 +26,7 @@ import torch
 from recnb.data import load_scene
 from recnb.metrics import flatten
 from recnb.models import build_model
-from recnb.train import TrainConfig, evaluate, fit, resolve_device, seed_everything
+from recnb.train import RECIPES, TrainConfig, evaluate, fit, resolve_device, seed_everything
 
 # RecBole 1.2.1 on ml-100k, same protocol, measured on a 2-core CPU like CI's (issue #3)
 RECBOLE = {
@@ -34,18 +34,15 @@ RECBOLE = {
     "gru4rec": {"NDCG@10": 0.0628, "HR@10": 0.1315, "MRR@10": 0.0422, "best_epoch": 18, "s_epoch_cpu": 59},
     "nextitnet": {"NDCG@10": 0.0623, "HR@10": 0.1273, "MRR@10": 0.0429, "best_epoch": 9, "s_epoch_cpu": 67},
 }
-# RecBole's default model configurations, which recnb's defaults mirror
+# RecBole's default model configurations, which recnb's defaults mirror; NextItNet adds dropout 0.3
+# in its residual branch (RecBole's has none and overfits ml-100k after a few epochs; see docs/benchmarks.md)
 MODEL_CONFIGS = {
     "sasrec": {},  # 2 layers, 2 heads, d 64, inner 256, dropout 0.5
     "gru4rec": {},  # embedding 64, hidden 128, dropout 0.3
-    "nextitnet": {"embedding_size": 64, "num_blocks": 5, "dilations": [1, 4], "kernel_size": 3},
+    "nextitnet": {"embedding_size": 64, "num_blocks": 5, "dilations": [1, 4], "kernel_size": 3, "dropout": 0.3},
 }
-# recnb's training settings per model (batch in windows of 50 positions; see docs/benchmarks.md)
-TRAIN = {
-    "sasrec": {"batch_size": 32, "lr": 1e-3, "context": 20},
-    "gru4rec": {"batch_size": 32, "lr": 3e-3},
-    "nextitnet": {"batch_size": 32, "lr": 1e-3},
-}
+# recnb's training settings per model: the package's recipes (batch in windows of 50 positions)
+TRAIN = RECIPES
 
 
 def run_one(scene, model_name: str, seed: int, device: str, epochs: int, patience: int) -> dict:
@@ -147,7 +144,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dev = str(resolve_device(args.device)).split(":")[0]
-    (out / f"train_eval_{dev}.json").write_text(json.dumps({"hardware": hardware, "rows": rows, "runs": all_runs}, indent=2))
+    name = f"train_eval_{dev}_{args.datasets.replace(',', '-')}_{args.models.replace(',', '-')}.json"
+    (out / name).write_text(json.dumps({"hardware": hardware, "rows": rows, "runs": all_runs}, indent=2))
 
 
 def time_epochs(args) -> None:

@@ -48,6 +48,7 @@ class TrainConfig:
     eval_every: int = 1
     progress: bool = True
     time_budget: float | None = None  # seconds; stop after the epoch that crosses it
+    lr_plateau: int = 0  # halve the lr after this many epochs without a better valid NDCG@10 (0 = off)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -63,6 +64,20 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training option(s) {', '.join(unknown)}")
         return cls(**d)
+
+
+# Training settings per model, measured on ml-100k by bench/train_eval.py (docs/benchmarks.md).
+# Batches count windows of ``max_len`` positions, so 32 windows hold about 1,500 targets.
+RECIPES = {
+    "sasrec": {"batch_size": 32, "lr": 1e-3, "context": 20},
+    "gru4rec": {"batch_size": 32, "lr": 3e-3},
+    "nextitnet": {"batch_size": 32, "lr": 1e-3},
+}
+
+
+def recipe(model: str, **overrides) -> TrainConfig:
+    """The measured training settings for ``model`` (defaults for others), then ``overrides``."""
+    return TrainConfig(**{**RECIPES.get(model, {"batch_size": 32}), **overrides})
 
 
 @dataclass
@@ -152,6 +167,8 @@ def fit(
     windows = windows if windows is not None else train_windows(scene, cfg.max_len, cfg.context)
     inputs, targets = windows.inputs.to(device), windows.targets.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # a lower lr once validation stalls: the late epochs settle instead of jittering around the optimum
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=cfg.lr_plateau - 1) if cfg.lr_plateau else None
     use_amp = cfg.amp and device.type == "cuda"
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     best, best_state, best_epoch, seconds_to_best = -1.0, None, -1, 0.0
@@ -184,7 +201,8 @@ def fit(
             opt.step()
             total += loss.item()
         trained += time.perf_counter() - start
-        row = {"epoch": epoch, "loss": total / max(1, math.ceil(len(order) / cfg.batch_size)), "seconds": trained}
+        row = {"epoch": epoch, "loss": total / max(1, math.ceil(len(order) / cfg.batch_size)), "seconds": trained,
+               "lr": opt.param_groups[0]["lr"]}
         row.update({k: v / max(1, math.ceil(len(order) / cfg.batch_size)) for k, v in terms_sum.items()})
         if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
             valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len))
@@ -195,6 +213,8 @@ def fit(
                 seconds_to_best = trained
             else:
                 bad += cfg.eval_every
+            if plateau is not None:
+                plateau.step(valid["NDCG@10"])
             bar.set_postfix(ndcg10=f"{valid['NDCG@10']:.4f}", best=f"{best:.4f}")
         history.append(row)
         if log:

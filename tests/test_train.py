@@ -52,6 +52,27 @@ def test_early_stopping_keeps_best_epoch(scene):
     assert result.best_epoch == 0 and result.epochs == 3
 
 
+def test_lr_plateau_halves_the_lr_once_validation_stalls(scene, monkeypatch):
+    import recnb.train as train_mod
+
+    scores = iter([0.30, 0.20, 0.31, 0.10, 0.10, 0.10])  # better, worse, better, then stalled
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: {"NDCG@10": next(scores)})
+    monkeypatch.setattr(train_mod, "flatten", lambda d: d)
+    model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
+    cfg = TrainConfig(epochs=6, batch_size=64, lr=1e-3, lr_plateau=2, patience=100, max_len=20, progress=False, device="cpu")
+    lrs = fit(model, scene, cfg).history["lr"].tolist()
+    # the lr used in each epoch: halved after two epochs without a better score, not after one
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 5e-4])
+
+
+def test_recipe_gives_measured_settings_and_overrides_win():
+    from recnb.train import RECIPES, recipe
+
+    assert recipe("sasrec").context == RECIPES["sasrec"]["context"]
+    assert recipe("gru4rec", lr=0.5).lr == 0.5 and recipe("gru4rec").batch_size == RECIPES["gru4rec"]["batch_size"]
+    assert recipe("caser").batch_size == 32
+
+
 def test_checkpoint_round_trip(scene, tmp_path):
     result = quick("nextitnet", scene, epochs=1)
     save_checkpoint(tmp_path / "m.pt", result.model, scene, extra={"note": 1})

