@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=0.0,
                    help="seconds of training per student run (same for all; 0 = none: train to early stopping)")
     p.add_argument("--lr", type=float, default=None, help="student lr (default: recnb's recipe for each student)")
+    p.add_argument("--loss", default="ce", help="students' own loss: ce (full softmax) or bce (one negative, the paper's)")
     p.add_argument("--teacher-budget", type=float, default=0.0, help="seconds of teacher training (0 = to early stopping)")
     p.add_argument("--top-n", type=int, default=20)
     p.add_argument("--lam", type=float, default=0.8)
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
     if args.artifacts:
         start = time.perf_counter()
         art = load_artifacts(args.artifacts, num_items=scene.num_items)
-        report = art.info["report"]
+        report = dict(art.info["report"], **{k: art.info[k] for k in ("epochs", "best_epoch", "train_seconds") if k in art.info})
         stage("reload artifacts", start)
     else:
         start = time.perf_counter()
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
     def student_train(student: str) -> TrainConfig:  # same settings with and without the teacher
         lr = {"lr": args.lr} if args.lr else {}
         return recipe("sasrec" if student == "dros" else student, epochs=args.epochs, patience=args.patience,
-                      progress=False, device="cpu", time_budget=args.budget or None, **lr)
+                      progress=False, device="cpu", time_budget=args.budget or None, loss=args.loss, **lr)
 
     base_cfg = DLLM2RecConfig(lam=args.lam, ed_weight=args.ed_weight)
     seeds = tuple(2020 + i for i in range(args.seeds))
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
                 len(r["distilled"]["seeds"])] for name, r in ablation.items()]
     ab_table = table(["SASRec variant", *[f"test {c}" for c in COLS], "valid NDCG@10", "seeds"], ab_rows)
     time_table = table(["stage", "seconds"], [[k, v] for k, v in times.items()])
-    recipes = {s: {k: getattr(student_train(s), k) for k in ("lr", "batch_size", "context")} for s in results}
+    recipes = {s: {k: getattr(student_train(s), k) for k in ("lr", "batch_size", "context", "loss")} for s in results}
     header = (f"dataset {scene.name}, full ranking, exclude_seen=False, leave-one-out; seeds {list(seeds)} "
               f"(ablation {list(ab_seeds)}); per-run budget {args.budget or 'none'}s / max {args.epochs} epochs, patience "
               f"{args.patience}, student settings {recipes}; teacher budget {args.teacher_budget}s; threads {args.threads}; "

@@ -70,7 +70,7 @@ class TrainConfig:
 # Batches count windows of ``max_len`` positions, so 32 windows hold about 1,500 targets.
 RECIPES = {
     "sasrec": {"batch_size": 32, "lr": 1e-3, "context": 20},
-    "gru4rec": {"batch_size": 32, "lr": 3e-3},
+    "gru4rec": {"batch_size": 32, "lr": 3e-3, "context": 20},
     "nextitnet": {"batch_size": 32, "lr": 1e-3},
 }
 
