@@ -56,6 +56,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "max_len"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.context < self.max_len:
+            raise ConfigError(f"context must be in [0, max_len={self.max_len}), got {self.context}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -75,9 +77,19 @@ RECIPES = {
 }
 
 
+RECIPE_MAX_LEN = 50  # the window length the recipes were measured at
+
+
 def recipe(model: str, **overrides) -> TrainConfig:
-    """The measured training settings for ``model`` (defaults for others), then ``overrides``."""
-    return TrainConfig(**{**RECIPES.get(model, {"batch_size": 32}), **overrides})
+    """The measured training settings for ``model`` (defaults for others), then ``overrides``.
+
+    A recipe's ``context`` is a share of the window: with another ``max_len`` it scales
+    along (20 of 50 becomes 8 of 20) unless ``context`` is given."""
+    settings = dict(RECIPES.get(model, {"batch_size": 32}))
+    max_len = overrides.get("max_len", RECIPE_MAX_LEN)
+    if "context" in settings and "context" not in overrides:
+        settings["context"] = settings["context"] * max_len // RECIPE_MAX_LEN
+    return TrainConfig(**{**settings, **overrides})
 
 
 @dataclass
@@ -168,7 +180,9 @@ def fit(
     inputs, targets = windows.inputs.to(device), windows.targets.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     # a lower lr once validation stalls: the late epochs settle instead of jittering around the optimum
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=cfg.lr_plateau - 1) if cfg.lr_plateau else None
+    plateau = None
+    if cfg.lr_plateau:
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=cfg.lr_plateau - 1)
     use_amp = cfg.amp and device.type == "cuda"
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     best, best_state, best_epoch, seconds_to_best = -1.0, None, -1, 0.0

@@ -71,6 +71,15 @@ def test_recipe_gives_measured_settings_and_overrides_win():
     assert recipe("sasrec").context == RECIPES["sasrec"]["context"]
     assert recipe("gru4rec", lr=0.5).lr == 0.5 and recipe("gru4rec").batch_size == RECIPES["gru4rec"]["batch_size"]
     assert recipe("caser").batch_size == 32
+    assert recipe("sasrec", max_len=20).context == RECIPES["sasrec"]["context"] * 20 // 50  # scales with the window
+    assert recipe("sasrec", max_len=20, context=3).context == 3
+
+
+def test_context_outside_the_window_is_a_config_error():
+    from recnb.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="context must be in"):
+        TrainConfig(max_len=20, context=20)
 
 
 def test_checkpoint_round_trip(scene, tmp_path):
