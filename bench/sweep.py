@@ -46,7 +46,8 @@ def main(argv: list[str]) -> None:
                 "train_options": train_opts, "seed": seed, "test": round(test["NDCG@10"], 4),
                 "valid": round(result.valid["NDCG@10"], 4), "best_epoch": result.best_epoch,
                 "max_test": round(max(tests), 4), "argmax": tests.index(max(tests)),
-                "s_per_epoch": round(result.train_seconds / result.epochs, 2), "wall": round(time.time() - start)}
+                "s_per_epoch": round(result.train_seconds / result.epochs, 2), "wall": round(time.time() - start),
+                "test_per_epoch": [round(t, 4) for t in tests]}
         print(json.dumps(line), flush=True)
         out = Path(__file__).parent / "results" / "sweep.jsonl"
         with out.open("a") as f:
