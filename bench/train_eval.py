@@ -26,7 +26,7 @@ import torch
 from recnb.data import load_scene
 from recnb.metrics import flatten
 from recnb.models import build_model
-from recnb.train import RECIPES, TrainConfig, evaluate, fit, resolve_device, seed_everything
+from recnb.train import evaluate, fit, recipe, resolve_device, seed_everything
 
 # RecBole 1.2.1 on ml-100k, same protocol, measured on a 2-core CPU like CI's (issue #3)
 RECBOLE = {
@@ -41,9 +41,6 @@ MODEL_CONFIGS = {
     "gru4rec": {},  # embedding 64, hidden 128, dropout 0.3
     "nextitnet": {"embedding_size": 64, "num_blocks": 5, "dilations": [1, 4], "kernel_size": 3, "dropout": 0.3},
 }
-# recnb's training settings per model: the package's recipes (batch in windows of 50 positions)
-TRAIN = RECIPES
-
 
 def run_one(scene, model_name: str, seed: int, device: str, epochs: int, patience: int) -> dict:
     seed_everything(seed)
@@ -56,8 +53,7 @@ def run_one(scene, model_name: str, seed: int, device: str, epochs: int, patienc
             if flatten(evaluate(model, scene, "test"))["NDCG@10"] >= target:
                 reached.update(seconds=row["seconds"], epoch=int(row["epoch"]))
 
-    cfg = TrainConfig(epochs=epochs, patience=patience, seed=seed, device=device, max_len=50, progress=False,
-                      **TRAIN[model_name])
+    cfg = recipe(model_name, epochs=epochs, patience=patience, seed=seed, device=device, max_len=50, progress=False)
     result = fit(model, scene, cfg, log=watch)
     test = flatten(evaluate(result.model, scene, "test"))
     return {
@@ -156,7 +152,7 @@ def time_epochs(args) -> None:
         for m in args.models.split(","):
             seed_everything(2020)
             model = build_model(m, num_items=scene.num_items, max_len=50, **MODEL_CONFIGS[m])
-            cfg = TrainConfig(epochs=args.timing_only, patience=10**6, device=args.device, progress=False, **TRAIN[m])
+            cfg = recipe(m, epochs=args.timing_only, patience=10**6, device=args.device, progress=False)
             r = fit(model, scene, cfg)
             print(f"| {m} | {ds} | {r.train_seconds / r.epochs:.2f} | {r.epochs} | {torch.get_num_threads()} | "
                   f"{resolve_device(args.device)} |", flush=True)

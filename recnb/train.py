@@ -75,8 +75,6 @@ RECIPES = {
     "gru4rec": {"batch_size": 32, "lr": 3e-3, "context": 20},
     "nextitnet": {"batch_size": 32, "lr": 1e-3},
 }
-
-
 RECIPE_MAX_LEN = 50  # the window length the recipes were measured at
 
 

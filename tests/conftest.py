@@ -16,3 +16,12 @@ def data_dir():
     if not (root / "ml-100k" / "u.data").exists():
         pytest.skip(f"ml-100k not found under {root} (set RECNB_DATA_DIR)")
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,13 +21,7 @@ ARCH = {"cells": [{"nodes": [[{"op": "conv_k3", "input": 1}, {"op": "skip", "inp
                              [{"op": "avg_pool_k3", "input": 2}, {"op": "conv_k5", "input": 1}]]}]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny tensors run on one thread
 
 
 @pytest.fixture(scope="module")

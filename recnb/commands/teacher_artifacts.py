@@ -21,9 +21,9 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=32, help="training windows per batch")
+    p.add_argument("--batch-size", type=int, default=None, help="training windows per batch (default: SASRec's, 32)")
     p.add_argument("--context", type=int, default=None,
-                   help="overlap of training windows (more context per target; default 2/5 of --max-len)")
+                   help="overlap of training windows, more context per target (default: SASRec's, 2/5 of --max-len)")
     p.add_argument("--max-len", type=int, default=50)
     p.add_argument("--time-budget", type=float, default=None, help="seconds of teacher training")
     p.add_argument("--hidden-size", type=int, default=64)
@@ -43,7 +43,7 @@ def run(args) -> int:
         model_report,
         scene_text,
     )
-    from recnb.train import TrainConfig, fit, save_checkpoint
+    from recnb.train import fit, recipe, save_checkpoint
 
     if args.top_n < 1:
         raise ConfigError(f"--top-n must be at least 1, got {args.top_n}")
@@ -63,10 +63,10 @@ def run(args) -> int:
             scene, text=text, encoder=args.encoder, max_len=args.max_len, hidden_size=args.hidden_size,
             num_layers=args.num_layers, dropout=args.dropout, attn_dropout=args.dropout,
         )
-        context = args.context if args.context is not None else args.max_len * 2 // 5
-        cfg = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, max_len=args.max_len,
-                          batch_size=args.batch_size, context=context, device=args.device, seed=args.seed,
-                          progress=not args.quiet, time_budget=args.time_budget)
+        given = {k: getattr(args, k) for k in ("batch_size", "context") if getattr(args, k) is not None}
+        cfg = recipe("sasrec", epochs=args.epochs, patience=args.patience, lr=args.lr, max_len=args.max_len,
+                     device=args.device, seed=args.seed, progress=not args.quiet, time_budget=args.time_budget,
+                     **given)  # the teacher is SASRec-shaped: SASRec's batch and context unless given
         result = fit(teacher, scene, cfg)
         info.update(train_seconds=round(result.train_seconds, 2), epochs=result.epochs, best_epoch=result.best_epoch)
         teacher.cpu()
