@@ -24,7 +24,7 @@ import torch
 from recnb.data import load_scene
 from recnb.distill.artifacts import load_artifacts
 from recnb.distill.dllm2rec import DLLM2RecConfig, mean_over_seeds, run_dllm2rec
-from recnb.distill.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text
+from recnb.distill.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text, teacher_recipe
 from recnb.train import TrainConfig, fit, recipe
 
 ABLATIONS = {
@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     p.add_argument("--loss", default="ce", help="students' own loss: ce (full softmax) or bce (one negative, the paper's)")
     p.add_argument("--teacher-budget", type=float, default=0.0, help="seconds of teacher training (0 = to early stopping)")
     p.add_argument("--top-n", type=int, default=20)
+    p.add_argument("--backbone", default="gru", help="the semantic teacher's sequence model: gru or attention")
+    p.add_argument("--ablation-student", default="sasrec", help="the student the ablation trains")
     p.add_argument("--lam", type=float, default=0.8)
     p.add_argument("--ed-weight", type=float, default=0.2)
     p.add_argument("--threads", type=int, default=1)
@@ -88,9 +90,9 @@ def main(argv=None) -> int:
         stage("reload artifacts", start)
     else:
         start = time.perf_counter()
-        teacher = build_semantic_teacher(scene, text=text)
-        tcfg = recipe("sasrec", epochs=200, patience=args.patience, progress=False, device="cpu",
-                      time_budget=args.teacher_budget or None, seed=2020)  # the teacher is SASRec-shaped
+        teacher = build_semantic_teacher(scene, text=text, backbone=args.backbone)
+        tcfg = teacher_recipe(teacher, epochs=200, patience=args.patience, progress=False, device="cpu",
+                              time_budget=args.teacher_budget or None, seed=2020)
         tres = fit(teacher, scene, tcfg)
         stage("train semantic teacher", start)
         start = time.perf_counter()
@@ -117,18 +119,19 @@ def main(argv=None) -> int:
 
     ab_seeds = seeds[: args.ablation_seeds]
     ablation = {}
-    if "sasrec" in results and ab_seeds:  # the full model on the ablation's seeds, from the runs above
-        ablation["full"] = {"distilled": mean_over_seeds(results["sasrec"]["per_seed"]["distilled"][: len(ab_seeds)])}
+    ab_student = args.ablation_student
+    if ab_student in results and ab_seeds:  # the full model on the ablation's seeds, from the runs above
+        ablation["full"] = {"distilled": mean_over_seeds(results[ab_student]["per_seed"]["distilled"][: len(ab_seeds)])}
     for name, change in ABLATIONS.items() if ab_seeds else ():
         if name == "full" and name in ablation:
             continue
         start = time.perf_counter()
         cfg = dataclasses.replace(base_cfg, **change)
-        ablation[name] = run_dllm2rec(scene, art, "sasrec", ab_seeds, student_train("sasrec"), cfg, baseline=False)
+        ablation[name] = run_dllm2rec(scene, art, ab_student, ab_seeds, student_train(ab_student), cfg, baseline=False)
         stage(f"ablation {name} x {len(ab_seeds)} seed(s)", start)
     times["total"] = round(time.perf_counter() - t0, 1)
 
-    rows = [["teacher (semantic, BIGRec-shaped)", *[report["test"][c] for c in COLS], report["params"],
+    rows = [[f"teacher (semantic, BIGRec-shaped, {report.get('backbone', args.backbone)})", *[report["test"][c] for c in COLS], report["params"],
              report["cpu_ms_per_256_users"]]]
     for student, r in results.items():
         for kind in ("baseline", "distilled"):
@@ -145,7 +148,7 @@ def main(argv=None) -> int:
                         "gain", "std NDCG@10 (distilled / plain)"], gain_rows)
     ab_rows = [[name, *[r["distilled"]["test"][c] for c in COLS], r["distilled"]["valid"]["NDCG@10"],
                 len(r["distilled"]["seeds"])] for name, r in ablation.items()]
-    ab_table = table(["SASRec variant", *[f"test {c}" for c in COLS], "valid NDCG@10", "seeds"], ab_rows)
+    ab_table = table([f"{ab_student} variant", *[f"test {c}" for c in COLS], "valid NDCG@10", "seeds"], ab_rows)
     time_table = table(["stage", "seconds"], [[k, v] for k, v in times.items()])
     recipes = {s: {k: getattr(student_train(s), k) for k in ("lr", "batch_size", "context", "loss")} for s in results}
     header = (f"dataset {scene.name}, full ranking, exclude_seen=False, leave-one-out; seeds {list(seeds)} "

@@ -6,6 +6,7 @@ positions together (RecBole re-runs the network once per prefix, which is why it
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from recnb.data import Scene, Windows, eval_inputs, seen_items, train_windows
@@ -49,6 +51,7 @@ class TrainConfig:
     progress: bool = True
     time_budget: float | None = None  # seconds; stop after the epoch that crosses it
     lr_plateau: int = 0  # halve the lr after this many epochs without a better valid NDCG@10 (0 = off)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept instead (0 = off)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -58,6 +61,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.context < self.max_len:
             raise ConfigError(f"context must be in [0, max_len={self.max_len}), got {self.context}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -181,6 +186,7 @@ def fit(
     plateau = None
     if cfg.lr_plateau:
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=cfg.lr_plateau - 1)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
     use_amp = cfg.amp and device.type == "cuda"
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     best, best_state, best_epoch, seconds_to_best = -1.0, None, -1, 0.0
@@ -211,28 +217,31 @@ def fit(
             if cfg.clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
+            if average is not None:
+                average.update()
             total += loss.item()
         trained += time.perf_counter() - start
         row = {"epoch": epoch, "loss": total / max(1, math.ceil(len(order) / cfg.batch_size)), "seconds": trained,
                "lr": opt.param_groups[0]["lr"]}
         row.update({k: v / max(1, math.ceil(len(order) / cfg.batch_size)) for k, v in terms_sum.items()})
-        if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
-            valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len))
-            row.update({f"valid_{k}": v for k, v in valid.items()})
-            if valid["NDCG@10"] > best:
-                best, best_epoch, bad = valid["NDCG@10"], epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-                seconds_to_best = trained
-            else:
-                bad += cfg.eval_every
-            if plateau is not None:
-                plateau.step(valid["NDCG@10"])
-            bar.set_postfix(ndcg10=f"{valid['NDCG@10']:.4f}", best=f"{best:.4f}")
-        history.append(row)
-        if log:
-            log(row)
-        if checkpoint is not None and best_epoch == epoch:
-            save_checkpoint(checkpoint, model, scene, extra={"epoch": epoch})
+        with average.swapped_in() if average is not None else contextlib.nullcontext():
+            if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
+                valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len))
+                row.update({f"valid_{k}": v for k, v in valid.items()})
+                if valid["NDCG@10"] > best:
+                    best, best_epoch, bad = valid["NDCG@10"], epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                    seconds_to_best = trained
+                else:
+                    bad += cfg.eval_every
+                if plateau is not None:
+                    plateau.step(valid["NDCG@10"])
+                bar.set_postfix(ndcg10=f"{valid['NDCG@10']:.4f}", best=f"{best:.4f}")
+            history.append(row)
+            if log:
+                log(row)
+            if checkpoint is not None and best_epoch == epoch:
+                save_checkpoint(checkpoint, model, scene, extra={"epoch": epoch})
         if bad >= cfg.patience or (cfg.time_budget and trained >= cfg.time_budget):
             break
     if best_state is not None:
@@ -240,6 +249,37 @@ def fit(
     hist = pd.DataFrame(history)
     valid_best = {k[6:]: v for k, v in hist.loc[hist["epoch"] == best_epoch].iloc[0].items() if k.startswith("valid_")} if best_epoch >= 0 else {}
     return TrainResult(model, best_epoch, len(history), trained, seconds_to_best, valid_best, hist)
+
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point weights and buffers.
+
+    Validation picks one epoch out of a noisy trajectory; the average is that trajectory
+    smoothed, so the epoch it picks depends less on the last few batches. The decay warms
+    up as ``min(decay, (1 + t) / (10 + t))`` so the random initialisation fades fast."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.steps = decay, 0
+        self.live = [t for t in model.state_dict().values() if t.dtype.is_floating_point]
+        self.shadow = [t.detach().clone() for t in self.live]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        torch._foreach_lerp_(self.shadow, self.live, 1.0 - decay)
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        """The model holds the averaged weights inside the block, its own ones after."""
+        with torch.no_grad():
+            own = [t.clone() for t in self.live]
+            torch._foreach_copy_(self.live, self.shadow)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.live, own)
 
 
 # ----------------------------------------------------------------------------- evaluation

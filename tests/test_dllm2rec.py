@@ -158,8 +158,9 @@ def test_no_teacher_or_no_embedding_gives_the_plain_student():
 
 
 # ----------------------------------------------------------------------------- teacher
-def test_semantic_teacher_ranks_by_l2_and_stays_causal(scene, text):
-    teacher = build_semantic_teacher(scene, text=text, max_len=L, dropout=0.0, attn_dropout=0.0).eval()
+@pytest.mark.parametrize("backbone", ["attention", "gru"])
+def test_semantic_teacher_ranks_by_l2_and_stays_causal(scene, text, backbone):
+    teacher = build_semantic_teacher(scene, text=text, max_len=L, dropout=0.0, attn_dropout=0.0, backbone=backbone).eval()
     seq = torch.randint(1, N + 1, (2, L))
     changed = seq.clone()
     changed[:, 8:] = torch.randint(1, N + 1, (2, L - 8))
@@ -179,6 +180,17 @@ def test_semantic_teacher_ranks_by_l2_and_stays_causal(scene, text):
     d0[0] = float("inf")
     assert torch.equal(ranks[0], d0.topk(6, largest=False).indices)
     assert torch.equal(teacher.export_embeddings(), text[1:])
+
+
+def test_semantic_teacher_backbone_is_checked_and_round_trips(tmp_path, scene, text):
+    with pytest.raises(ConfigError, match="backbone must be one of attention, gru, got 'lstm'"):
+        build_semantic_teacher(scene, text=text, max_len=L, backbone="lstm")
+    teacher = build_semantic_teacher(scene, text=text, max_len=L, backbone="gru").eval()
+    save_checkpoint(tmp_path / "t.pt", teacher, scene)
+    again, _ = load_model(tmp_path / "t.pt")
+    seq = torch.randint(1, N + 1, (2, L))
+    with torch.no_grad():
+        assert again.config.backbone == "gru" and torch.equal(again.output(seq), teacher.output(seq))
 
 
 def test_any_recnb_model_teaches_with_log_prob_distances(scene):

