@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     base_cfg = DLLM2RecConfig(lam=args.lam, ed_weight=args.ed_weight)
     seeds = tuple(2020 + i for i in range(args.seeds))
     results = {}
-    for student in args.students.split(","):
+    for student in [s for s in args.students.split(",") if s]:  # --students "" runs the ablation alone
         start = time.perf_counter()
         results[student] = run_dllm2rec(scene, art, student, seeds, student_train(student), base_cfg, out=out / student)
         stage(f"{student}: distilled + plain x {len(seeds)} seeds", start)

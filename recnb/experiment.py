@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from recnb.data import Scene
@@ -42,6 +43,7 @@ def train_and_report(
         "device": str(resolve_device(cfg.device)),
         "seed": cfg.seed,
         "config": model.config.to_dict(),
+        "train": dataclasses.asdict(cfg),  # the settings that produced it (recipe + flags)
     }
     if out is not None:
         out = Path(out)

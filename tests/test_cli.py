@@ -52,12 +52,13 @@ def test_train_writes_checkpoint_and_metrics_then_evaluate(inter, tmp_path):
 
 def test_config_file_and_sampled_protocol(inter, tmp_path):
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"embedding_size": 16, "hidden_size": 24, "epochs": 1, "max_len": 8}))
+    cfg.write_text(json.dumps({"embedding_size": 16, "hidden_size": 24, "epochs": 1, "max_len": 8, "ema": 0.9}))
     proc = run("train", "--dataset", inter, "--model", "gru4rec", "--config", cfg, "--protocol", "sampled100",
                "--out", tmp_path / "g", "--quiet")
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "g" / "metrics.json").read_text())
     assert m["protocol"] == "sampled100" and m["config"]["hidden_size"] == 24 and m["epochs"] == 1
+    assert m["train"]["ema"] == 0.9 and m["train"]["max_len"] == 8 and m["train"]["batch_size"] == 32  # recipe + file
 
 
 def test_bad_input_is_one_clear_line(inter, tmp_path):
@@ -76,6 +77,8 @@ def test_bad_input_is_one_clear_line(inter, tmp_path):
                    "--protocol")
     one_line_error(run("train", "--dataset", inter, "--model", "gru4rec", "--num-heads", "4", "--out", tmp_path / "g"),
                    "--num-heads")
+    one_line_error(run("train", "--dataset", inter, "--model", "gru4rec", "--ema", "1.5", "--out", tmp_path / "i"),
+                   "ema must be in [0, 1)")
     cfg = tmp_path / "c.json"
     cfg.write_text('{"hidden_size": 3,')
     one_line_error(run("train", "--dataset", inter, "--model", "sasrec", "--config", cfg, "--out", tmp_path / "h"), "c.json")
