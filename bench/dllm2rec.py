@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=2020, help="seeds are first-seed, first-seed + 1, ...")
     p.add_argument("--ablation-seeds", type=int, default=1, help="0 skips the ablation")
     p.add_argument("--students", default="sasrec,gru4rec")
     p.add_argument("--epochs", type=int, default=200, help="max epochs per student run (early stopping on valid)")
@@ -61,6 +62,8 @@ def main(argv=None) -> int:
     p.add_argument("--top-n", type=int, default=20)
     p.add_argument("--backbone", default="gru", help="the semantic teacher's sequence model: gru or attention")
     p.add_argument("--ablation-student", default="sasrec", help="the student the ablation trains")
+    p.add_argument("--ablations", default=",".join(ABLATIONS), help="which ablation rows to train ('' for none)")
+    p.add_argument("--lam-sweep", default="", help="extra ablation rows with another lam, e.g. 0.4,2")
     p.add_argument("--lam", type=float, default=0.8)
     p.add_argument("--ed-weight", type=float, default=0.2)
     p.add_argument("--threads", type=int, default=1)
@@ -110,7 +113,7 @@ def main(argv=None) -> int:
                       progress=False, device="cpu", time_budget=args.budget or None, loss=args.loss, **lr)
 
     base_cfg = DLLM2RecConfig(lam=args.lam, ed_weight=args.ed_weight)
-    seeds = tuple(2020 + i for i in range(args.seeds))
+    seeds = tuple(args.first_seed + i for i in range(args.seeds))
     results = {}
     for student in [s for s in args.students.split(",") if s]:  # --students "" runs the ablation alone
         start = time.perf_counter()
@@ -122,7 +125,13 @@ def main(argv=None) -> int:
     ab_student = args.ablation_student
     if ab_student in results and ab_seeds:  # the full model on the ablation's seeds, from the runs above
         ablation["full"] = {"distilled": mean_over_seeds(results[ab_student]["per_seed"]["distilled"][: len(ab_seeds)])}
-    for name, change in ABLATIONS.items() if ab_seeds else ():
+    chosen = [a for a in args.ablations.split(",") if a]
+    unknown = sorted(set(chosen) - set(ABLATIONS))
+    if unknown:
+        raise SystemExit(f"--ablations: unknown {unknown}; choose from {list(ABLATIONS)}")
+    runs = {name: ABLATIONS[name] for name in chosen}
+    runs.update({f"lam {lam}": {"lam": float(lam)} for lam in args.lam_sweep.split(",") if lam})
+    for name, change in runs.items() if ab_seeds else ():
         if name == "full" and name in ablation:
             continue
         start = time.perf_counter()
