@@ -252,7 +252,9 @@ def fit(
 
 
 class WeightAverage:
-    """Exponential moving average of a model's floating-point weights and buffers.
+    """Exponential moving average of a model's trainable weights (frozen tensors and
+    buffers, e.g. a teacher's text table, never change, so averaging them is wasted work
+    on every step).
 
     Validation picks one epoch out of a noisy trajectory; the average is that trajectory
     smoothed, so the epoch it picks depends less on the last few batches. The decay warms
@@ -262,8 +264,8 @@ class WeightAverage:
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay, self.steps = decay, 0
-        self.live = [t for t in model.state_dict().values() if t.dtype.is_floating_point]
-        self.shadow = [t.detach().clone() for t in self.live]
+        self.live = [p.detach() for p in model.parameters() if p.requires_grad]
+        self.shadow = [t.clone() for t in self.live]
 
     @torch.no_grad()
     def update(self) -> None:

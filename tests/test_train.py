@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from recnb.data import load_scene, synthetic_scene, train_windows
-from recnb.metrics import flatten, metrics_from_ranks
 from recnb.errors import ConfigError
+from recnb.metrics import flatten, metrics_from_ranks
 from recnb.models import build_model
 from recnb.train import TrainConfig, evaluate, fit, load_checkpoint, popularity_ranks, save_checkpoint, seed_everything, user_ranks
 
@@ -101,8 +101,6 @@ def test_recipe_gives_measured_settings_and_overrides_win():
 
 
 def test_context_outside_the_window_is_a_config_error():
-    from recnb.errors import ConfigError
-
     with pytest.raises(ConfigError, match="context must be in"):
         TrainConfig(max_len=20, context=20)
 

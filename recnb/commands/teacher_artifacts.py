@@ -21,9 +21,9 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--lr", type=float, default=None, help="(default: the recipe's, 1e-3 attention / 3e-3 GRU)")
-    p.add_argument("--batch-size", type=int, default=None, help="training windows per batch (default: SASRec's, 32)")
+    p.add_argument("--batch-size", type=int, default=None, help="training windows per batch (default: the recipe's, 32)")
     p.add_argument("--context", type=int, default=None,
-                   help="overlap of training windows, more context per target (default: SASRec's, 2/5 of --max-len)")
+                   help="overlap of training windows, more context per target (default: the recipe's, 2/5 of --max-len)")
     p.add_argument("--max-len", type=int, default=50)
     p.add_argument("--time-budget", type=float, default=None, help="seconds of teacher training")
     p.add_argument("--hidden-size", type=int, default=64)
