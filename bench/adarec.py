@@ -142,10 +142,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--search-epochs", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--time-budget", type=float, default=150.0, help="training seconds per distilled model (0 = none)")
+    p.add_argument("--time-budget", type=float, default=0.0, help="training seconds per distilled model (0 = none: every model trains to early stopping, the fair way to compare KD with no KD)")
     p.add_argument("--distill-epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32, help="training windows per batch for every distilled model")
     p.add_argument("--twins", default="default")
+    p.add_argument("--no-baseline", action="store_true", help="skip the hand-made NextItNet (e.g. a second process sharing --out)")
     p.add_argument("--search-only", action="store_true", help="teacher + one search per beta (scene adaptivity)")
     p.add_argument("--compare", nargs="+", default=None, help="print the architectures of these output dirs side by side")
     p.add_argument("--threads", type=int, default=1)
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
     train = TrainConfig(epochs=args.distill_epochs, batch_size=args.batch_size, lr=1e-3, patience=5, device="cpu", progress=False,
                         time_budget=args.time_budget or None)
     summary = run_pipeline(scene, out, teacher, betas, args.default_beta, args.seeds, scfg, DistillConfig(train=train),
-                           twins=args.twins, devices=("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
+                           twins=args.twins, baseline=not args.no_baseline, devices=("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
     print(f"\n== AdaRec on {scene.name}: full ranking, {args.seeds} seed(s), test split; hardware above ==")
     print_summary(summary)
     print(f"\ntotal {time.perf_counter() - start:.0f}s")

@@ -8,7 +8,16 @@ import torch
 
 from recnb.cli import main
 from recnb.data import synthetic_scene, train_windows
-from recnb.distill.adarec import DistillConfig, baseline_config, build_student, load_summary, run_pipeline, train_model
+from recnb.distill.adarec import (
+    DistillConfig,
+    baseline_config,
+    build_student,
+    choose_default_beta,
+    load_summary,
+    run_pipeline,
+    train_model,
+)
+from recnb.errors import ConfigError
 from recnb.distill.losses import TeacherCache
 from recnb.models import build_model
 from recnb.search.architecture import Architecture
@@ -65,16 +74,32 @@ def test_baseline_config_matches_the_target_size():
     assert small["num_blocks"] < big["num_blocks"] and small["embedding_size"] == 16
 
 
+def test_default_beta_is_the_best_validation_student_small_enough():
+    def student(params, valid):
+        return {"params_no_embedding": params, "valid": {"NDCG@10": valid}}
+
+    students = {0.001: student(900, 0.09), 0.01: student(100, 0.07), 0.1: student(10, 0.06), 1.0: student(10, 0.065)}
+    assert choose_default_beta(students, teacher_params_no_embedding=1000) == 0.01  # 0.001 is too big (> 1/8)
+    assert choose_default_beta(students, 1000, max_param_ratio=1.0) == 0.001
+    assert choose_default_beta({0.1: student(500, 0.1), 1.0: student(400, 0.01)}, 1000) == 1.0  # none small: smallest
+    with pytest.raises(ConfigError):
+        choose_default_beta({}, 1000)
+
+
 def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path):
     scfg = SearchConfig(width=8, num_cells=2, num_nodes=2, epochs=1, batch_size=32, max_len=L, device="cpu",
                         progress=False, primitives=OPS)
     dcfg = DistillConfig(width=8, train=tiny_train(epochs=1))
-    summary = run_pipeline(scene, tmp_path, teacher=teacher_path, betas=(0.01, 1.0), default_beta=1.0, seeds=2,
+    summary = run_pipeline(scene, tmp_path, teacher=teacher_path, betas=(0.01, 1.0), seeds=2,
                            search_config=scfg, distill_config=dcfg, twins="default", batches=(1, 2), log=lambda s: None)
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(summary["rows"]))
-    roles = [r["role"] for r in saved["rows"]]
-    assert roles == ["teacher", "student", "student", "student_no_kd", "baseline"]
+    students = {r["beta"]: r for r in saved["rows"] if r["role"] == "student"}
+    teacher = saved["rows"][0]
+    assert saved["default_beta"] == choose_default_beta(students, teacher["params_no_embedding"])  # chosen on validation
+    d = saved["default_beta"]
+    per_beta = [[("student", b)] + ([("student_no_kd", b)] if b == d else []) for b in (0.01, 1.0)]
+    assert [(r["role"], r["beta"]) for r in saved["rows"]] == [("teacher", None), *per_beta[0], *per_beta[1], ("baseline", None)]
     keys = {"name", "role", "beta", "default", "architecture", "params", "params_no_embedding", "flops",
             "latency_cpu_b1_ms", "latency_cpu_b2_ms", "test"}
     for r in saved["rows"]:
@@ -86,7 +111,7 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
                for r in saved["rows"] if r["role"].startswith("student"))
     assert len(saved["rows"][1]["seeds"]) == 2
     csv = pd.read_csv(tmp_path / "summary.csv")
-    assert len(csv) == 5 and "test_NDCG@10" in csv.columns
+    assert len(csv) == 5 and "test_NDCG@10" in csv.columns and "valid_NDCG@10" in csv.columns
     assert len(load_summary(tmp_path)) == 5
     assert {"teacher_cache", "search_beta_0.01", "baseline"} <= set(saved["stages_seconds"])
 

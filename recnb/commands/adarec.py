@@ -14,12 +14,15 @@ def register(sub) -> None:
     add_run_args(p)
     p.add_argument("--teacher", default=None, help="teacher checkpoint to reuse (else one is trained)")
     p.add_argument("--betas", default="0.01,0.1,1", help="cost-loss weights, one search each")
-    p.add_argument("--default-beta", type=float, default=None, help="the student the claims are about (default 0.1)")
+    p.add_argument("--default-beta", type=float, default=None,
+                   help="the student the claims are about (default: the best on validation among students with "
+                        "at most 1/8 of the teacher's non-embedding parameters)")
     p.add_argument("--seeds", type=int, default=3, help="distillation seeds per student")
     p.add_argument("--twins", default="all", help="no-KD twins for: all, default or none")
     p.add_argument("--no-baseline", action="store_true", help="skip the hand-made small NextItNet")
     p.add_argument("--distill-epochs", type=int, default=30)
     p.add_argument("--distill-patience", type=int, default=5)
+    p.add_argument("--distill-batch-size", type=int, default=32, help="training windows per batch (default 32)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per model")
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
     p.add_argument("--latency-batch", default="1,256")
@@ -36,7 +39,7 @@ def run(args) -> int:
     betas = parse_list(args.betas, float, "--betas")
     batches = parse_list(args.latency_batch, int, "--latency-batch")
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
-    train = TrainConfig(epochs=args.distill_epochs, batch_size=128, lr=1e-3, patience=args.distill_patience,
+    train = TrainConfig(epochs=args.distill_epochs, batch_size=args.distill_batch_size, lr=1e-3, patience=args.distill_patience,
                         max_len=scfg.max_len, device=args.device, seed=args.seed, progress=not args.quiet,
                         time_budget=args.time_budget)
     summary = run_pipeline(args.dataset, out, args.teacher, betas, args.default_beta, args.seeds, scfg,

@@ -62,7 +62,7 @@ class DistillConfig:
     emd_update: str = "softmax"
     T_emd: float = 10.0
     width: int = 64
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=128, lr=1e-3, patience=5))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=32, lr=1e-3, patience=5))
 
     def __post_init__(self):
         if not 0.0 <= self.gamma < 1.0:
@@ -191,9 +191,23 @@ def _aggregate(runs: list[dict]) -> dict:
         test[key] = float(np.mean(vals))
         test[f"{key}_std"] = float(np.std(vals))
     sampled = {k: float(np.mean([r["test_sampled100"][k] for r in runs])) for k in first.get("test_sampled100", {})}
+    valid = {k: float(np.mean([r["valid"][k] for r in runs])) for k in first.get("valid", {})}
     keep = {k: v for k, v in first.items() if k.startswith(("params", "flops", "latency_"))}
-    return {**keep, "test": test, "test_sampled100": sampled, "seeds": [r["seed"] for r in runs],
+    return {**keep, "test": test, "valid": valid, "test_sampled100": sampled, "seeds": [r["seed"] for r in runs],
             "train_seconds": float(np.mean([r["train_seconds"] for r in runs])), "epochs": [r["epochs"] for r in runs]}
+
+
+def choose_default_beta(students: dict, teacher_params_no_embedding: int, max_param_ratio: float = 1 / 8) -> float:
+    """The beta whose distilled student has the best mean validation NDCG@10 among those
+    with at most ``max_param_ratio`` of the teacher's non-embedding parameters (the
+    smallest student if none is that small). Validation, never test, picks it: the most
+    accurate student that is small enough is what a user ships."""
+    if not students:
+        raise ConfigError("choose_default_beta: no students")
+    small = {b: a for b, a in students.items() if a["params_no_embedding"] <= max_param_ratio * teacher_params_no_embedding}
+    if not small:
+        return min(students, key=lambda b: (students[b]["params_no_embedding"], b))
+    return max(small, key=lambda b: (small[b]["valid"]["NDCG@10"], b))
 
 
 def _row(name, role, beta, default, architecture, agg) -> dict:
@@ -204,8 +218,9 @@ def summary_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows flattened for CSV: ``test`` becomes ``test_<metric>`` columns."""
     flat = []
     for r in rows:
-        f = {k: v for k, v in r.items() if k not in ("test", "test_sampled100", "seeds", "epochs")}
+        f = {k: v for k, v in r.items() if k not in ("test", "valid", "test_sampled100", "seeds", "epochs")}
         f.update({f"test_{k}": v for k, v in r["test"].items()})
+        f.update({f"valid_{k}": v for k, v in r.get("valid", {}).items()})
         f.update({f"sampled100_{k}": v for k, v in r.get("test_sampled100", {}).items()})
         f["seeds"] = len(r.get("seeds", []))
         flat.append(f)
@@ -228,6 +243,7 @@ def run_pipeline(
     batches=(1, 256),
     data_dir=None,
     reuse: bool = True,
+    max_param_ratio: float = 1 / 8,
     log: Callable[[str], None] | None = print,
 ) -> dict:
     """Run AdaRec on one scene and write ``summary.csv`` / ``summary.json``.
@@ -236,7 +252,10 @@ def run_pipeline(
     width 128, is trained to ``out_dir/teacher``). One search per beta (``search/beta_*``);
     each derived student is distilled from scratch for each seed (``students/...``), its
     no-teacher twin too (``twins``: ``all`` betas, ``default`` only, or ``none``), and a
-    hand-made NextItNet of the default student's size learns with the same KD. With
+    hand-made NextItNet of the default student's size learns with the same KD. Without a
+    ``default_beta`` the default student is chosen on validation (:func:`choose_default_beta`:
+    the best validation NDCG@10 among students with at most ``max_param_ratio`` of the
+    teacher's non-embedding parameters), before the twins are trained. With
     ``reuse``, finished pieces (a ``metrics.json`` or ``architecture.json`` on disk) are
     read back instead of recomputed. ``log=None`` keeps it quiet. Returns the summary dict.
     """
@@ -247,9 +266,11 @@ def run_pipeline(
     betas = [float(b) for b in betas]
     if not betas:
         raise ConfigError("betas: give at least one value")
-    default_beta = float(default_beta) if default_beta is not None else (0.1 if 0.1 in betas else betas[len(betas) // 2])
-    if default_beta not in betas:
+    default_beta = float(default_beta) if default_beta is not None else None
+    if default_beta is not None and default_beta not in betas:
         raise ConfigError(f"default beta {default_beta} is not among --betas {betas}")
+    if not 0.0 < max_param_ratio <= 1.0:
+        raise ConfigError(f"max_param_ratio must be in (0, 1], got {max_param_ratio}")
     if twins not in ("all", "default", "none"):
         raise ConfigError(f"twins: expected all, default or none, got {twins!r}")
     scfg = search_config or SearchConfig()
@@ -311,37 +332,46 @@ def run_pipeline(
         stage(f"search_beta_{beta:g}", t0)
         log(f"[adarec {scene.name}] beta={beta:g}: {archs[beta].signature()} ({archs[beta].params(scfg.width)} cell params)")
 
-    # 4. students with and without the teacher, per seed
+    # 4. students with and without the teacher, per seed; the default beta, unless given,
+    #    is chosen on validation among the students small enough (see choose_default_beta)
     rows = [_row("nextitnet-teacher", "teacher", None, False, None, {
         **{k: v for k, v in tm.items() if k.startswith(("params", "flops", "latency_"))},
         "test": {**tm["test"], **{f"{k}_std": 0.0 for k in tm["test"]}}, "test_sampled100": tm["test_sampled100"],
         "seeds": [tm.get("seed")], "train_seconds": tm.get("train_seconds"), "epochs": []})]
-    default_student_params = None
+
+    def distil_all(beta: float, use_teacher: bool) -> dict:
+        t0 = time.perf_counter()
+        runs = []
+        for s in range(seeds):
+            seed = dcfg.train.seed + s
+            cfg = dataclasses.replace(dcfg, train=dataclasses.replace(dcfg.train, seed=seed))
+            model = build_student(scene, archs[beta], dcfg.width, scfg.max_len, seed)
+            rdir = out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd") / f"seed_{seed}"
+            runs.append(train_model(scene, model, cfg, cache if use_teacher else None, rdir, devices, batches, reuse))
+        stage(f"{'student' if use_teacher else 'student_no_kd'}_beta_{beta:g}", t0)
+        agg = _aggregate(runs)
+        log(f"[adarec {scene.name}] student-beta{beta:g}{'' if use_teacher else '-no-kd'}: NDCG@10 "
+            f"{agg['test']['NDCG@10']:.4f} ± {agg['test']['NDCG@10_std']:.4f} (valid {agg['valid']['NDCG@10']:.4f})")
+        return agg
+
+    students = {beta: distil_all(beta, True) for beta in betas}
+    if default_beta is None:
+        default_beta = choose_default_beta(students, tm["params_no_embedding"], max_param_ratio)
+        log(f"[adarec {scene.name}] default beta {default_beta:g}: best validation NDCG@10 among students with "
+            f"<= {max_param_ratio:g} of the teacher's non-embedding parameters")
+    twin_betas = {"all": betas, "default": [default_beta], "none": []}[twins]
+    twins_agg = {beta: distil_all(beta, False) for beta in twin_betas}
     for beta in betas:
-        arch_path = out / "search" / f"beta_{beta:g}" / "architecture.json"
-        for role, use_teacher in (("student", True), ("student_no_kd", False)):
-            if role == "student_no_kd" and (twins == "none" or (twins == "default" and beta != default_beta)):
-                continue
-            t0 = time.perf_counter()
-            runs = []
-            for s in range(seeds):
-                seed = dcfg.train.seed + s
-                cfg = dataclasses.replace(dcfg, train=dataclasses.replace(dcfg.train, seed=seed))
-                model = build_student(scene, archs[beta], dcfg.width, scfg.max_len, seed)
-                rdir = out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd") / f"seed_{seed}"
-                runs.append(train_model(scene, model, cfg, cache if use_teacher else None, rdir, devices, batches, reuse))
-            stage(f"{role}_beta_{beta:g}", t0)
-            agg = _aggregate(runs)
-            name = f"student-beta{beta:g}" + ("" if use_teacher else "-no-kd")
-            rows.append(_row(name, role, beta, beta == default_beta, str(arch_path), agg))
-            if role == "student" and beta == default_beta:
-                default_student_params = agg["params_no_embedding"]
-            log(f"[adarec {scene.name}] {name}: NDCG@10 {agg['test']['NDCG@10']:.4f} ± {agg['test']['NDCG@10_std']:.4f}")
+        arch_path = str(out / "search" / f"beta_{beta:g}" / "architecture.json")
+        rows.append(_row(f"student-beta{beta:g}", "student", beta, beta == default_beta, arch_path, students[beta]))
+        if beta in twins_agg:
+            rows.append(_row(f"student-beta{beta:g}-no-kd", "student_no_kd", beta, beta == default_beta, arch_path, twins_agg[beta]))
+    default_student_params = students[default_beta]["params_no_embedding"]
 
     # 5. a hand-made NextItNet of the default student's size, same KD
     if baseline:
         t0 = time.perf_counter()
-        bcfg = baseline_config(default_student_params or 0, dcfg.width)
+        bcfg = baseline_config(default_student_params, dcfg.width)
         runs = []
         for s in range(seeds):
             seed = dcfg.train.seed + s
@@ -387,6 +417,7 @@ __all__ = [
     "DistillConfig",
     "baseline_config",
     "build_student",
+    "choose_default_beta",
     "distillation_loss",
     "load_summary",
     "measure",
