@@ -378,7 +378,8 @@ def run_pipeline(
             cfg = dataclasses.replace(dcfg, train=dataclasses.replace(dcfg.train, seed=seed))
             seed_everything(seed)
             model = build_model("nextitnet", num_items=scene.num_items, max_len=scfg.max_len, **bcfg)
-            runs.append(train_model(scene, model, cfg, cache, out / "baseline" / f"seed_{seed}", devices, batches, reuse))
+            blocks = f"{bcfg['num_blocks'] * len(bcfg['dilations'])}blocks"  # keyed by size: reuse never mixes sizes
+            runs.append(train_model(scene, model, cfg, cache, out / "baseline" / blocks / f"seed_{seed}", devices, batches, reuse))
         stage("baseline", t0)
         agg = _aggregate(runs)
         rows.append(_row(f"nextitnet-small-kd-{bcfg['num_blocks'] * len(bcfg['dilations'])}blocks", "baseline", None, False, None, agg))
