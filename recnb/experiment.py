@@ -19,13 +19,22 @@ def train_and_report(
     out: str | Path | None = None,
     protocol: str = "full",
     exclude_seen: bool = False,
+    resume: bool = False,
 ) -> dict:
     """Train one model, evaluate valid and test, and (with ``out``) write ``model.pt`` and
-    ``metrics.json``. Returns the metrics dict with the keys the CLI documents."""
+    ``metrics.json``. Returns the metrics dict with the keys the CLI documents.
+
+    With ``out``, the training state is kept in ``out/train_state.pt`` after every epoch
+    until the run ends; ``resume`` continues a killed run from it (else it starts over)."""
     model_cfg = {"max_len": cfg.max_len, **model_cfg, "num_items": scene.num_items}
     seed_everything(cfg.seed)  # the initial weights come from the seed too
     model = build_model(model_name, **model_cfg)
-    result = fit(model, scene, cfg)
+    state = Path(out) / "train_state.pt" if out is not None else None
+    if state is not None:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            state.unlink(missing_ok=True)
+    result = fit(model, scene, cfg, state=state)
     metrics = {
         "dataset": scene.name,
         "model": model_name,
@@ -50,4 +59,5 @@ def train_and_report(
         save_checkpoint(out / "model.pt", model, scene, extra={"metrics": metrics})
         write_json(out / "metrics.json", metrics)
         result.history.to_csv(out / "history.csv", index=False)
+        state.unlink(missing_ok=True)  # finished: model.pt holds what is worth keeping
     return metrics

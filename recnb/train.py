@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recnb.data import Scene, Windows, eval_inputs, seen_items, train_windows
-from recnb.errors import ConfigError
+from recnb.errors import ConfigError, DataError
 from recnb.metrics import DEFAULT_KS, PROTOCOLS, flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
 from recnb.models import SeqRecModel, model_class
 
@@ -169,11 +169,16 @@ def fit(
     windows: Windows | None = None,
     checkpoint: str | Path | None = None,
     log: Callable[[dict], None] | None = None,
+    state: str | Path | None = None,
 ) -> TrainResult:
     """Train with Adam and early stopping on validation NDCG@10; keep the best weights.
 
     ``extra_loss(model, batch, hidden_states, logits)`` adds terms (distillation); it gets
     ``batch["index"]``, the window indices, to look up cached teacher outputs.
+    ``state``: a file that holds the whole training state after every epoch (weights,
+    optimiser, weight average, random generators, history); if it exists, training resumes
+    from it and continues to the same numbers an uninterrupted run gives (on CPU; the state
+    an ``extra_loss`` keeps for itself is not part of it).
     """
     cfg = config or TrainConfig()
     seed_everything(cfg.seed)
@@ -190,8 +195,25 @@ def fit(
     use_amp = cfg.amp and device.type == "cuda"
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     best, best_state, best_epoch, seconds_to_best = -1.0, None, -1, 0.0
-    history, bad, trained = [], 0, 0.0
-    bar = tqdm(range(cfg.epochs), desc=f"train {model.name}", disable=not cfg.progress, leave=False)
+    history, bad, trained, first, done = [], 0, 0.0, 0, False
+    if state is not None and Path(state).exists():
+        saved = _load_state(state, cfg)
+        if saved["model_config"] != model.config.to_dict():
+            changed = sorted(k for k in model.config.to_dict() if saved["model_config"].get(k) != model.config.to_dict()[k])
+            raise ConfigError(f"{state}: saved for a different model ({', '.join(changed) or 'model type'}); start over")
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        if plateau is not None:
+            plateau.load_state_dict(saved["plateau"])
+        if average is not None:
+            average.load_state_dict(saved["average"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        best, best_state, best_epoch, seconds_to_best = saved["best"], saved["best_state"], saved["best_epoch"], saved["seconds_to_best"]
+        history, bad, trained, first, done = saved["history"], saved["bad"], saved["trained"], saved["epoch"] + 1, saved["done"]
+    bar = tqdm(range(first, cfg.epochs if not done else first), desc=f"train {model.name}", disable=not cfg.progress, leave=False)
     for epoch in bar:
         start = time.perf_counter()
         model.train()
@@ -242,13 +264,49 @@ def fit(
                 log(row)
             if checkpoint is not None and best_epoch == epoch:
                 save_checkpoint(checkpoint, model, scene, extra={"epoch": epoch})
-        if bad >= cfg.patience or (cfg.time_budget and trained >= cfg.time_budget):
+        done = bad >= cfg.patience or bool(cfg.time_budget and trained >= cfg.time_budget)
+        if state is not None:
+            _save_state(state, cfg, {
+                "epoch": epoch, "done": done, "model": model.state_dict(), "model_config": model.config.to_dict(), "optimizer": opt.state_dict(),
+                "plateau": plateau.state_dict() if plateau is not None else None,
+                "average": average.state_dict() if average is not None else None,
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None, "best": best, "best_state": best_state,
+                "best_epoch": best_epoch, "seconds_to_best": seconds_to_best, "history": history, "bad": bad,
+                "trained": trained})
+        if done:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     hist = pd.DataFrame(history)
     valid_best = {k[6:]: v for k, v in hist.loc[hist["epoch"] == best_epoch].iloc[0].items() if k.startswith("valid_")} if best_epoch >= 0 else {}
     return TrainResult(model, best_epoch, len(history), trained, seconds_to_best, valid_best, hist)
+
+
+# settings that may differ between a run and its resumption (they do not change the numbers)
+_RESUMABLE = ("epochs", "progress", "time_budget", "device")
+
+
+def _save_state(path: str | Path, cfg: TrainConfig, content: dict) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": "recnb-train-state/1", "config": dataclasses.asdict(cfg), **content}, tmp)
+    tmp.replace(path)  # a kill mid-write leaves the previous epoch's state intact
+
+
+def _load_state(path: str | Path, cfg: TrainConfig) -> dict:
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
+        raise DataError(f"{path}: not a recnb training state ({type(exc).__name__})") from None
+    if not isinstance(saved, dict) or saved.get("format") != "recnb-train-state/1":
+        raise DataError(f"{path}: not a recnb training state")
+    now = dataclasses.asdict(cfg)
+    changed = sorted(k for k in now if k not in _RESUMABLE and saved["config"].get(k) != now[k])
+    if changed:
+        raise ConfigError(f"{path}: saved with different training settings ({', '.join(changed)}); "
+                          "resume with the same ones or start over")
+    return saved
 
 
 class WeightAverage:
@@ -272,6 +330,14 @@ class WeightAverage:
         self.steps += 1
         decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
         torch._foreach_lerp_(self.shadow, self.live, 1.0 - decay)
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "shadow": [t.clone() for t in self.shadow]}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.steps = saved["steps"]
+        with torch.no_grad():
+            torch._foreach_copy_(self.shadow, [t.to(s.device) for t, s in zip(saved["shadow"], self.shadow)])
 
     @contextlib.contextmanager
     def swapped_in(self):

@@ -47,6 +47,8 @@ def test_train_writes_checkpoint_and_metrics_then_evaluate(inter, tmp_path):
     assert json.loads(ev.stdout)["metrics"]["NDCG@10"] == pytest.approx(metrics["test"]["NDCG@10"], abs=1e-9)
     again = run("train", "--dataset", inter, "--model", "sasrec", "--epochs", "1", "--out", out)
     one_line_error(again, "--force")
+    assert not (out / "train_state.pt").exists()  # kept per epoch for --resume, gone once the run finished
+    one_line_error(run("train", "--dataset", inter, "--model", "sasrec", "--resume", "--out", out), "train_state.pt")
     assert json.loads((out / "metrics.json").read_text()) == metrics  # untouched
 
 

@@ -90,6 +90,41 @@ def test_weight_average_is_what_gets_validated_and_kept(scene):
         TrainConfig(ema=1.0)
 
 
+def test_a_killed_run_resumes_to_the_same_history_and_weights(scene, tmp_path):
+    """Dropout (torch's RNG), window order (the generator), Adam moments, the weight average
+    and the lr schedule all continue where they stopped."""
+
+    def run(epochs, state):
+        seed_everything(3)
+        model = build_model("sasrec", num_items=scene.num_items, max_len=20)
+        cfg = TrainConfig(epochs=epochs, batch_size=32, lr=3e-3, seed=3, max_len=20, progress=False, device="cpu",
+                          ema=0.9, lr_plateau=1, patience=50)
+        return fit(model, scene, cfg, state=state)
+
+    straight = run(4, tmp_path / "a.pt")
+    killed = run(2, tmp_path / "b.pt")  # as if killed after epoch 1
+    assert len(killed.history) == 2
+    resumed = run(4, tmp_path / "b.pt")
+    cols = [c for c in straight.history.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(resumed.history[cols], straight.history[cols])
+    assert resumed.best_epoch == straight.best_epoch
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert len(run(4, tmp_path / "b.pt").history) == 4  # a finished state trains nothing more
+
+
+def test_resume_with_other_settings_is_a_config_error(scene, tmp_path):
+    seed_everything(0)
+    model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=3e-3, max_len=20, progress=False, device="cpu")
+    fit(model, scene, cfg, state=tmp_path / "s.pt")
+    with pytest.raises(ConfigError, match="lr"):
+        fit(model, scene, TrainConfig(**{**cfg.__dict__, "lr": 1e-3}), state=tmp_path / "s.pt")
+    other = build_model("gru4rec", num_items=scene.num_items, max_len=20, hidden_size=16)
+    with pytest.raises(ConfigError, match="hidden_size"):
+        fit(other, scene, cfg, state=tmp_path / "s.pt")
+
+
 def test_recipe_gives_measured_settings_and_overrides_win():
     from recnb.train import RECIPES, recipe
 

@@ -43,6 +43,8 @@ def register(sub) -> None:
     p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with")
     p.add_argument("--kcore", type=int, default=None)
     p.add_argument("--config", default=None, help="JSON file of model and training options")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run in --out from its train_state.pt (same settings; else it starts over)")
     group = p.add_argument_group("model hyper-parameters (each applies to the models that have it)")
     for field, typ in _model_fields().items():
         kind = {"int": int, "float": float}.get(str(getattr(typ, "__name__", typ)), None)
@@ -92,11 +94,14 @@ def run(args) -> int:
     if args.protocol not in ("full", "sampled100"):
         raise ConfigError(f"--protocol: expected full or sampled100, got {args.protocol!r}")
     model_cfg, train_cfg = split_options(args.model, args)
-    out = prepare_out_dir(args.out, args.force)
+    out = prepare_out_dir(args.out, args.force, resume=args.resume)
+    if args.resume and not (out / "train_state.pt").exists() and any(out.iterdir()):
+        raise ConfigError(f"--resume: {out} holds no train_state.pt to resume from (a finished run deletes it); "
+                          "pass --force to start over")
     start = time.perf_counter()
     scene = load_scene(args.dataset, args.data_dir, kcore=args.kcore)
     cfg = recipe(args.model, device=args.device, seed=args.seed, progress=not args.quiet, **train_cfg)  # flags win
-    metrics = train_and_report(scene, args.model, model_cfg, cfg, out, args.protocol, args.exclude_seen)
+    metrics = train_and_report(scene, args.model, model_cfg, cfg, out, args.protocol, args.exclude_seen, resume=args.resume)
     print(f"{args.model} on {scene.name}: test NDCG@10 {metrics['test']['NDCG@10']:.4f} "
           f"HR@10 {metrics['test']['HR@10']:.4f} (best epoch {metrics['best_epoch']}, "
           f"{time.perf_counter() - start:.0f}s) -> {out}")
