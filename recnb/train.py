@@ -294,11 +294,20 @@ def _save_state(path: str | Path, cfg: TrainConfig, content: dict) -> None:
     tmp.replace(path)  # a kill mid-write leaves the previous epoch's state intact
 
 
-def _load_state(path: str | Path, cfg: TrainConfig) -> dict:
+def read_torch_file(path: str | Path, what: str = "recnb checkpoint"):
+    """``torch.load`` of a file recnb wrote, on CPU; a missing or unreadable file is one
+    ``DataError`` line naming it, never a pickle traceback."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such {what.removeprefix('recnb ')}")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
-        raise DataError(f"{path}: not a recnb training state ({type(exc).__name__})") from None
+        raise DataError(f"{path}: not a {what} ({type(exc).__name__})") from None
+
+
+def _load_state(path: str | Path, cfg: TrainConfig) -> dict:
+    saved = read_torch_file(path, "recnb training state")
     if not isinstance(saved, dict) or saved.get("format") != "recnb-train-state/1":
         raise DataError(f"{path}: not a recnb training state")
     now = dataclasses.asdict(cfg)
@@ -441,15 +450,7 @@ def save_checkpoint(path: str | Path, model: SeqRecModel, scene: Scene | None = 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[SeqRecModel, dict]:
     """A ready model (eval mode) and the checkpoint's metadata (dataset, id maps, extra)."""
-    from recnb.errors import DataError
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise DataError(f"{path}: not a recnb checkpoint ({type(exc).__name__})") from None
+    payload = read_torch_file(path)
     if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:
         raise DataError(f"{path}: not a recnb checkpoint (no model name or weights)")
     cls = model_class(payload["model"])

@@ -362,15 +362,9 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[SeqRecModel, dict
     :mod:`recnb.distill` (the semantic teacher, the embedding-distilled student)."""
     import importlib
 
-    from recnb.train import load_checkpoint, resolve_device
+    from recnb.train import load_checkpoint, read_torch_file, resolve_device
 
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"{path}: not a recnb checkpoint ({type(exc).__name__})") from None
+    payload = read_torch_file(path)
     name = payload.get("model") if isinstance(payload, dict) else None
     if name not in LOCAL_MODELS:
         return load_checkpoint(path, device)
