@@ -46,6 +46,26 @@ def test_contract_shapes_and_config_round_trip(name):
     assert model.num_params() > model.num_params(embeddings=False) > 0
 
 
+def test_sasrec_first_item_positions_make_padding_invisible():
+    """With positions counted from the first real item (RecBole's way) left padding never
+    changes a history's outputs; with slot positions (the default) it does."""
+    torch.manual_seed(0)
+    model = build_model("sasrec", num_items=30, max_len=8, positions="first_item").eval()
+    items = torch.tensor([[4, 9, 2, 7, 5]])
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), items], 1)
+    with torch.no_grad():
+        assert torch.allclose(model(padded)[-1][:, 3:], model(items)[-1], atol=1e-5)
+        future = padded.clone()
+        future[0, -1] = 11  # causal too: a changed last item leaves every earlier output alone
+        assert torch.allclose(model(future)[-1][:, :-1], model(padded)[-1][:, :-1], atol=1e-6)
+        slot = build_model("sasrec", num_items=30, max_len=8).eval()
+        assert slot.config.positions == "slot"
+        slot.load_state_dict(model.state_dict())
+        assert not torch.allclose(slot(padded)[-1][:, 3:], slot(items)[-1], atol=1e-5)
+    with pytest.raises(ConfigError, match="positions"):
+        build_model("sasrec", num_items=30, max_len=8, positions="relative")
+
+
 def test_nextitnet_depth_and_exposed_layers():
     model = build_model("nextitnet", num_items=10, embedding_size=16, num_blocks=8, dilations=[1, 4], layer_every=2)
     assert len(model.blocks) == 16
