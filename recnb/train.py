@@ -197,10 +197,7 @@ def fit(
     best, best_state, best_epoch, seconds_to_best = -1.0, None, -1, 0.0
     history, bad, trained, first, done = [], 0, 0.0, 0, False
     if state is not None and Path(state).exists():
-        saved = _load_state(state, cfg)
-        if saved["model_config"] != model.config.to_dict():
-            changed = sorted(k for k in model.config.to_dict() if saved["model_config"].get(k) != model.config.to_dict()[k])
-            raise ConfigError(f"{state}: saved for a different model ({', '.join(changed) or 'model type'}); start over")
+        saved = _load_state(state, cfg, model)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         if plateau is not None:
@@ -306,15 +303,17 @@ def read_torch_file(path: str | Path, what: str = "recnb checkpoint"):
         raise DataError(f"{path}: not a {what} ({type(exc).__name__})") from None
 
 
-def _load_state(path: str | Path, cfg: TrainConfig) -> dict:
+def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel) -> dict:
+    """The saved state, refused (naming the fields) if it belongs to other settings or another model."""
     saved = read_torch_file(path, "recnb training state")
     if not isinstance(saved, dict) or saved.get("format") != "recnb-train-state/1":
         raise DataError(f"{path}: not a recnb training state")
-    now = dataclasses.asdict(cfg)
-    changed = sorted(k for k in now if k not in _RESUMABLE and saved["config"].get(k) != now[k])
-    if changed:
-        raise ConfigError(f"{path}: saved with different training settings ({', '.join(changed)}); "
-                          "resume with the same ones or start over")
+    for what, old, now in (("training settings", saved["config"], dataclasses.asdict(cfg)),
+                           ("model", saved["model_config"], model.config.to_dict())):
+        changed = sorted(k for k in now.keys() | old.keys() if k not in _RESUMABLE and old.get(k) != now.get(k))
+        if changed:
+            raise ConfigError(f"{path}: saved with a different {what} ({', '.join(changed)}); "
+                              "resume with the same one or start over")
     return saved
 
 
@@ -450,15 +449,20 @@ def save_checkpoint(path: str | Path, model: SeqRecModel, scene: Scene | None = 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[SeqRecModel, dict]:
     """A ready model (eval mode) and the checkpoint's metadata (dataset, id maps, extra)."""
-    payload = read_torch_file(path)
+    return model_from_checkpoint(read_torch_file(path), path, device)
+
+
+def model_from_checkpoint(payload, path: str | Path, device: str = "cpu", cls=None) -> tuple[SeqRecModel, dict]:
+    """The model and metadata held by a checkpoint already read (``read_torch_file``);
+    ``cls`` overrides the registry lookup of ``payload["model"]`` (models defined outside
+    ``recnb.models``)."""
     if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:
         raise DataError(f"{path}: not a recnb checkpoint (no model name or weights)")
-    cls = model_class(payload["model"])
+    cls = cls or model_class(payload["model"])
     model = cls(cls.config_class.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     model.to(resolve_device(device)).eval()
-    meta = {k: payload.get(k) for k in ("dataset", "id_maps", "extra")}
-    return model, meta
+    return model, {k: payload.get(k) for k in ("dataset", "id_maps", "extra")}
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -339,17 +339,21 @@ def run_pipeline(
         "test": {**tm["test"], **{f"{k}_std": 0.0 for k in tm["test"]}}, "test_sampled100": tm["test_sampled100"],
         "seeds": [tm.get("seed")], "train_seconds": tm.get("train_seconds"), "epochs": []})]
 
-    def distil_all(beta: float, use_teacher: bool) -> dict:
-        t0 = time.perf_counter()
+    def train_seeds(make_model: Callable[[int], SeqRecModel], run_dir: Path, use_teacher: bool) -> dict:
+        """One model per seed (``run_dir/seed_<seed>``), aggregated over the seeds."""
         runs = []
         for s in range(seeds):
             seed = dcfg.train.seed + s
             cfg = dataclasses.replace(dcfg, train=dataclasses.replace(dcfg.train, seed=seed))
-            model = build_student(scene, archs[beta], dcfg.width, scfg.max_len, seed)
-            rdir = out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd") / f"seed_{seed}"
-            runs.append(train_model(scene, model, cfg, cache if use_teacher else None, rdir, devices, batches, reuse))
+            runs.append(train_model(scene, make_model(seed), cfg, cache if use_teacher else None, run_dir / f"seed_{seed}",
+                                    devices, batches, reuse))
+        return _aggregate(runs)
+
+    def distil_all(beta: float, use_teacher: bool) -> dict:
+        t0 = time.perf_counter()
+        agg = train_seeds(lambda seed: build_student(scene, archs[beta], dcfg.width, scfg.max_len, seed),
+                          out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd"), use_teacher)
         stage(f"{'student' if use_teacher else 'student_no_kd'}_beta_{beta:g}", t0)
-        agg = _aggregate(runs)
         log(f"[adarec {scene.name}] student-beta{beta:g}{'' if use_teacher else '-no-kd'}: NDCG@10 "
             f"{agg['test']['NDCG@10']:.4f} ± {agg['test']['NDCG@10_std']:.4f} (valid {agg['valid']['NDCG@10']:.4f})")
         return agg
@@ -372,17 +376,15 @@ def run_pipeline(
     if baseline:
         t0 = time.perf_counter()
         bcfg = baseline_config(default_student_params, dcfg.width)
-        runs = []
-        for s in range(seeds):
-            seed = dcfg.train.seed + s
-            cfg = dataclasses.replace(dcfg, train=dataclasses.replace(dcfg.train, seed=seed))
+        blocks = f"{bcfg['num_blocks'] * len(bcfg['dilations'])}blocks"
+
+        def small_nextitnet(seed: int) -> SeqRecModel:
             seed_everything(seed)
-            model = build_model("nextitnet", num_items=scene.num_items, max_len=scfg.max_len, **bcfg)
-            blocks = f"{bcfg['num_blocks'] * len(bcfg['dilations'])}blocks"  # keyed by size: reuse never mixes sizes
-            runs.append(train_model(scene, model, cfg, cache, out / "baseline" / blocks / f"seed_{seed}", devices, batches, reuse))
+            return build_model("nextitnet", num_items=scene.num_items, max_len=scfg.max_len, **bcfg)
+
+        agg = train_seeds(small_nextitnet, out / "baseline" / blocks, True)  # keyed by size: reuse never mixes sizes
         stage("baseline", t0)
-        agg = _aggregate(runs)
-        rows.append(_row(f"nextitnet-small-kd-{bcfg['num_blocks'] * len(bcfg['dilations'])}blocks", "baseline", None, False, None, agg))
+        rows.append(_row(f"nextitnet-small-kd-{blocks}", "baseline", None, False, None, agg))
         log(f"[adarec {scene.name}] baseline: NDCG@10 {agg['test']['NDCG@10']:.4f}")
 
     summary = {

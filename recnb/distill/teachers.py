@@ -362,18 +362,15 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[SeqRecModel, dict
     :mod:`recnb.distill` (the semantic teacher, the embedding-distilled student)."""
     import importlib
 
-    from recnb.train import load_checkpoint, read_torch_file, resolve_device
+    from recnb.train import model_from_checkpoint, read_torch_file
 
     payload = read_torch_file(path)
     name = payload.get("model") if isinstance(payload, dict) else None
-    if name not in LOCAL_MODELS:
-        return load_checkpoint(path, device)
-    module, cls_name = LOCAL_MODELS[name].split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
-    model = cls(cls.config_class.from_dict(payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    model.to(resolve_device(device)).eval()
-    return model, {k: payload.get(k) for k in ("dataset", "id_maps", "extra")}
+    cls = None
+    if name in LOCAL_MODELS:
+        module, cls_name = LOCAL_MODELS[name].split(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+    return model_from_checkpoint(payload, path, device, cls)
 
 
 def check_same_scene(meta: dict, scene: Scene, path) -> None:
