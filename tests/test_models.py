@@ -99,3 +99,30 @@ def test_overlapping_windows_still_cover_each_target_once():
         for u, seq in enumerate(scene.sequences):
             mine = w.targets[w.users == u]
             assert sorted(mine[mine > 0].tolist()) == sorted(seq[1:-2].tolist())
+
+
+def test_nextitnet_stochastic_depth_is_causal_and_off_at_eval():
+    """``block_drop`` skips whole residual branches per sequence while training (deeper
+    blocks more often); evaluation is deterministic and the model stays causal."""
+    torch.manual_seed(0)
+    model = build_model("nextitnet", num_items=N_ITEMS, max_len=L, num_blocks=4, block_drop=0.5)
+    for block in model.blocks:
+        torch.nn.init.constant_(block.alpha, 1.0)  # open the ReZero gates so branches matter
+    assert [round(b.block_drop, 3) for b in model.blocks] == [0.062, 0.125, 0.188, 0.25, 0.312, 0.375, 0.438, 0.5]
+    seq = torch.randint(1, N_ITEMS + 1, (64, L))
+    model.train()
+    with torch.no_grad():
+        a, b = model(seq)[-1], model(seq)[-1]
+        assert not torch.allclose(a, b)  # different branches were skipped
+        changed = seq.clone()
+        changed[:, 8:] = 1
+        torch.manual_seed(1)
+        x = model(seq)[-1]
+        torch.manual_seed(1)
+        y = model(changed)[-1]
+        assert torch.allclose(x[:, :8], y[:, :8], atol=1e-5)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(seq)[-1], model(seq)[-1])
+    with pytest.raises(ConfigError, match="block_drop"):
+        build_model("nextitnet", num_items=3, block_drop=1.0)

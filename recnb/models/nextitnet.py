@@ -20,6 +20,16 @@ class NextItNetConfig(ModelConfig):
     kernel_size: int = 3
     dropout: float = 0.0
     layer_every: int = 1  # expose a hidden state every this many residual blocks
+    # Stochastic depth (Huang et al., ECCV 2016): during training a residual block is skipped
+    # per sequence with a probability rising linearly with depth up to this value; a
+    # regulariser for deep teachers on small scenes. 0 = off (the default).
+    block_drop: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.block_drop < 1.0:
+            from recnb.errors import ConfigError
+
+            raise ConfigError(f"nextitnet: block_drop must be in [0, 1), got {self.block_drop}")
 
 
 class CausalConv1d(nn.Module):
@@ -47,8 +57,9 @@ class ResidualBlock(nn.Module):
     """Two dilated causal convs (dilation d then 2d) with layer norm and ReLU, plus a
     residual scale that starts at zero so a deep stack trains stably."""
 
-    def __init__(self, d: int, kernel: int, dilation: int, dropout: float):
+    def __init__(self, d: int, kernel: int, dilation: int, dropout: float, block_drop: float = 0.0):
         super().__init__()
+        self.block_drop = block_drop
         self.conv1 = CausalConv1d(d, d, kernel, dilation)
         self.norm1 = nn.LayerNorm(d)
         self.conv2 = CausalConv1d(d, d, kernel, dilation * 2)
@@ -59,6 +70,9 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.norm1(self.conv1(x)))
         h = F.relu(self.norm2(self.conv2(h)))
+        if self.training and self.block_drop > 0:  # keep or skip the whole branch per sequence
+            keep = torch.rand(x.shape[0], 1, 1, device=x.device) >= self.block_drop
+            h = h * keep / (1.0 - self.block_drop)
         return x + self.alpha * self.drop(h)
 
 
@@ -70,10 +84,10 @@ class NextItNet(SeqRecModel):
         super().__init__(config)
         d = config.embedding_size
         self.item_embedding = nn.Embedding(config.num_items + 1, d, padding_idx=0)
+        n = config.num_blocks * len(config.dilations)
         self.blocks = nn.ModuleList(
-            ResidualBlock(d, config.kernel_size, dil, config.dropout)
-            for _ in range(config.num_blocks)
-            for dil in config.dilations
+            ResidualBlock(d, config.kernel_size, dil, config.dropout, config.block_drop * (i + 1) / n)
+            for i, dil in enumerate(config.dilations * config.num_blocks)
         )
         self.final = nn.Linear(d, d)
         nn.init.normal_(self.item_embedding.weight, 0.0, 1.0 / d**0.5)
