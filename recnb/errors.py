@@ -11,3 +11,15 @@ class DataError(RecnbError):
 
 class ConfigError(RecnbError):
     """A model, option or configuration value is wrong: the message names the field."""
+
+
+def from_checked_dict(cls, values: dict, what: str):
+    """Build the dataclass ``cls`` from ``values``, refusing unknown keys with one line that
+    names them and the known ones (a typo in a JSON config must not pass silently)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{what}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return cls(**values)

@@ -13,9 +13,9 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recnb.data import Scene, Windows, eval_inputs, seen_items, train_windows
-from recnb.errors import ConfigError, DataError
+from recnb.errors import ConfigError, DataError, from_checked_dict
 from recnb.metrics import DEFAULT_KS, PROTOCOLS, flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
 from recnb.models import SeqRecModel, model_class
 
@@ -65,12 +65,8 @@ class TrainConfig:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {', '.join(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return from_checked_dict(cls, d, "training options")
 
 
 # Training settings per model, measured on ml-100k by bench/train_eval.py (docs/benchmarks.md).

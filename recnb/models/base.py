@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recnb.errors import ConfigError
+from recnb.errors import ConfigError, from_checked_dict
 
 
 @dataclass
@@ -31,15 +31,11 @@ class ModelConfig:
         return json.dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        return cls(**d)
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return from_checked_dict(cls, d, cls.__name__)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
 
 

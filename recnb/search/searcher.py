@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from recnb.data import Scene, train_windows
 from recnb.distill.losses import WEIGHT_UPDATES, EMDLoss, TeacherCache, combined_loss, cost_loss, kd_loss
-from recnb.errors import ConfigError
+from recnb.errors import ConfigError, from_checked_dict
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel
 from recnb.search.architecture import Architecture, derive, edges_per_cell
@@ -111,11 +111,7 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SearchConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"search config: unknown option(s) {', '.join(unknown)}")
-        return cls(**d)
+        return from_checked_dict(cls, d, "search config")
 
 
 @dataclass
