@@ -689,6 +689,7 @@ def frontier_figure(rows: list, cost: str = "params", metric: str = "NDCG@10", l
         "student": ("circle", "#1f77b4"),
         "student_no_kd": ("circle-open", "#1f77b4"),
         "baseline": ("square", "#2ca02c"),
+        "baseline_no_kd": ("square-open", "#2ca02c"),
     }
     for role, g in df.groupby("role", sort=False):
         g = g.sort_values("beta") if role.startswith("student") else g

@@ -9,6 +9,7 @@ import torch
 from recnb.cli import main
 from recnb.data import synthetic_scene, train_windows
 from recnb.distill.adarec import (
+    ROLES,
     DistillConfig,
     baseline_config,
     build_student,
@@ -114,6 +115,17 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
     assert len(csv) == 5 and "test_NDCG@10" in csv.columns and "valid_NDCG@10" in csv.columns
     assert len(load_summary(tmp_path)) == 5
     assert {"teacher_cache", "search_beta_0.01", "baseline"} <= set(saved["stages_seconds"])
+
+    # twins for every beta, and the hand-made NextItNet without a teacher; finished pieces are reused
+    again = run_pipeline(scene, tmp_path, teacher=teacher_path, betas=(0.01, 1.0), seeds=2, search_config=scfg,
+                         distill_config=dcfg, twins="all", batches=(1, 2), log=lambda s: None)
+    roles = [(r["role"], r["beta"]) for r in again["rows"]]
+    assert roles == [("teacher", None), ("student", 0.01), ("student_no_kd", 0.01), ("student", 1.0),
+                     ("student_no_kd", 1.0), ("baseline", None), ("baseline_no_kd", None)]
+    kd, no_kd = again["rows"][-2:]
+    assert kd["params"] == no_kd["params"] and kd["test"] == saved["rows"][-1]["test"]  # the same model, reused
+    assert again["rows"][1]["test"] == saved["rows"][1]["test"]
+    assert {r["role"] for r in again["rows"]} <= set(ROLES)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -49,7 +49,7 @@ from recnb.train import (
 
 # 16 residual blocks of width 128; dropout 0.2 in the residual branch keeps it from overfitting ml-100k
 TEACHER_CONFIG = {"embedding_size": 128, "num_blocks": 8, "dilations": [1, 4], "layer_every": 2, "dropout": 0.2}
-ROLES = ("teacher", "student", "student_no_kd", "baseline")
+ROLES = ("teacher", "student", "student_no_kd", "baseline", "baseline_no_kd")
 
 
 @dataclass
@@ -252,7 +252,8 @@ def run_pipeline(
     width 128, is trained to ``out_dir/teacher``). One search per beta (``search/beta_*``);
     each derived student is distilled from scratch for each seed (``students/...``), its
     no-teacher twin too (``twins``: ``all`` betas, ``default`` only, or ``none``), and a
-    hand-made NextItNet of the default student's size learns with the same KD. Without a
+    hand-made NextItNet of the default student's size learns with the same KD (and, with
+    ``twins="all"``, without a teacher as well: role ``baseline_no_kd``). Without a
     ``default_beta`` the default student is chosen on validation (:func:`choose_default_beta`:
     the best validation NDCG@10 among students with at most ``max_param_ratio`` of the
     teacher's non-embedding parameters), before the twins are trained. With
@@ -386,6 +387,12 @@ def run_pipeline(
         stage("baseline", t0)
         rows.append(_row(f"nextitnet-small-kd-{blocks}", "baseline", None, False, None, agg))
         log(f"[adarec {scene.name}] baseline: NDCG@10 {agg['test']['NDCG@10']:.4f}")
+        if twins == "all":  # does the teacher help a hand-made conv student too?
+            t0 = time.perf_counter()
+            agg = train_seeds(small_nextitnet, out / "baseline" / f"{blocks}-no-kd", False)
+            stage("baseline_no_kd", t0)
+            rows.append(_row(f"nextitnet-small-{blocks}-no-kd", "baseline_no_kd", None, False, None, agg))
+            log(f"[adarec {scene.name}] baseline without teacher: NDCG@10 {agg['test']['NDCG@10']:.4f}")
 
     summary = {
         "rows": rows,
