@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recnb.errors import ConfigError
 from recnb.models.base import ModelConfig, SeqRecModel
 
 
@@ -27,8 +28,6 @@ class NextItNetConfig(ModelConfig):
 
     def __post_init__(self):
         if not 0.0 <= self.block_drop < 1.0:
-            from recnb.errors import ConfigError
-
             raise ConfigError(f"nextitnet: block_drop must be in [0, 1), got {self.block_drop}")
 
 

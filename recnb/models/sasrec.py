@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recnb.errors import ConfigError
 from recnb.models.base import ModelConfig, SeqRecModel, init_weights
 
 
@@ -31,8 +32,6 @@ class SASRecConfig(ModelConfig):
 
     def __post_init__(self):
         if self.positions not in ("first_item", "slot"):
-            from recnb.errors import ConfigError
-
             raise ConfigError(f"sasrec: positions must be first_item or slot, got {self.positions!r}")
 
 
@@ -72,8 +71,6 @@ class SASRec(SeqRecModel):
     def __init__(self, config: SASRecConfig):
         super().__init__(config)
         if config.hidden_size % config.num_heads:
-            from recnb.errors import ConfigError
-
             raise ConfigError(f"sasrec: hidden_size {config.hidden_size} is not divisible by num_heads {config.num_heads}")
         d = config.hidden_size
         self.item_embedding = nn.Embedding(config.num_items + 1, d, padding_idx=0)
