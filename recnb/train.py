@@ -52,6 +52,9 @@ class TrainConfig:
     time_budget: float | None = None  # seconds; stop after the epoch that crosses it
     lr_plateau: int = 0  # halve the lr after this many epochs without a better valid NDCG@10 (0 = off)
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept instead (0 = off)
+    # Reorder augmentation (CL4SRec's "reorder"): each training window has a random span of this
+    # fraction of its items shuffled, inputs and targets alike, every time it is drawn (0 = off).
+    reorder: float = 0.0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -63,6 +66,8 @@ class TrainConfig:
             raise ConfigError(f"context must be in [0, max_len={self.max_len}), got {self.context}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if not 0 <= self.reorder <= 1:
+            raise ConfigError(f"reorder must be in [0, 1], got {self.reorder}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -146,6 +151,27 @@ def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce
     return loss, None
 
 
+def reorder_windows(inputs: torch.Tensor, targets: torch.Tensor, rate: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle one random span of ``rate`` x (real items) per window, keeping it a window.
+
+    A window is a contiguous piece of a history (``targets[t] == inputs[t + 1]``), so the
+    items ``inputs + last target`` are reordered and inputs / targets re-read from them;
+    targets masked before (padding, overlap context) stay masked. Items outside the span
+    keep their places, so causality and the left padding are untouched.
+    """
+    B, L = inputs.shape
+    seq = torch.cat([inputs, targets[:, -1:]], 1)  # (B, L + 1)
+    n = seq.ne(0).sum(1)  # real items per window (left-padded)
+    k = (rate * n).round().long().clamp(min=2).minimum(n)  # span length
+    start = (L + 1 - n) + (torch.rand(B, generator=gen, device=seq.device) * (n - k + 1)).long().clamp(max=(n - k).clamp(min=0))
+    pos = torch.arange(L + 1, device=seq.device).expand(B, -1)
+    inside = (pos >= start[:, None]) & (pos < (start + k)[:, None])
+    # inside the span: random keys in [start, start + k); outside: the position itself
+    keys = torch.where(inside, start[:, None] + torch.rand(B, L + 1, generator=gen, device=seq.device) * k[:, None], pos.float())
+    seq = seq.gather(1, keys.argsort(1))
+    return seq[:, :-1], seq[:, 1:] * targets.ne(0)
+
+
 def sample_negatives(inputs: torch.Tensor, targets: torch.Tensor, num_items: int, gen: torch.Generator) -> torch.Tensor:
     """One uniform negative per position, re-drawn where it equals the target."""
     neg = torch.randint(1, num_items + 1, targets.shape, generator=gen, device=targets.device)
@@ -215,6 +241,8 @@ def fit(
         for b in range(0, len(order), cfg.batch_size):
             idx = order[b : b + cfg.batch_size]
             batch = {"index": idx, "inputs": inputs[idx], "targets": targets[idx]}
+            if cfg.reorder:
+                batch["inputs"], batch["targets"] = reorder_windows(batch["inputs"], batch["targets"], cfg.reorder, gen)
             if cfg.loss == "bce":
                 batch["negatives"] = sample_negatives(batch["inputs"], batch["targets"], model.config.num_items, gen)
             with torch.autocast(device.type, enabled=use_amp, dtype=torch.bfloat16):

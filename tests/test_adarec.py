@@ -67,6 +67,9 @@ def test_distilled_student_meets_the_model_contract(scene, teacher_path, tmp_pat
     assert loaded.name == "student" and not any("distill_emd" in k for k in loaded.state_dict())
     assert loaded.architecture == Architecture.from_dict(ARCH)
     assert json.loads((tmp_path / "metrics.json").read_text())["params"] == loaded.num_params()
+    # reordered windows would no longer match the teacher outputs cached per window
+    with pytest.raises(ConfigError, match="reorder"):
+        train_model(scene, student, DistillConfig(width=8, train=TrainConfig(epochs=1, reorder=0.2)), cache)
 
 
 def test_baseline_config_matches_the_target_size():

@@ -8,7 +8,17 @@ from recnb.data import load_scene, synthetic_scene, train_windows
 from recnb.errors import ConfigError
 from recnb.metrics import flatten, metrics_from_ranks
 from recnb.models import build_model
-from recnb.train import TrainConfig, evaluate, fit, load_checkpoint, popularity_ranks, save_checkpoint, seed_everything, user_ranks
+from recnb.train import (
+    TrainConfig,
+    evaluate,
+    fit,
+    load_checkpoint,
+    popularity_ranks,
+    reorder_windows,
+    save_checkpoint,
+    seed_everything,
+    user_ranks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +148,28 @@ def test_recipe_gives_measured_settings_and_overrides_win():
 def test_context_outside_the_window_is_a_config_error():
     with pytest.raises(ConfigError, match="context must be in"):
         TrainConfig(max_len=20, context=20)
+
+
+def test_reorder_shuffles_one_span_and_keeps_each_window_a_window(scene):
+    w = train_windows(scene, max_len=20, context=5)
+    gen = torch.Generator().manual_seed(0)
+    inputs, targets = reorder_windows(w.inputs, w.targets, 0.3, gen)
+    before = torch.cat([w.inputs, w.targets[:, -1:]], 1)
+    after = torch.cat([inputs, targets[:, -1:]], 1)
+    assert torch.equal(before.sort(1).values, after.sort(1).values)  # the same items per window
+    assert torch.equal(after.eq(0), before.eq(0))  # left padding stays where it was
+    real = targets.ne(0)
+    assert torch.equal(real, w.targets.ne(0))  # masked targets (padding, overlap) stay masked
+    assert torch.equal(targets[:, :-1][real[:, :-1]], inputs[:, 1:][real[:, :-1]])  # target t = input t + 1
+    moved = before.ne(after)
+    assert moved.any()
+    n = before.ne(0).sum(1)
+    k = (0.3 * n).round().long().clamp(min=2).minimum(n)
+    first = torch.where(moved.any(1), moved.float().argmax(1), 0)
+    last = torch.where(moved.any(1), moved.shape[1] - 1 - moved.flip(1).float().argmax(1), 0)
+    assert bool((last - first < k).all())  # every change lies inside one span of k items
+    with pytest.raises(ConfigError, match="reorder"):
+        TrainConfig(reorder=1.5)
 
 
 def test_checkpoint_round_trip(scene, tmp_path):

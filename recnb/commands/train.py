@@ -10,7 +10,7 @@ from recnb.errors import ConfigError
 from recnb.models import BASE_MODELS, model_class
 from recnb.train import recipe
 
-TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "loss", "patience", "max_len", "context", "time_budget", "ema")
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "loss", "patience", "max_len", "context", "time_budget", "ema", "reorder")
 
 
 def _model_fields() -> dict:
@@ -39,6 +39,8 @@ def register(sub) -> None:
     p.add_argument("--time-budget", type=float, default=None, help="stop after the epoch that crosses this many seconds")
     p.add_argument("--ema", type=float, default=None,
                    help="decay of a moving average of the weights that is validated and kept instead (e.g. 0.995; 0 = off)")
+    p.add_argument("--reorder", type=float, default=None,
+                   help="shuffle a random span of this fraction of each training window (augmentation; 0 = off)")
     p.add_argument("--protocol", default="full", help="full or sampled100")
     p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with")
     p.add_argument("--kcore", type=int, default=None)

@@ -134,6 +134,8 @@ def train_model(
             write_json(out / "metrics.json", metrics)
         return metrics
     tcfg = cfg.train
+    if cache is not None and tcfg.reorder:
+        raise ConfigError("reorder: cannot be combined with a teacher, whose cached outputs belong to the unshuffled windows")
     windows = train_windows(scene, tcfg.max_len)
     extra = distillation_loss(cache, model, cfg) if cache is not None else None
     result = fit(model, scene, tcfg, extra_loss=extra, windows=windows)
