@@ -18,8 +18,8 @@ from recnb.distill.adarec import (
     run_pipeline,
     train_model,
 )
-from recnb.errors import ConfigError
 from recnb.distill.losses import TeacherCache
+from recnb.errors import ConfigError
 from recnb.models import build_model
 from recnb.search.architecture import Architecture
 from recnb.search.searcher import SearchConfig
