@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recnb.data import load_scene
-from recnb.distill.adarec import TEACHER_CONFIG, DistillConfig, run_pipeline
+from recnb.distill.adarec import TEACHER_CONFIG, TEACHER_TRAIN, DistillConfig, run_pipeline
 from recnb.experiment import train_and_report
 from recnb.search.architecture import Architecture
 from recnb.search.searcher import SearchConfig, search
@@ -51,8 +51,10 @@ def teacher_for(scene, out: Path, budget: float, log) -> Path:
     if path.exists():
         return path
     t0 = time.perf_counter()
-    cfg = recipe("nextitnet", epochs=50, patience=5, device="cpu", progress=False, time_budget=budget or None)
-    m = train_and_report(scene, "nextitnet", dict(TEACHER_CONFIG), cfg, out / "teacher")
+    # the pipeline's own teacher recipe (reorder augmentation), resumed if a run was killed
+    cfg = recipe("nextitnet", epochs=50, patience=5, device="cpu", progress=False, time_budget=budget or None,
+                 **TEACHER_TRAIN)
+    m = train_and_report(scene, "nextitnet", dict(TEACHER_CONFIG), cfg, out / "teacher", resume=True)
     log(f"teacher trained in {time.perf_counter() - t0:.0f}s ({m['epochs']} epochs, best {m['best_epoch']}): "
         f"test NDCG@10 {m['test']['NDCG@10']:.4f}")
     return path

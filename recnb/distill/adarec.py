@@ -297,7 +297,7 @@ def run_pipeline(
             from recnb.experiment import train_and_report
 
             tcfg = teacher_train or dataclasses.replace(dcfg.train, **TEACHER_TRAIN)
-            train_and_report(scene, "nextitnet", dict(TEACHER_CONFIG), tcfg, out / "teacher")
+            train_and_report(scene, "nextitnet", dict(TEACHER_CONFIG), tcfg, out / "teacher", resume=reuse)
     else:
         teacher_path = Path(teacher)
     teacher_model, meta = load_checkpoint(teacher_path, device=str(device))
