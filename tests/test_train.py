@@ -76,6 +76,17 @@ def test_lr_plateau_halves_the_lr_once_validation_stalls(scene, monkeypatch):
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 5e-4])
 
 
+def test_warmup_raises_the_lr_step_by_step_then_holds_it(scene):
+    seed_everything(0)
+    model = build_model("sasrec", num_items=scene.num_items, max_len=20)
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=1e-2, warmup=2, patience=100, max_len=20, progress=False, device="cpu")
+    steps = -(-len(train_windows(scene, 20)) // 64)
+    lrs = fit(model, scene, cfg).history["lr"].tolist()  # the lr of each epoch's last step
+    assert lrs == pytest.approx([1e-2 * steps / (2 * steps), 1e-2, 1e-2])
+    with pytest.raises(ConfigError, match="warmup"):
+        TrainConfig(warmup=-1)
+
+
 def test_weight_average_is_what_gets_validated_and_kept(scene):
     from recnb.train import WeightAverage
 
@@ -101,14 +112,14 @@ def test_weight_average_is_what_gets_validated_and_kept(scene):
 
 
 def test_a_killed_run_resumes_to_the_same_history_and_weights(scene, tmp_path):
-    """Dropout (torch's RNG), window order (the generator), Adam moments, the weight average
-    and the lr schedule all continue where they stopped."""
+    """Dropout (torch's RNG), window order (the generator), Adam moments, the weight average,
+    the warm-up and the lr schedule all continue where they stopped."""
 
     def run(epochs, state):
         seed_everything(3)
         model = build_model("sasrec", num_items=scene.num_items, max_len=20)
         cfg = TrainConfig(epochs=epochs, batch_size=32, lr=3e-3, seed=3, max_len=20, progress=False, device="cpu",
-                          ema=0.9, lr_plateau=1, patience=50)
+                          ema=0.9, lr_plateau=1, warmup=1.5, patience=50)
         return fit(model, scene, cfg, state=state)
 
     straight = run(4, tmp_path / "a.pt")

@@ -10,7 +10,7 @@ from recnb.errors import ConfigError
 from recnb.models import BASE_MODELS, model_class
 from recnb.train import recipe
 
-TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "loss", "patience", "max_len", "context", "time_budget", "ema", "reorder")
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "loss", "patience", "max_len", "context", "time_budget", "warmup", "ema", "reorder")
 
 
 def _model_fields() -> dict:
@@ -37,6 +37,8 @@ def register(sub) -> None:
     p.add_argument("--max-len", type=int, default=None)
     p.add_argument("--context", type=int, default=None, help="overlap of training windows (more context per target)")
     p.add_argument("--time-budget", type=float, default=None, help="stop after the epoch that crosses this many seconds")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="epochs of linear lr warm-up (lets SASRec take a higher lr; 0 = off)")
     p.add_argument("--ema", type=float, default=None,
                    help="decay of a moving average of the weights that is validated and kept instead (e.g. 0.995; 0 = off)")
     p.add_argument("--reorder", type=float, default=None,
