@@ -50,7 +50,7 @@ class TrainConfig:
     eval_every: int = 1
     progress: bool = True
     time_budget: float | None = None  # seconds; stop after the epoch that crosses it
-    lr_plateau: int = 0  # halve the lr after this many epochs without a better valid NDCG@10 (0 = off)
+    lr_plateau: int = 0  # halve the lr after this many epochs without a better valid NDCG@10, counted after the warm-up (0 = off)
     # linear lr warm-up over this many epochs (fractions allowed), step by step from ~0 to ``lr``:
     # post-norm attention (SASRec) collapses at a high lr without it (0 = off)
     warmup: float = 0.0
@@ -295,7 +295,8 @@ def fit(
                     seconds_to_best = trained
                 else:
                     bad += cfg.eval_every
-                if plateau is not None:
+                # the plateau watches only after warm-up: a halving during it would be overwritten
+                if plateau is not None and (epoch + 1) * steps_per_epoch >= warmup_steps:
                     plateau.step(valid["NDCG@10"])
                 bar.set_postfix(ndcg10=f"{valid['NDCG@10']:.4f}", best=f"{best:.4f}")
             history.append(row)

@@ -76,6 +76,20 @@ def test_lr_plateau_halves_the_lr_once_validation_stalls(scene, monkeypatch):
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 5e-4])
 
 
+def test_lr_plateau_starts_watching_after_the_warmup(scene, monkeypatch):
+    import recnb.train as train_mod
+
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: {"NDCG@10": 0.1})  # never better after epoch 0
+    monkeypatch.setattr(train_mod, "flatten", lambda d: d)
+    model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
+    cfg = TrainConfig(epochs=5, batch_size=64, lr=1e-3, lr_plateau=1, warmup=3, patience=100, max_len=20,
+                      progress=False, device="cpu")
+    lrs = fit(model, scene, cfg).history["lr"].tolist()
+    # epochs 0-2 warm up to the full lr (no halving lost inside it); the plateau's first look is
+    # epoch 2's end, its first stall epoch 3's end, so epoch 4 runs at half the lr
+    assert lrs == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3, 5e-4])
+
+
 def test_warmup_raises_the_lr_step_by_step_then_holds_it(scene):
     seed_everything(0)
     model = build_model("sasrec", num_items=scene.num_items, max_len=20)
