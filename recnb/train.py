@@ -55,6 +55,9 @@ class TrainConfig:
     # post-norm attention (SASRec) collapses at a high lr without it (0 = off)
     warmup: float = 0.0
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept instead (0 = off)
+    # the average's warm-up: its decay at step t is at most (1 + t) / (ema_warmup + t). 10 (default)
+    # averages about the last tenth of the steps so far, 2 about all of them until ``ema`` takes over
+    ema_warmup: float = 10.0
     # Reorder augmentation (CL4SRec's "reorder"): each training window has a random span of this
     # fraction of its items shuffled, inputs and targets alike, every time it is drawn (0 = off).
     reorder: float = 0.0
@@ -71,6 +74,8 @@ class TrainConfig:
             raise ConfigError(f"warmup must be at least 0 epochs, got {self.warmup}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if self.ema_warmup < 1:
+            raise ConfigError(f"ema_warmup must be at least 1, got {self.ema_warmup}")
         if not 0 <= self.reorder <= 1:
             raise ConfigError(f"reorder must be in [0, 1], got {self.reorder}")
 
@@ -225,7 +230,7 @@ def fit(
     plateau = None
     if cfg.lr_plateau:
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=cfg.lr_plateau - 1)
-    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    average = WeightAverage(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
     steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
     warmup_steps = round(cfg.warmup * steps_per_epoch)
     use_amp = cfg.amp and device.type == "cuda"
@@ -351,7 +356,9 @@ def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel) -> dict:
     saved = read_torch_file(path, "recnb training state")
     if not isinstance(saved, dict) or saved.get("format") != "recnb-train-state/1":
         raise DataError(f"{path}: not a recnb training state")
-    for what, old, now in (("training settings", saved["config"], dataclasses.asdict(cfg)),
+    # a setting newer than the state counts as saved at its default (ema_warmup came in the tenth session)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for what, old, now in (("training settings", {**defaults, **saved["config"]}, dataclasses.asdict(cfg)),
                            ("model", saved["model_config"], model.config.to_dict())):
         changed = sorted(k for k in now.keys() | old.keys() if k not in _RESUMABLE and old.get(k) != now.get(k))
         if changed:
@@ -367,19 +374,21 @@ class WeightAverage:
 
     Validation picks one epoch out of a noisy trajectory; the average is that trajectory
     smoothed, so the epoch it picks depends less on the last few batches. The decay warms
-    up as ``min(decay, (1 + t) / (10 + t))`` so the random initialisation fades fast; that
-    cap stays below 0.995 for 1,790 steps, so in runs of a few thousand steps the average
-    spans about the last tenth of training whatever ``decay`` is."""
+    up as ``min(decay, (1 + t) / (warmup + t))`` so the random initialisation fades. With
+    ``warmup`` 10 that cap stays below 0.995 for 1,790 steps, so in runs of a few thousand
+    steps the average spans about the last tenth of training whatever ``decay`` is; with
+    ``warmup`` 2 it is about the mean of all steps so far until ``decay`` takes over, a long
+    average whose validation curve rises slowly and smoothly (SASRec, docs/benchmarks.md)."""
 
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay, self.steps = decay, 0
+    def __init__(self, model: nn.Module, decay: float, warmup: float = 10.0):
+        self.decay, self.warmup, self.steps = decay, warmup, 0
         self.live = [p.detach() for p in model.parameters() if p.requires_grad]
         self.shadow = [t.clone() for t in self.live]
 
     @torch.no_grad()
     def update(self) -> None:
         self.steps += 1
-        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        decay = min(self.decay, (1 + self.steps) / (self.warmup + self.steps))
         torch._foreach_lerp_(self.shadow, self.live, 1.0 - decay)
 
     def state_dict(self) -> dict:

@@ -122,6 +122,27 @@ def test_weight_average_is_what_gets_validated_and_kept(scene):
     assert flatten(evaluate(result.model, scene, "valid"))["NDCG@10"] == pytest.approx(result.valid["NDCG@10"])
     with pytest.raises(ConfigError, match="ema must be in"):
         TrainConfig(ema=1.0)
+    with pytest.raises(ConfigError, match="ema_warmup"):
+        TrainConfig(ema=0.9, ema_warmup=0.5)
+
+
+def test_weight_average_warmup_sets_how_far_back_it_reaches(scene):
+    from recnb.train import WeightAverage
+
+    model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
+    w = next(model.parameters())
+    start = w.detach().clone()
+    short, long = WeightAverage(model, decay=0.999), WeightAverage(model, decay=0.999, warmup=2)
+    for _ in range(100):  # the weights move by 1 per step
+        with torch.no_grad():
+            w.add_(1.0)
+        short.update()
+        long.update()
+    # decay (1 + t) / (2 + t) weighs all steps (init counted twice): the mean of 0, 0, 1, ..., 100
+    with long.swapped_in():
+        assert torch.allclose(w - start, torch.full_like(w, 5050 / 102))
+    with short.swapped_in():  # (1 + t) / (10 + t): about the last tenth, far closer to 100
+        assert bool(((w - start) > 85).all())
 
 
 def test_a_killed_run_resumes_to_the_same_history_and_weights(scene, tmp_path):
