@@ -49,11 +49,12 @@ def run_one(scene, model_name: str, seed: int, device: str, epochs: int, patienc
     reached = {"seconds": None, "epoch": None}
 
     def watch(row):  # measurement only: when does test quality first reach RecBole's?
-        if target is not None and reached["seconds"] is None:
-            if flatten(evaluate(model, scene, "test"))["NDCG@10"] >= target:
-                reached.update(seconds=row["seconds"], epoch=int(row["epoch"]))
+        if target is not None and reached["seconds"] is None \
+                and flatten(evaluate(model, scene, "test"))["NDCG@10"] >= target:
+            reached.update(seconds=row["seconds"], epoch=int(row["epoch"]))
 
-    cfg = recipe(model_name, epochs=epochs, patience=patience, seed=seed, device=device, max_len=50, progress=False)
+    given = {"patience": patience} if patience is not None else {}  # else the recipe's (10 unless it says)
+    cfg = recipe(model_name, epochs=epochs, seed=seed, device=device, max_len=50, progress=False, **given)
     result = fit(model, scene, cfg, log=watch)
     test = flatten(evaluate(result.model, scene, "test"))
     return {
@@ -68,7 +69,7 @@ def run_one(scene, model_name: str, seed: int, device: str, epochs: int, patienc
 
 def summarise(runs: list[dict]) -> dict:
     first = runs[0]
-    mean = lambda key: statistics.mean(r["test"][key] for r in runs)  # noqa: E731
+    mean = lambda key: statistics.mean(r["test"][key] for r in runs)
     reached = [r["seconds_to_recbole_quality"] for r in runs]
     row = {
         "model": first["model"], "dataset": first["dataset"], "seeds": len(runs),
@@ -93,7 +94,7 @@ def markdown(rows: list[dict]) -> str:
     head = ("| model | dataset | seeds | NDCG@10 (± std) | HR@10 | MRR@10 | params | s to best | s/epoch | best epoch "
             "| RecBole NDCG@10 | s to RecBole quality | RecBole s to best (CPU) | speed-up | device |")
     lines = [head, "|" + "---|" * 15]
-    f = lambda x, p=4: "n/a" if x is None else (f"{x:.{p}f}" if isinstance(x, float) else str(x))  # noqa: E731
+    f = lambda x, p=4: "n/a" if x is None else (f"{x:.{p}f}" if isinstance(x, float) else str(x))
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['dataset']} | {r['seeds']} | {r['NDCG@10']:.4f} ± {r['NDCG@10_std']:.4f} | "
@@ -111,7 +112,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--patience", type=int, default=None, help="epochs without a better validation (default: the recipe's)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--timing-only", type=int, default=0, metavar="EPOCHS",
