@@ -58,6 +58,9 @@ class TrainConfig:
     # the average's warm-up: its decay at step t is at most (1 + t) / (ema_warmup + t). 10 (default)
     # averages about the last tenth of the steps so far, 2 about all of them until ``ema`` takes over
     ema_warmup: float = 10.0
+    # epochs before the average starts (it follows the weights until then): a long average that
+    # leaves out the first, fast-moving epochs reaches the late weights' quality sooner
+    ema_start: float = 0.0
     # Reorder augmentation (CL4SRec's "reorder"): each training window has a random span of this
     # fraction of its items shuffled, inputs and targets alike, every time it is drawn (0 = off).
     reorder: float = 0.0
@@ -76,6 +79,8 @@ class TrainConfig:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if self.ema_warmup < 1:
             raise ConfigError(f"ema_warmup must be at least 1, got {self.ema_warmup}")
+        if self.ema_start < 0:
+            raise ConfigError(f"ema_start must be at least 0 epochs, got {self.ema_start}")
         if not 0 <= self.reorder <= 1:
             raise ConfigError(f"reorder must be in [0, 1], got {self.reorder}")
 
@@ -233,8 +238,8 @@ def fit(
     plateau = None
     if cfg.lr_plateau:
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=cfg.lr_plateau - 1)
-    average = WeightAverage(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
     steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
+    average = WeightAverage(model, cfg.ema, cfg.ema_warmup, round(cfg.ema_start * steps_per_epoch)) if cfg.ema else None
     warmup_steps = round(cfg.warmup * steps_per_epoch)
     use_amp = cfg.amp and device.type == "cuda"
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -381,17 +386,22 @@ class WeightAverage:
     ``warmup`` 10 that cap stays below 0.995 for 1,790 steps, so in runs of a few thousand
     steps the average spans about the last tenth of training whatever ``decay`` is; with
     ``warmup`` 2 it is about the mean of all steps so far until ``decay`` takes over, a long
-    average whose validation curve rises slowly and smoothly (SASRec, docs/benchmarks.md)."""
+    average whose validation curve rises slowly and smoothly (SASRec, docs/benchmarks.md).
+    Before step ``start`` the average is the weights themselves; the warm-up counts from there."""
 
-    def __init__(self, model: nn.Module, decay: float, warmup: float = 10.0):
-        self.decay, self.warmup, self.steps = decay, warmup, 0
+    def __init__(self, model: nn.Module, decay: float, warmup: float = 10.0, start: int = 0):
+        self.decay, self.warmup, self.start, self.steps = decay, warmup, start, 0
         self.live = [p.detach() for p in model.parameters() if p.requires_grad]
         self.shadow = [t.clone() for t in self.live]
 
     @torch.no_grad()
     def update(self) -> None:
         self.steps += 1
-        decay = min(self.decay, (1 + self.steps) / (self.warmup + self.steps))
+        t = self.steps - self.start
+        if t <= 0:
+            torch._foreach_copy_(self.shadow, self.live)
+            return
+        decay = min(self.decay, (1 + t) / (self.warmup + t))
         torch._foreach_lerp_(self.shadow, self.live, 1.0 - decay)
 
     def state_dict(self) -> dict:

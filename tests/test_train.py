@@ -144,6 +144,19 @@ def test_weight_average_warmup_sets_how_far_back_it_reaches(scene):
     with short.swapped_in():  # (1 + t) / (10 + t): about the last tenth, far closer to 100
         assert bool(((w - start) > 85).all())
 
+    late = WeightAverage(model, decay=0.999, warmup=2, start=50)
+    for _ in range(100):
+        with torch.no_grad():
+            w.add_(1.0)
+        late.update()
+        if late.steps <= 50:  # before its start the average is the weights themselves
+            assert torch.equal(late.shadow[0], w)
+    # then the mean of steps 50 (counted twice, as the start) to 100, relative to step 100's weights
+    with late.swapped_in():
+        assert torch.allclose(w - start, torch.full_like(w, 100 + (50 + sum(range(50, 101))) / 52))
+    with pytest.raises(ConfigError, match="ema_start"):
+        TrainConfig(ema=0.9, ema_start=-1)
+
 
 def test_a_killed_run_resumes_to_the_same_history_and_weights(scene, tmp_path):
     """Dropout (torch's RNG), window order (the generator), Adam moments, the weight average,

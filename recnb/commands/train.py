@@ -10,7 +10,7 @@ from recnb.errors import ConfigError
 from recnb.models import BASE_MODELS, model_class
 from recnb.train import recipe
 
-TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "loss", "patience", "max_len", "context", "time_budget", "warmup", "ema", "ema_warmup", "reorder")
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "loss", "patience", "max_len", "context", "time_budget", "warmup", "ema", "ema_warmup", "ema_start", "reorder")
 
 
 def _model_fields() -> dict:
@@ -44,6 +44,8 @@ def register(sub) -> None:
     p.add_argument("--ema-warmup", type=float, default=None,
                    help="the average's decay at step t is at most (1 + t) / (this + t): 10 (default) averages "
                         "about the last tenth of the steps, 2 about all of them until --ema takes over")
+    p.add_argument("--ema-start", type=float, default=None,
+                   help="epochs before the average starts (it follows the weights until then; 0 = from the start)")
     p.add_argument("--reorder", type=float, default=None,
                    help="shuffle a random span of this fraction of each training window (augmentation; 0 = off)")
     p.add_argument("--protocol", default="full", help="full or sampled100")
