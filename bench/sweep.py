@@ -25,6 +25,36 @@ from recnb.models import build_model
 from recnb.train import TrainConfig, evaluate, fit, seed_everything
 
 
+def run_seed(scene, model_name: str, model_opts: dict, train_opts: dict, epochs: int, seed: int, tag: str,
+             results: str = "sweep.jsonl", windows=None, extra: dict | None = None, echo: bool = False) -> dict:
+    """One training run; its JSON line (``extra`` keys after the tag) is printed and appended to
+    ``bench/results/<results>``. ``windows`` replaces the scene's training windows; ``echo``
+    prints (epoch, seconds, valid NDCG@10, test NDCG@10) after every epoch."""
+    seed_everything(seed)
+    model = build_model(model_name, num_items=scene.num_items, max_len=50, **model_opts)
+    tests = []
+    start = time.time()
+    cfg = TrainConfig(seed=seed, device="cpu", progress=False, max_len=50, epochs=epochs, **train_opts)
+
+    def watch(row):
+        tests.append(flatten(evaluate(model, scene, "test"))["NDCG@10"])
+        if echo:
+            print(row["epoch"], round(row["seconds"]), round(row["valid_NDCG@10"], 4), round(tests[-1], 4), flush=True)
+
+    result = fit(model, scene, cfg, log=watch, windows=windows)
+    test = flatten(evaluate(result.model, scene, "test"))
+    line = {"tag": tag, **(extra or {}), "dataset": scene.name, "model": model_name, "model_options": model_opts,
+            "train_options": train_opts, "seed": seed, "test": round(test["NDCG@10"], 4),
+            "valid": round(result.valid["NDCG@10"], 4), "best_epoch": result.best_epoch,
+            "max_test": round(max(tests), 4), "argmax": tests.index(max(tests)),
+            "s_per_epoch": round(result.train_seconds / result.epochs, 2), "wall": round(time.time() - start),
+            "test_per_epoch": [round(t, 4) for t in tests]}
+    print(json.dumps(line), flush=True)
+    with (Path(__file__).parent / "results" / results).open("a") as f:
+        f.write(json.dumps(line) + "\n")
+    return line
+
+
 def main(argv: list[str]) -> None:
     if len(argv) < 5:
         raise SystemExit(__doc__)
@@ -34,24 +64,7 @@ def main(argv: list[str]) -> None:
     scene = load_scene(argv[5] if len(argv) > 5 else "ml-100k")
     epochs = train_opts.pop("epochs", 100)
     for seed in seeds:
-        seed_everything(seed)
-        model = build_model(model_name, num_items=scene.num_items, max_len=50, **model_opts)
-        tests = []
-        start = time.time()
-        cfg = TrainConfig(seed=seed, device="cpu", progress=False, max_len=50, epochs=epochs, **train_opts)
-        watch = lambda row: tests.append(flatten(evaluate(model, scene, "test"))["NDCG@10"])  # noqa: E731
-        result = fit(model, scene, cfg, log=watch)
-        test = flatten(evaluate(result.model, scene, "test"))
-        line = {"tag": tag, "dataset": scene.name, "model": model_name, "model_options": model_opts,
-                "train_options": train_opts, "seed": seed, "test": round(test["NDCG@10"], 4),
-                "valid": round(result.valid["NDCG@10"], 4), "best_epoch": result.best_epoch,
-                "max_test": round(max(tests), 4), "argmax": tests.index(max(tests)),
-                "s_per_epoch": round(result.train_seconds / result.epochs, 2), "wall": round(time.time() - start),
-                "test_per_epoch": [round(t, 4) for t in tests]}
-        print(json.dumps(line), flush=True)
-        out = Path(__file__).parent / "results" / "sweep.jsonl"
-        with out.open("a") as f:
-            f.write(json.dumps(line) + "\n")
+        run_seed(scene, model_name, model_opts, train_opts, epochs, seed, tag)
 
 
 if __name__ == "__main__":

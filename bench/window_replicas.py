@@ -5,23 +5,20 @@ still learned once per epoch but shares its pass with 1/K as many others (K x th
 
     python bench/window_replicas.py 5 p_k5_b32_ema '{"batch_size": 32, "lr": 1e-3, "context": 20, "ema": 0.995}' 2020
 
-Arguments: K, a tag, training options (JSON), seeds, optionally model options (JSON). Same
-protocol as bench/sweep.py (ml-100k, leave-one-out, full ranking, max_len 50, 1 torch thread);
+Arguments: K, a tag, training options (JSON), seeds, optionally model options (JSON). Each run is
+bench/sweep.py's (same protocol: ml-100k, leave-one-out, full ranking, max_len 50, 1 torch thread);
 prints per-epoch (epoch, seconds, valid NDCG@10, test NDCG@10) and appends one JSON line per seed
 to bench/results/window_replicas.jsonl.
 """
 
 import json
 import sys
-import time
-from pathlib import Path
 
 import torch
+from sweep import run_seed  # bench/ is the script's own folder, so on sys.path
 
 from recnb.data import Windows, load_scene, train_windows
-from recnb.metrics import flatten
-from recnb.models import build_model
-from recnb.train import TrainConfig, evaluate, fit, seed_everything
+from recnb.train import TrainConfig
 
 
 def replicated(windows: Windows, k: int) -> Windows:
@@ -45,25 +42,8 @@ def main(argv: list[str]) -> None:
     windows = replicated(base, k)
     print(len(base), "->", len(windows), "windows", flush=True)
     for seed in seeds:
-        seed_everything(seed)
-        model = build_model("sasrec", num_items=scene.num_items, max_len=50, **model_opts)
-        tests, start = [], time.time()
-        cfg = TrainConfig(seed=seed, device="cpu", progress=False, max_len=50, epochs=epochs, **train_opts)
-
-        def watch(row, model=model, tests=tests):
-            tests.append(flatten(evaluate(model, scene, "test"))["NDCG@10"])
-            print(row["epoch"], round(row["seconds"]), round(row["valid_NDCG@10"], 4), round(tests[-1], 4), flush=True)
-
-        result = fit(model, scene, cfg, log=watch, windows=windows)
-        test = flatten(evaluate(result.model, scene, "test"))
-        line = {"tag": tag, "k": k, "model_options": model_opts, "train_options": train_opts, "seed": seed,
-                "test": round(test["NDCG@10"], 4), "valid": round(result.valid["NDCG@10"], 4),
-                "best_epoch": result.best_epoch, "max_test": round(max(tests), 4), "argmax": tests.index(max(tests)),
-                "s_per_epoch": round(result.train_seconds / result.epochs, 2), "wall": round(time.time() - start),
-                "test_per_epoch": [round(t, 4) for t in tests]}
-        print(json.dumps(line), flush=True)
-        with (Path(__file__).parent / "results" / "window_replicas.jsonl").open("a") as f:
-            f.write(json.dumps(line) + "\n")
+        run_seed(scene, "sasrec", model_opts, train_opts, epochs, seed, tag, results="window_replicas.jsonl",
+                 windows=windows, extra={"k": k}, echo=True)
 
 
 if __name__ == "__main__":

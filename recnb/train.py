@@ -58,8 +58,8 @@ class TrainConfig:
     # the average's warm-up: its decay at step t is at most (1 + t) / (ema_warmup + t). 10 (default)
     # averages about the last tenth of the steps so far, 2 about all of them until ``ema`` takes over
     ema_warmup: float = 10.0
-    # epochs before the average starts (it follows the weights until then): a long average that
-    # leaves out the first, fast-moving epochs reaches the late weights' quality sooner
+    # epochs before the average starts (it follows the weights until then), so a long average can
+    # leave out the first, fast-moving epochs (measured for SASRec: no gain, docs/benchmarks.md)
     ema_start: float = 0.0
     # Reorder augmentation (CL4SRec's "reorder"): each training window has a random span of this
     # fraction of its items shuffled, inputs and targets alike, every time it is drawn (0 = off).
