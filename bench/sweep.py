@@ -48,7 +48,8 @@ def run_seed(scene, model_name: str, model_opts: dict, train_opts: dict, epochs:
             "valid": round(result.valid["NDCG@10"], 4), "best_epoch": result.best_epoch,
             "max_test": round(max(tests), 4), "argmax": tests.index(max(tests)),
             "s_per_epoch": round(result.train_seconds / result.epochs, 2), "wall": round(time.time() - start),
-            "test_per_epoch": [round(t, 4) for t in tests]}
+            "test_per_epoch": [round(t, 4) for t in tests],
+            "valid_per_epoch": [round(v, 4) for v in result.history["valid_NDCG@10"]]}
     print(json.dumps(line), flush=True)
     with (Path(__file__).parent / "results" / results).open("a") as f:
         f.write(json.dumps(line) + "\n")

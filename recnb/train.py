@@ -31,6 +31,7 @@ from recnb.models import SeqRecModel, model_class
 
 CHECKPOINT_FORMAT = 1
 LOSSES = ("ce", "bce")
+LR_DECAYS = ("none", "cosine", "linear")
 
 
 @dataclass
@@ -54,6 +55,11 @@ class TrainConfig:
     # linear lr warm-up over this many epochs (fractions allowed), step by step from ~0 to ``lr``:
     # post-norm attention (SASRec) collapses at a high lr without it (0 = off)
     warmup: float = 0.0
+    # after the warm-up the lr falls step by step to 0 at the end of ``epochs``: "cosine" or
+    # "linear" ("none" = constant). The late, small steps settle the weights the way a weight
+    # average does, within a fixed budget of epochs
+    lr_decay: str = "none"
+    label_smoothing: float = 0.0  # of the full-softmax CE target (ce only): softer targets, less over-confidence
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept instead (0 = off)
     # the average's warm-up: its decay at step t is at most (1 + t) / (ema_warmup + t). 10 (default)
     # averages about the last tenth of the steps so far, 2 about all of them until ``ema`` takes over
@@ -75,6 +81,14 @@ class TrainConfig:
             raise ConfigError(f"context must be in [0, max_len={self.max_len}), got {self.context}")
         if self.warmup < 0:
             raise ConfigError(f"warmup must be at least 0 epochs, got {self.warmup}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ConfigError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
+        if self.lr_decay != "none" and self.lr_plateau:
+            raise ConfigError("lr_decay and lr_plateau both set the lr: choose one")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing and self.loss != "ce":
+            raise ConfigError("label_smoothing applies to the ce loss only")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if self.ema_warmup < 1:
@@ -150,8 +164,12 @@ def seed_everything(seed: int) -> None:
 ExtraLoss = Callable[[SeqRecModel, dict, list, torch.Tensor], "torch.Tensor | dict"]
 
 
-def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce") -> tuple[torch.Tensor, torch.Tensor]:
+def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce",
+             label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-item loss over every valid position of the batch.
+
+    ``label_smoothing`` spreads that share of each CE target over the real items (never
+    the padding id 0, whose logit is -inf).
 
     Returns the loss and the logits at the valid positions (``(P, num_items + 1)`` for
     ``ce``), which distillation losses reuse instead of scoring twice.
@@ -162,6 +180,8 @@ def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce
     if kind == "ce":
         logits = model.score(h)
         logits[:, 0] = float("-inf")
+        if label_smoothing:
+            return F.cross_entropy(logits[:, 1:].float(), tgt - 1, label_smoothing=label_smoothing), logits
         return F.cross_entropy(logits.float(), tgt), logits
     neg = batch["negatives"][mask]
     w = model.item_weights()
@@ -202,6 +222,17 @@ def sample_negatives(inputs: torch.Tensor, targets: torch.Tensor, num_items: int
         neg[clash] = torch.randint(1, num_items + 1, (int(clash.sum()),), generator=gen, device=targets.device)
         clash = neg == targets
     return neg
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, decay: str = "none") -> float:
+    """The share of the base lr at ``step``: a linear ramp over the warm-up, then constant or
+    falling to 0 at ``total_steps`` (cosine or linear)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if decay == "none":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1 - progress
 
 
 # ----------------------------------------------------------------------------- fit
@@ -268,9 +299,9 @@ def fit(
         for b in range(0, len(order), cfg.batch_size):
             idx = order[b : b + cfg.batch_size]
             step = epoch * steps_per_epoch + b // cfg.batch_size
-            if step < warmup_steps:
+            if step < warmup_steps or cfg.lr_decay != "none":
                 for group in opt.param_groups:
-                    group["lr"] = cfg.lr * (step + 1) / warmup_steps
+                    group["lr"] = cfg.lr * lr_factor(step, warmup_steps, cfg.epochs * steps_per_epoch, cfg.lr_decay)
             batch = {"index": idx, "inputs": inputs[idx], "targets": targets[idx]}
             if cfg.reorder:
                 batch["inputs"], batch["targets"] = reorder_windows(batch["inputs"], batch["targets"], cfg.reorder, gen)
@@ -278,7 +309,7 @@ def fit(
                 batch["negatives"] = sample_negatives(batch["inputs"], batch["targets"], model.config.num_items, gen)
             with torch.autocast(device.type, enabled=use_amp, dtype=torch.bfloat16):
                 states = model(batch["inputs"])
-                loss, logits = rec_loss(model, states[-1], batch, cfg.loss)
+                loss, logits = rec_loss(model, states[-1], batch, cfg.loss, cfg.label_smoothing)
                 if extra_loss is not None:
                     extra = extra_loss(model, batch, states, logits)
                     if isinstance(extra, dict):

@@ -100,6 +100,52 @@ def test_warmup_raises_the_lr_step_by_step_then_holds_it(scene):
         TrainConfig(warmup=-1)
 
 
+def test_lr_decay_falls_to_zero_at_the_end_of_the_epochs(scene):
+    import math
+
+    from recnb.train import lr_factor
+
+    # 2 warm-up steps, then cosine / linear over the remaining 8 of 10
+    assert [lr_factor(s, 2, 10, "cosine") for s in (0, 1, 2, 6)] == pytest.approx([0.5, 1.0, 1.0, 0.5])
+    assert lr_factor(9, 2, 10, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    assert [lr_factor(s, 0, 10, "linear") for s in (0, 5, 9, 12)] == pytest.approx([1.0, 0.5, 0.1, 0.0])
+    assert lr_factor(7, 2, 10, "none") == 1.0
+    seed_everything(0)
+    model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
+    cfg = TrainConfig(epochs=4, batch_size=64, lr=1e-2, lr_decay="linear", patience=100, max_len=20, progress=False, device="cpu")
+    result = fit(model, scene, cfg)
+    steps = math.ceil(len(train_windows(scene, 20)) / 64)
+    # the lr of each epoch's last step: (1 - (step / all steps)) x 1e-2
+    expected = [1e-2 * (1 - ((e + 1) * steps - 1) / (4 * steps)) for e in range(4)]
+    assert result.history["lr"].tolist() == pytest.approx(expected)
+    with pytest.raises(ConfigError, match="lr_decay must be one of"):
+        TrainConfig(lr_decay="step")
+    with pytest.raises(ConfigError, match="choose one"):
+        TrainConfig(lr_decay="cosine", lr_plateau=2)
+
+
+def test_label_smoothing_spreads_the_target_over_real_items_only(scene):
+    import torch.nn.functional as F
+
+    from recnb.train import rec_loss
+
+    torch.manual_seed(0)
+    model = build_model("gru4rec", num_items=5, max_len=4)
+    out = torch.randn(2, 3, model.item_weights().shape[1])
+    batch = {"targets": torch.tensor([[0, 2, 5], [1, 0, 3]])}
+    plain, logits = rec_loss(model, out, batch)
+    smooth, _ = rec_loss(model, out, batch, label_smoothing=0.1)
+    assert torch.isfinite(smooth)  # the padding logit (-inf) gets no share
+    real = logits[:, 1:].detach()
+    tgt = torch.tensor([2, 5, 1, 3]) - 1
+    logp = real.log_softmax(-1)
+    by_hand = -(0.9 * logp.gather(1, tgt[:, None]).squeeze(1) + 0.1 * logp.mean(-1)).mean()
+    assert smooth.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    assert plain.item() == pytest.approx(F.cross_entropy(real, tgt).item(), rel=1e-5)
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        TrainConfig(label_smoothing=0.1, loss="bce")
+
+
 def test_weight_average_is_what_gets_validated_and_kept(scene):
     from recnb.train import WeightAverage
 

@@ -10,7 +10,7 @@ from recnb.errors import ConfigError
 from recnb.models import BASE_MODELS, model_class
 from recnb.train import recipe
 
-TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "loss", "patience", "max_len", "context", "time_budget", "warmup", "ema", "ema_warmup", "ema_start", "reorder")
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "loss", "patience", "max_len", "context", "time_budget", "warmup", "lr_decay", "label_smoothing", "ema", "ema_warmup", "ema_start", "reorder")
 
 
 def _model_fields() -> dict:
@@ -39,6 +39,10 @@ def register(sub) -> None:
     p.add_argument("--time-budget", type=float, default=None, help="stop after the epoch that crosses this many seconds")
     p.add_argument("--warmup", type=float, default=None,
                    help="epochs of linear lr warm-up (lets SASRec take a higher lr; 0 = off)")
+    p.add_argument("--lr-decay", default=None,
+                   help="none (default), cosine or linear: the lr falls to 0 at the end of --epochs after the warm-up")
+    p.add_argument("--label-smoothing", type=float, default=None,
+                   help="share of each CE target spread over all items (0 = off)")
     p.add_argument("--ema", type=float, default=None,
                    help="decay of a moving average of the weights that is validated and kept instead (e.g. 0.995; 0 = off)")
     p.add_argument("--ema-warmup", type=float, default=None,
