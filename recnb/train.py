@@ -367,7 +367,8 @@ def fit(
     return TrainResult(model, best_epoch, len(history), trained, seconds_to_best, valid_best, hist)
 
 
-# settings that may differ between a run and its resumption (they do not change the numbers)
+# settings that may differ between a run and its resumption (they do not change the numbers;
+# ``epochs`` does where the lr decays over them, so there it must match)
 _RESUMABLE = ("epochs", "progress", "time_budget", "device")
 
 
@@ -399,7 +400,8 @@ def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel) -> dict:
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for what, old, now in (("training settings", {**defaults, **saved["config"]}, dataclasses.asdict(cfg)),
                            ("model", saved["model_config"], model.config.to_dict())):
-        changed = sorted(k for k in now.keys() | old.keys() if k not in _RESUMABLE and old.get(k) != now.get(k))
+        free = [k for k in _RESUMABLE if not (k == "epochs" and cfg.lr_decay != "none")]
+        changed = sorted(k for k in now.keys() | old.keys() if k not in free and old.get(k) != now.get(k))
         if changed:
             raise ConfigError(f"{path}: saved with a different {what} ({', '.join(changed)}); "
                               "resume with the same one or start over")

@@ -227,6 +227,33 @@ def test_a_killed_run_resumes_to_the_same_history_and_weights(scene, tmp_path):
     assert len(run(4, tmp_path / "b.pt").history) == 4  # a finished state trains nothing more
 
 
+def test_a_decaying_lr_resumes_on_schedule_and_holds_its_epochs(scene, tmp_path):
+    """With ``lr_decay`` the schedule spans ``epochs``, so a resumed run must keep them."""
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_epoch_1(row):
+        if row["epoch"] == 1:
+            raise Killed
+
+    def run(state, epochs=3, log=None):
+        seed_everything(5)
+        model = build_model("sasrec", num_items=scene.num_items, max_len=20)
+        cfg = TrainConfig(epochs=epochs, batch_size=32, lr=3e-3, seed=5, max_len=20, progress=False, device="cpu",
+                          lr_decay="cosine", label_smoothing=0.1, patience=50)
+        return fit(model, scene, cfg, state=state, log=log)
+
+    straight = run(tmp_path / "a.pt")
+    with pytest.raises(Killed):
+        run(tmp_path / "b.pt", log=kill_at_epoch_1)  # the state holds epoch 0 only
+    resumed = run(tmp_path / "b.pt")
+    cols = [c for c in straight.history.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(resumed.history[cols], straight.history[cols])
+    with pytest.raises(ConfigError, match="epochs"):
+        run(tmp_path / "b.pt", epochs=5)
+
+
 def test_resume_with_other_settings_is_a_config_error(scene, tmp_path):
     seed_everything(0)
     model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
