@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     def student_train(student: str) -> TrainConfig:  # same settings with and without the teacher
         model = "sasrec" if student == "dros" else student
         # section 3's numbers were measured with the SASRec recipe of before the tenth session
-        pinned = {"lr": 1e-3, "ema": 0.0} if model == "sasrec" else {}
+        pinned = {"lr": 1e-3, "ema": 0.0, "label_smoothing": 0.0} if model == "sasrec" else {}
         lr = {"lr": args.lr} if args.lr else {}
         return recipe(model, **{**pinned, **lr}, epochs=args.epochs, patience=args.patience,
                       progress=False, device="cpu", time_budget=args.budget or None, loss=args.loss)
