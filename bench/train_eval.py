@@ -95,12 +95,13 @@ def markdown(rows: list[dict]) -> str:
             "| RecBole NDCG@10 | s to RecBole quality | RecBole s to best (CPU) | speed-up | device |")
     lines = [head, "|" + "---|" * 15]
     f = lambda x, p=4: "n/a" if x is None else (f"{x:.{p}f}" if isinstance(x, float) else str(x))
+    speedup = lambda x: "n/a" if x is None else f"{x:.1f}x"
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['dataset']} | {r['seeds']} | {r['NDCG@10']:.4f} ± {r['NDCG@10_std']:.4f} | "
             f"{r['HR@10']:.4f} | {r['MRR@10']:.4f} | {r['params']:,} | {r['s_to_best']:.1f} | {r['s_per_epoch']:.2f} | "
             f"{r['best_epoch']:.1f} | {f(r.get('recbole_NDCG10'))} | {f(r.get('s_to_recbole_quality'), 1)} | "
-            f"{f(r.get('recbole_s_to_best_cpu'), 0)} | {f(r.get('speedup_vs_recbole_cpu'), 1)}x | {r['device']} |"
+            f"{f(r.get('recbole_s_to_best_cpu'), 0)} | {speedup(r.get('speedup_vs_recbole_cpu'))} | {r['device']} |"
         )
     return "\n".join(lines)
 
