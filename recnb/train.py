@@ -400,9 +400,9 @@ def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel) -> dict:
         raise DataError(f"{path}: not a recnb training state")
     # a setting newer than the state counts as saved at its default (ema_warmup came in the tenth session)
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    free = [k for k in _RESUMABLE if not (k == "epochs" and cfg.lr_decay != "none")]
     for what, old, now in (("training settings", {**defaults, **saved["config"]}, dataclasses.asdict(cfg)),
                            ("model", saved["model_config"], model.config.to_dict())):
-        free = [k for k in _RESUMABLE if not (k == "epochs" and cfg.lr_decay != "none")]
         changed = sorted(k for k in now.keys() | old.keys() if k not in free and old.get(k) != now.get(k))
         if changed:
             raise ConfigError(f"{path}: saved with a different {what} ({', '.join(changed)}); "

@@ -124,7 +124,7 @@ def test_lr_decay_falls_to_zero_at_the_end_of_the_epochs(scene):
         TrainConfig(lr_decay="cosine", lr_plateau=2)
 
 
-def test_label_smoothing_spreads_the_target_over_real_items_only(scene):
+def test_label_smoothing_spreads_the_target_over_real_items_only():
     import torch.nn.functional as F
 
     from recnb.train import rec_loss
