@@ -15,6 +15,10 @@ COMMANDS = ("train", "evaluate", "search", "distill", "adarec", "bench", "teache
 class Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line (no usage dump) with exit code 2."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # --epoch must not silently mean --epochs
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: error: {message}\n")
 

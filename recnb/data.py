@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recnb.errors import DataError
+from recnb.errors import ConfigError, DataError
 
 KNOWN_DATASETS = ("ml-100k", "wikipedia")
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -408,7 +408,7 @@ def train_windows(scene: Scene, max_len: int, context: int = 0) -> Windows:
     (they belong to the previous window): every target then sees at least ``context``
     earlier items, at ``max_len / (max_len - context)`` times the compute."""
     if not 0 <= context < max_len:
-        raise ValueError(f"context must be in [0, max_len), got {context}")
+        raise ConfigError(f"context must be in [0, max_len), got {context}")
     ins, tgts, users = [], [], []
     for u, seq in enumerate(scene.sequences):
         train = seq[:-2]
@@ -436,7 +436,7 @@ def train_windows(scene: Scene, max_len: int, context: int = 0) -> Windows:
 def eval_inputs(scene: Scene, split: str, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded histories and targets for leave-one-out ``valid`` or ``test``."""
     if split not in ("valid", "test"):
-        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+        raise ConfigError(f"split must be 'valid' or 'test', got {split!r}")
     cut = 2 if split == "valid" else 1
     hist = np.zeros((scene.num_users, max_len), np.int64)
     target = np.zeros(scene.num_users, np.int64)

@@ -1,8 +1,10 @@
 """Ranking metrics: full ranking over all items (default) or the sampled-100 protocol.
 
-Ranks are 0-based: the number of candidates scored strictly higher than the true item
-(ties count in the true item's favour, as RecBole and most papers do). HR@k = rank < k,
-NDCG@k = 1/log2(rank + 2), MRR@k = 1/(rank + 1), each 0 beyond k.
+Ranks are 0-based: the number of other candidates scored at least as high as the true item.
+Ties count *against* the true item, so a model that scores every item alike (a collapsed
+model) ranks its target last, never first; a NaN or +inf score counts as -inf, so a broken
+score ranks last too. HR@k = rank < k, NDCG@k = 1/log2(rank + 2), MRR@k = 1/(rank + 1),
+each 0 beyond k.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ PROTOCOLS = ("full", "sampled100")
 
 
 def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """0-based rank of each row's target among the row's candidates."""
-    true = scores.gather(1, targets.view(-1, 1))
-    return (scores > true).sum(1)
+    """0-based rank of each row's target among the row's candidates (ties and non-finite
+    scores against the target: see the module docstring)."""
+    scores = torch.nan_to_num(scores, nan=float("-inf"), posinf=float("-inf"))
+    true = scores.gather(1, targets.view(-1, 1).to(scores.device))
+    return (scores >= true).sum(1) - 1  # the target itself is one of the candidates at >= its score
 
 
 def metrics_from_ranks(ranks, ks=DEFAULT_KS) -> pd.DataFrame:

@@ -11,11 +11,14 @@ import copy
 import dataclasses
 import json
 import math
+import pickle
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recnb.data import Scene, Windows, eval_inputs, seen_items, train_windows
-from recnb.errors import ConfigError, DataError, from_checked_dict
+from recnb.errors import ConfigError, DataError, TrainingDiverged, check_fields, from_checked_dict
 from recnb.metrics import DEFAULT_KS, PROTOCOLS, flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
 from recnb.models import SeqRecModel, model_class
 
@@ -71,32 +74,25 @@ class TrainConfig:
     # fraction of its items shuffled, inputs and targets alike, every time it is drawn (0 = off).
     reorder: float = 0.0
 
+    RANGES: ClassVar[dict] = {
+        "epochs": "[1, inf)", "batch_size": "[1, inf)", "lr": "(0, inf)", "weight_decay": "[0, inf)",
+        "patience": "[1, inf)", "max_len": "[1, inf)", "context": "[0, inf)", "clip": "(0, inf)", "eval_every": "[1, inf)",
+        "time_budget": "(0, inf)", "lr_plateau": "[0, inf)", "warmup": "[0, inf)", "label_smoothing": "[0, 1)",
+        "ema": "[0, 1)", "ema_warmup": "[1, inf)", "ema_start": "[0, inf)", "reorder": "[0, 1]",
+    }
+
     def __post_init__(self):
+        check_fields(self, self.RANGES, "training options")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        for name in ("epochs", "batch_size", "max_len"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.context < self.max_len:
+        if not self.context < self.max_len:
             raise ConfigError(f"context must be in [0, max_len={self.max_len}), got {self.context}")
-        if self.warmup < 0:
-            raise ConfigError(f"warmup must be at least 0 epochs, got {self.warmup}")
         if self.lr_decay not in LR_DECAYS:
             raise ConfigError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
         if self.lr_decay != "none" and self.lr_plateau:
             raise ConfigError("lr_decay and lr_plateau both set the lr: choose one")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.label_smoothing and self.loss != "ce":
             raise ConfigError("label_smoothing applies to the ce loss only")
-        if not 0 <= self.ema < 1:
-            raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
-        if self.ema_warmup < 1:
-            raise ConfigError(f"ema_warmup must be at least 1, got {self.ema_warmup}")
-        if self.ema_start < 0:
-            raise ConfigError(f"ema_start must be at least 0 epochs, got {self.ema_start}")
-        if not 0 <= self.reorder <= 1:
-            raise ConfigError(f"reorder must be in [0, 1], got {self.reorder}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -326,8 +322,13 @@ def fit(
             opt.step()
             if average is not None:
                 average.update()
-            total += loss.item()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDiverged(_diverged(epoch, f"loss {value} at step {b // cfg.batch_size + 1}", state))
+            total += value
         trained += time.perf_counter() - start
+        if not all_finite(model.parameters()):
+            raise TrainingDiverged(_diverged(epoch, "non-finite weights", state))
         row = {"epoch": epoch, "loss": total / max(1, steps_per_epoch), "seconds": trained,
                "lr": opt.param_groups[0]["lr"]}
         row.update({k: v / max(1, steps_per_epoch) for k, v in terms_sum.items()})
@@ -369,6 +370,17 @@ def fit(
     return TrainResult(model, best_epoch, len(history), trained, seconds_to_best, valid_best, hist)
 
 
+def all_finite(tensors) -> bool:
+    """True when no tensor holds a NaN or an infinity (one reduction per tensor)."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def _diverged(epoch: int, what: str, state) -> str:
+    kept = (f"; the last good epoch's state is kept in {state}" if state is not None and Path(state).exists()
+            else "")
+    return f"training diverged in epoch {epoch} ({what}){kept}; lower --lr"
+
+
 # settings that may differ between a run and its resumption (they do not change the numbers;
 # ``epochs`` does where the lr decays over them, so there it must match)
 _RESUMABLE = ("epochs", "progress", "time_budget", "device")
@@ -382,15 +394,28 @@ def _save_state(path: str | Path, cfg: TrainConfig, content: dict) -> None:
 
 
 def read_torch_file(path: str | Path, what: str = "recnb checkpoint"):
-    """``torch.load`` of a file recnb wrote, on CPU; a missing or unreadable file is one
-    ``DataError`` line naming it, never a pickle traceback."""
+    """``torch.load`` of a file recnb wrote, on CPU, with ``weights_only=True``: tensors and
+    plain values (dict, list, str, numbers, numpy scalars) only, so a crafted file cannot run
+    code while it is read. A missing, unreadable or code-carrying file is one ``DataError``
+    line naming it, never a pickle traceback."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such {what.removeprefix('recnb ')}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_NUMPY_SCALARS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        needs = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        why = f"it asks to import {needs.group(1)}" if needs else "it holds more than tensors and plain values"
+        raise DataError(f"{path}: refused to load as a {what}: {why} (files are read with weights_only, "
+                        "so a file cannot run code)") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
         raise DataError(f"{path}: not a {what} ({type(exc).__name__})") from None
+
+
+# numpy scalars and dtypes are data: metrics computed with numpy may hold them
+_NUMPY_SCALARS = [np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar, np.dtype,
+                  *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]
 
 
 def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel) -> dict:
@@ -539,6 +564,7 @@ def save_checkpoint(path: str | Path, model: SeqRecModel, scene: Scene | None = 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "dataset": scene.name if scene else None,
         "id_maps": scene.id_maps() if scene else None,
+        "scene": dict(scene.meta) if scene else None,  # how it was built (source, kcore): rebuilt the same way
         "extra": extra or {},
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -547,9 +573,27 @@ def save_checkpoint(path: str | Path, model: SeqRecModel, scene: Scene | None = 
     return path
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[SeqRecModel, dict]:
-    """A ready model (eval mode) and the checkpoint's metadata (dataset, id maps, extra)."""
-    return model_from_checkpoint(read_torch_file(path), path, device)
+def load_checkpoint(path: str | Path, device: str = "cpu", scene: Scene | None = None,
+                    what: str = "--model") -> tuple[SeqRecModel, dict]:
+    """A ready model (eval mode) and the checkpoint's metadata (dataset, id maps, scene
+    settings, extra). With ``scene``, a model trained on other items is refused
+    (:func:`check_compatible`): every command that takes a checkpoint passes its scene."""
+    model, meta = model_from_checkpoint(read_torch_file(path), path, device)
+    if scene is not None:
+        check_compatible(model, meta, scene, path, what)
+    return model, meta
+
+
+def check_compatible(model: SeqRecModel, meta: dict, scene: Scene, path, what: str = "--model") -> None:
+    """The checkpoint's item ids must be the scene's, or every score is meaningless."""
+    maps = meta.get("id_maps") or {}
+    if maps.get("item_ids") and list(maps["item_ids"]) != list(scene.item_ids):
+        built = (meta.get("scene") or {}).get("kcore")
+        hint = f" (it was built with kcore {built})" if built else ""
+        raise ConfigError(f"{what} {path}: trained on '{meta.get('dataset')}'{hint}, whose item ids differ from "
+                          f"scene '{scene.name}'")
+    if model.config.num_items != scene.num_items:
+        raise ConfigError(f"{what} {path}: has {model.config.num_items} items, scene '{scene.name}' has {scene.num_items}")
 
 
 def model_from_checkpoint(payload, path: str | Path, device: str = "cpu", cls=None) -> tuple[SeqRecModel, dict]:
@@ -562,7 +606,7 @@ def model_from_checkpoint(payload, path: str | Path, device: str = "cpu", cls=No
     model = cls(cls.config_class.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     model.to(resolve_device(device)).eval()
-    return model, {k: payload.get(k) for k in ("dataset", "id_maps", "extra")}
+    return model, {k: payload.get(k) for k in ("dataset", "id_maps", "scene", "extra")}
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -20,10 +20,10 @@ from recnb.distill.dllm2rec import (
     ranking_distillation_loss,
     run_dllm2rec,
 )
-from recnb.distill.teachers import build_semantic_teacher, load_model, make_artifacts, top_n_rows
+from recnb.distill.teachers import build_semantic_teacher, make_artifacts, top_n_rows
 from recnb.errors import ConfigError, DataError
 from recnb.models import build_model
-from recnb.train import TrainConfig, fit, save_checkpoint
+from recnb.train import TrainConfig, fit, load_checkpoint, save_checkpoint
 
 torch.set_num_threads(1)
 N, L = 40, 12
@@ -142,7 +142,7 @@ def test_projector_learns_and_teacher_embeddings_stay_frozen(student):
 def test_distilled_student_checkpoint_reloads(tmp_path, scene):
     model = build_student("sasrec", N, L, {"dropout": 0.0, "attn_dropout": 0.0}, torch.randn(N, 8), DLLM2RecConfig())
     save_checkpoint(tmp_path / "s.pt", model, scene)
-    back, meta = load_model(tmp_path / "s.pt")
+    back, meta = load_checkpoint(tmp_path / "s.pt")
     seq = torch.randint(1, N + 1, (3, L))
     model.eval()
     assert torch.allclose(model.score(model.output(seq)[:, -1]), back.score(back.output(seq)[:, -1]), atol=1e-5)
@@ -187,7 +187,7 @@ def test_semantic_teacher_backbone_is_checked_and_round_trips(tmp_path, scene, t
         build_semantic_teacher(scene, text=text, max_len=L, backbone="lstm")
     teacher = build_semantic_teacher(scene, text=text, max_len=L, backbone="gru").eval()
     save_checkpoint(tmp_path / "t.pt", teacher, scene)
-    again, _ = load_model(tmp_path / "t.pt")
+    again, _ = load_checkpoint(tmp_path / "t.pt")
     seq = torch.randint(1, N + 1, (2, L))
     with torch.no_grad():
         assert again.config.backbone == "gru" and torch.equal(again.output(seq), teacher.output(seq))
@@ -224,7 +224,7 @@ def test_run_dllm2rec_reports_teacher_distilled_baseline(tmp_path, scene, artifa
     assert saved["teacher"]["test"]["NDCG@10"] == 0.5 and saved["teacher"]["top_n"] == 12
     assert saved["distilled"]["params"] > saved["baseline"]["params"]  # the projector
     assert "NDCG@10" in res["gain"]
-    student, _ = load_model(tmp_path / "student.pt")
+    student, _ = load_checkpoint(tmp_path / "student.pt")
     assert student.name == "dllm2rec_student"
 
 
@@ -303,6 +303,6 @@ def test_cli_semantic_teacher_writes_bigrec_shaped_artifacts(tmp_path, scene, mo
     loaded = load_artifacts(art, num_items=N)
     assert loaded.embeddings.shape == (N, 384) and loaded.top_n == 5
     assert list((tmp_path / "cache" / "text").glob("*.pt"))  # the encoding was cached
-    teacher, _ = load_model(art / "teacher.pt")
+    teacher, _ = load_checkpoint(art / "teacher.pt")
     assert teacher.name == "semantic_teacher"
     assert loaded.info["report"]["params"] == teacher.num_params()

@@ -56,10 +56,15 @@ def test_bce_loss_learns(scene):
     assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
 
 
-def test_early_stopping_keeps_best_epoch(scene):
+def test_early_stopping_keeps_best_epoch(scene, monkeypatch):
+    import recnb.train as train_mod
+
+    scores = iter([0.30, 0.20, 0.25, 0.90])  # nothing improves after epoch 0 (the 0.90 is never reached)
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: {"NDCG@10": next(scores)})
+    monkeypatch.setattr(train_mod, "flatten", lambda d: d)
     model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
-    cfg = TrainConfig(epochs=50, patience=2, lr=0.0, batch_size=64, max_len=20, progress=False)
-    result = fit(model, scene, cfg)  # nothing can improve after epoch 0
+    cfg = TrainConfig(epochs=50, patience=2, batch_size=64, max_len=20, progress=False)
+    result = fit(model, scene, cfg)
     assert result.best_epoch == 0 and result.epochs == 3
 
 

@@ -35,11 +35,15 @@ def run(args) -> int:
         raise ConfigError(f"--batch: expected positive batch sizes, got {args.batch!r}")
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError("--repeats must be >= 1 and --warmup >= 0")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: expected a positive number of threads, got {args.threads}")
+    if args.seq_len is not None and args.seq_len < 1:
+        raise ConfigError(f"--seq-len: expected a positive history length, got {args.seq_len}")
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, meta = load_checkpoint(args.model, device="cpu")
-    seq_len = args.seq_len or model.config.max_len
+    seq_len = args.seq_len if args.seq_len is not None else model.config.max_len
     result = {
         "model": str(args.model), "name": model.name, "dataset": meta.get("dataset"), "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,

@@ -33,13 +33,19 @@ def prepare_out_dir(path: str | Path, force: bool, resume: bool = False) -> Path
 
 
 def read_json_file(path: str | Path, what: str) -> dict:
+    """A JSON object from ``path``; anything else (missing, binary, malformed, a list) is one line."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError(f"{what} {path}: no such file")
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path}: not a UTF-8 JSON text file") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} {path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} {path}: expected a JSON object of option: value, got a {type(value).__name__}")
+    return value
 
 
 def parse_list(text: str, kind=float, what: str = "list") -> list:

@@ -52,7 +52,7 @@ def run(args) -> int:
     cache = None
     if args.teacher:
         device = resolve_device(args.device)
-        teacher, _ = load_checkpoint(args.teacher, device=str(device))
+        teacher, _ = load_checkpoint(args.teacher, device=str(device), scene=scene, what="--teacher")
         cache = TeacherCache(teacher, train_windows(scene, args.max_len), device=device)
     model = build_student(scene, arch, width, args.max_len, args.seed)
     devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)

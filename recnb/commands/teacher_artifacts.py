@@ -40,14 +40,12 @@ def run(args) -> int:
     from recnb.distill.artifacts import is_official_dir
     from recnb.distill.teachers import (
         build_semantic_teacher,
-        check_same_scene,
-        load_model,
         make_artifacts,
         model_report,
         scene_text,
         teacher_recipe,
     )
-    from recnb.train import fit, save_checkpoint
+    from recnb.train import fit, load_checkpoint, save_checkpoint
 
     if args.top_n < 1:
         raise ConfigError(f"--top-n must be at least 1, got {args.top_n}")
@@ -77,8 +75,7 @@ def run(args) -> int:
         save_checkpoint(out / "teacher.pt", teacher, scene)
     else:
         path = Path(args.teacher)
-        teacher, meta = load_model(path)
-        check_same_scene(meta, scene, path)
+        teacher, meta = load_checkpoint(path, scene=scene, what="--teacher")
         info["checkpoint"] = str(path)
     info["report"] = model_report(teacher, scene)
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from recnb.commands.common import add_data_args, add_run_args, prepare_out_dir, read_json_file
+from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir, read_json_file
 from recnb.errors import ConfigError
 from recnb.models import BASE_MODELS, model_class
 from recnb.train import recipe
@@ -91,7 +91,7 @@ def split_options(model: str, args) -> tuple[dict, dict]:
         if key not in model_names:
             raise ConfigError(f"--{key.replace('_', '-')} does not apply to model {model}")
         if key == "dilations":
-            value = [int(x) for x in str(value).split(",")]
+            value = parse_list(value, int, "--dilations")
         model_cfg[key] = value
     if "max_len" in train_cfg:
         model_cfg["max_len"] = train_cfg["max_len"]

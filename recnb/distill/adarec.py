@@ -29,7 +29,7 @@ import torch
 
 from recnb.data import Scene, load_scene, train_windows
 from recnb.distill.losses import EMDLoss, TeacherCache, kd_loss
-from recnb.errors import ConfigError
+from recnb.errors import ConfigError, check_fields
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel, build_model
 from recnb.search.architecture import Architecture
@@ -68,6 +68,7 @@ class DistillConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=32, lr=1e-3, patience=5))
 
     def __post_init__(self):
+        check_fields(self, {"T": "(0, inf)", "T_emd": "(0, inf)", "width": "[1, inf)"}, "distillation options")
         if not 0.0 <= self.gamma < 1.0:
             raise ConfigError(f"gamma must be in [0, 1) for distillation, got {self.gamma}")
 
@@ -300,9 +301,7 @@ def run_pipeline(
             train_and_report(scene, "nextitnet", dict(TEACHER_CONFIG), tcfg, out / "teacher", resume=reuse)
     else:
         teacher_path = Path(teacher)
-    teacher_model, meta = load_checkpoint(teacher_path, device=str(device))
-    if meta.get("dataset") and meta["dataset"] != scene.name:
-        log(f"[adarec] warning: teacher {teacher_path} was trained on {meta['dataset']}, not {scene.name}")
+    teacher_model, meta = load_checkpoint(teacher_path, device=str(device), scene=scene, what="--teacher")
     stage("teacher", t0)
     t0 = time.perf_counter()
     teacher_metrics_path = out / "teacher_metrics.json"

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from recnb.data import Scene, Windows
-from recnb.errors import DataError
+from recnb.errors import ConfigError, DataError
 
 EMBEDDINGS_FILE = "all_embeddings.pt"
 RANKS_FILE = "myrank_train.txt"
@@ -305,7 +305,7 @@ class OfficialData:
         each row becomes one user whose history is the row's ``seq`` and whose held-out item
         is ``next`` (recnb's evaluator then runs on the official rows unchanged)."""
         if split not in ("valid", "test"):
-            raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+            raise ConfigError(f"split must be 'valid' or 'test', got {split!r}")
         df = self.valid if split == "valid" else self.test
         seqs = []
         for seq, n, nxt in zip(df["seq"], df["len_seq"], df["next"]):

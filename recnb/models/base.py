@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from recnb.errors import ConfigError, from_checked_dict
+from recnb.errors import ConfigError, check_fields, from_checked_dict
 
 
 @dataclass
@@ -23,6 +24,14 @@ class ModelConfig:
 
     num_items: int = 0
     max_len: int = 50
+    # allowed interval per field (``check_fields``); subclasses add their own to this one
+    RANGES: ClassVar[dict] = {"num_items": "[0, inf)", "max_len": "[1, inf)"}
+
+    def __post_init__(self):
+        ranges = {}
+        for klass in reversed(type(self).__mro__):
+            ranges.update(vars(klass).get("RANGES", {}))
+        check_fields(self, ranges, type(self).__name__)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -48,7 +57,8 @@ class SeqRecModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.num_items <= 0:
-            raise ConfigError(f"{self.name}: num_items must be positive, got {config.num_items}")
+            raise ConfigError(f"{self.name}: num_items must be positive, got {config.num_items} "
+                              "(pass num_items=scene.num_items)")
         self.config = config
 
     # subclasses set self.item_embedding and implement forward()

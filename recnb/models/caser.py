@@ -5,6 +5,7 @@ and trains all positions in one pass); no user embedding, as recnb models are us
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ class CaserConfig(ModelConfig):
     num_h: int = 16  # horizontal filters per height
     num_v: int = 4  # vertical filters
     dropout: float = 0.4
+    RANGES: ClassVar[dict] = {"embedding_size": "[1, inf)", "window": "[1, inf)", "num_h": "[1, inf)", "num_v": "[1, inf)", "dropout": "[0, 1)"}
 
 
 class Caser(SeqRecModel):

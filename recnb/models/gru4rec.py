@@ -4,6 +4,7 @@ embedding width so scores stay tied to the item embeddings."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ class GRU4RecConfig(ModelConfig):
     hidden_size: int = 128
     num_layers: int = 1
     dropout: float = 0.3
+    RANGES: ClassVar[dict] = {"embedding_size": "[1, inf)", "hidden_size": "[1, inf)", "num_layers": "[1, inf)", "dropout": "[0, 1)"}
 
 
 class GRU4Rec(SeqRecModel):

@@ -4,6 +4,7 @@ convolutions. The reference teacher: depth and width are free."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +26,12 @@ class NextItNetConfig(ModelConfig):
     # per sequence with a probability rising linearly with depth up to this value; a
     # regulariser for deep teachers on small scenes. 0 = off (the default).
     block_drop: float = 0.0
+    RANGES: ClassVar[dict] = {"embedding_size": "[1, inf)", "num_blocks": "[1, inf)", "dilations": "[1, inf)", "kernel_size": "[1, inf)", "dropout": "[0, 1)", "layer_every": "[1, inf)", "block_drop": "[0, 1)"}
 
     def __post_init__(self):
-        if not 0.0 <= self.block_drop < 1.0:
-            raise ConfigError(f"nextitnet: block_drop must be in [0, 1), got {self.block_drop}")
+        super().__post_init__()
+        if not self.dilations:
+            raise ConfigError("NextItNetConfig: dilations must hold at least one dilation")
 
 
 class CausalConv1d(nn.Module):

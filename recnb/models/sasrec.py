@@ -7,6 +7,7 @@ feed-forward the same way), attention through ``scaled_dot_product_attention``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +30,14 @@ class SASRecConfig(ModelConfig):
     # history's last position tells its length. Measured on ml-100k (3 seeds, docs/benchmarks.md):
     # no better than "slot", which the documented numbers use, so "slot" stays the default.
     positions: str = "slot"
+    RANGES: ClassVar[dict] = {"hidden_size": "[1, inf)", "num_layers": "[1, inf)", "num_heads": "[1, inf)", "inner_size": "[1, inf)", "dropout": "[0, 1)", "attn_dropout": "[0, 1)"}
 
     def __post_init__(self):
+        super().__post_init__()
         if self.positions not in ("first_item", "slot"):
             raise ConfigError(f"sasrec: positions must be first_item or slot, got {self.positions!r}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"sasrec: hidden_size {self.hidden_size} must be a multiple of num_heads {self.num_heads}")
 
 
 class CausalSelfAttention(nn.Module):

@@ -153,7 +153,11 @@ class Architecture:
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"architecture {path}: no such file")
-        return cls.from_json(path.read_text(), where=str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, IsADirectoryError) as exc:
+            raise ConfigError(f"architecture {path}: not a JSON text file ({type(exc).__name__})") from None
+        return cls.from_json(text, where=str(path))
 
 
 def derive(alphas, primitives=PRIMITIVES, top_k: int = 2, meta: dict | None = None) -> Architecture:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -34,13 +35,13 @@ from tqdm.auto import tqdm
 
 from recnb.data import Scene, train_windows
 from recnb.distill.losses import WEIGHT_UPDATES, EMDLoss, TeacherCache, combined_loss, cost_loss, kd_loss
-from recnb.errors import ConfigError, from_checked_dict
+from recnb.errors import ConfigError, check_fields, from_checked_dict
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel
 from recnb.search.architecture import Architecture, derive, edges_per_cell
 from recnb.search.ops import COSTS, normalised_costs, op_costs
 from recnb.search.supernet import Supernet, SupernetConfig
-from recnb.train import evaluate, load_checkpoint, resolve_device, seed_everything, write_json
+from recnb.train import evaluate, load_checkpoint, read_torch_file, resolve_device, seed_everything, write_json
 
 # The default candidate ops: the paper's eight plus causal self-attention. The d4
 # dilations exist in the registry (``ops.PRIMITIVES``) and can be added with ``primitives``.
@@ -91,7 +92,16 @@ class SearchConfig:
     alpha_every: int = 1  # record softmax(alpha) every this many steps
     progress: bool = True
 
+    RANGES: ClassVar[dict] = {
+        "width": "[1, inf)", "num_cells": "[1, inf)", "num_nodes": "[1, inf)", "tau": "(0, inf)", "tau_decay": "(0, 1]",
+        "tau_every": "[1, inf)", "tau_min": "(0, inf)", "gamma": "[0, 1]", "beta": "[0, inf)", "T": "(0, inf)",
+        "epochs": "[1, inf)", "warmup_epochs": "[0, inf)", "batch_size": "[1, inf)", "lr": "(0, inf)",
+        "lr_alpha": "(0, inf)", "weight_decay_alpha": "[0, inf)", "clip": "(0, inf)", "patience": "[1, inf)",
+        "max_steps": "[1, inf)", "max_len": "[1, inf)", "alpha_every": "[1, inf)", "T_emd": "(0, inf)",
+    }
+
     def __post_init__(self):
+        check_fields(self, self.RANGES, "search config")
         if self.cost not in COSTS:
             raise ConfigError(f"cost: expected one of {', '.join(COSTS)}, got {self.cost!r}")
         if self.emd_update not in WEIGHT_UPDATES:
@@ -215,9 +225,9 @@ def _alpha_rows(model: Supernet, step: int, epoch: int) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- search
-def _teacher_model(teacher, device) -> SeqRecModel:
+def _teacher_model(teacher, device, scene: Scene) -> SeqRecModel:
     if isinstance(teacher, (str, Path)):
-        model, _ = load_checkpoint(teacher, device=str(device))
+        model, _ = load_checkpoint(teacher, device=str(device), scene=scene, what="--teacher")
         return model
     return teacher
 
@@ -262,7 +272,7 @@ def search(
     windows = train_windows(scene, cfg.max_len)
     t0 = time.perf_counter()
     if cache is None and teacher is not None and cfg.gamma > 0:
-        cache = TeacherCache(_teacher_model(teacher, device), windows, device=device)
+        cache = TeacherCache(_teacher_model(teacher, device, scene), windows, device=device)
     teacher_seconds = time.perf_counter() - t0
 
     model = Supernet(SupernetConfig(
@@ -286,7 +296,7 @@ def search(
 
     state = {"epoch": -1, "step": 0, "best": -1.0, "best_epoch": -1, "bad": 0, "best_alphas": None, "seconds": 0.0}
     if ckpt_path is not None and ckpt_path.exists() and resume:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = read_torch_file(ckpt_path, "recnb search state")
         model.load_state_dict(ck["model"])
         if emd is not None:
             emd.load_state_dict(ck["emd"])

@@ -9,11 +9,11 @@ inside the config (and so inside ``model.pt``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from recnb.errors import ConfigError
 from recnb.models.base import ModelConfig, SeqRecModel
 from recnb.search.architecture import Architecture
 from recnb.search.ops import build_op, cell_output
@@ -23,12 +23,12 @@ from recnb.search.ops import build_op, cell_output
 class StudentConfig(ModelConfig):
     architecture: dict = field(default_factory=dict)  # Architecture.to_dict()
     width: int = 64
+    RANGES: ClassVar[dict] = {"width": "[1, inf)"}
 
     def __post_init__(self):
-        if self.width < 1:
-            raise ConfigError(f"student.width must be at least 1, got {self.width}")
         if isinstance(self.architecture, Architecture):
             self.architecture = self.architecture.to_dict()
+        super().__post_init__()
 
 
 class StudentCell(nn.Module):
