@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 from recnb.data import load_scene
+from recnb.experiment import train_and_report
 from recnb.metrics import flatten
 from recnb.models import build_model
-from recnb.train import evaluate, fit, recipe, resolve_device, seed_everything
+from recnb.train import TrainConfig, evaluate, fit, recipe, recipe_model_config, resolve_device, seed_everything
 
 # RecBole 1.2.1 on ml-100k, same protocol, measured on a 2-core CPU like CI's (issue #3)
 RECBOLE = {
@@ -34,36 +35,34 @@ RECBOLE = {
     "gru4rec": {"NDCG@10": 0.0628, "HR@10": 0.1315, "MRR@10": 0.0422, "best_epoch": 18, "s_epoch_cpu": 59},
     "nextitnet": {"NDCG@10": 0.0623, "HR@10": 0.1273, "MRR@10": 0.0429, "best_epoch": 9, "s_epoch_cpu": 67},
 }
-# RecBole's default model configurations, which recnb's defaults mirror; NextItNet adds dropout 0.3
-# in its residual branch (RecBole's has none and overfits ml-100k after a few epochs; see docs/benchmarks.md)
-MODEL_CONFIGS = {
-    "sasrec": {},  # 2 layers, 2 heads, d 64, inner 256, dropout 0.5
-    "gru4rec": {},  # embedding 64, hidden 128, dropout 0.3
-    "nextitnet": {"embedding_size": 64, "num_blocks": 5, "dilations": [1, 4], "kernel_size": 3, "dropout": 0.3},
-}
+def settings(model_name: str, seed: int, device: str, epochs: int, patience: int | None) -> tuple[dict, TrainConfig]:
+    """What a run trains with: the model's recipe (model and training settings, the ones
+    `recnb train` uses: RecBole's default model configurations plus the recipe's changes, such
+    as NextItNet's dropout 0.3), with only the run's epochs, seed, device and patience given."""
+    given = {"patience": patience} if patience is not None else {}  # else the recipe's (10 unless it says)
+    return recipe_model_config(model_name), recipe(model_name, epochs=epochs, seed=seed, device=device, max_len=50,
+                                                   progress=False, **given)
 
-def run_one(scene, model_name: str, seed: int, device: str, epochs: int, patience: int) -> dict:
-    seed_everything(seed)
-    model = build_model(model_name, num_items=scene.num_items, max_len=50, **MODEL_CONFIGS[model_name])
+
+def run_one(scene, model_name: str, seed: int, device: str, epochs: int, patience: int | None) -> dict:
+    """One run through the path `recnb train` takes (``train_and_report``)."""
     target = RECBOLE.get(model_name, {}).get("NDCG@10") if scene.name == "ml-100k" else None
     reached = {"seconds": None, "epoch": None}
 
-    def watch(row):  # measurement only: when does test quality first reach RecBole's?
+    def watch(row, model):  # measurement only: when does test quality first reach RecBole's?
         if target is not None and reached["seconds"] is None \
                 and flatten(evaluate(model, scene, "test"))["NDCG@10"] >= target:
             reached.update(seconds=row["seconds"], epoch=int(row["epoch"]))
 
-    given = {"patience": patience} if patience is not None else {}  # else the recipe's (10 unless it says)
-    cfg = recipe(model_name, epochs=epochs, seed=seed, device=device, max_len=50, progress=False, **given)
-    result = fit(model, scene, cfg, log=watch)
-    test = flatten(evaluate(result.model, scene, "test"))
+    model_cfg, cfg = settings(model_name, seed, device, epochs, patience)
+    m = train_and_report(scene, model_name, model_cfg, cfg, log=watch)
     return {
-        "model": model_name, "dataset": scene.name, "seed": seed, "test": test,
-        "params": model.num_params(), "params_no_embedding": model.num_params(embeddings=False),
-        "best_epoch": result.best_epoch, "epochs": result.epochs,
-        "seconds_to_best": result.seconds_to_best, "seconds_per_epoch": result.train_seconds / result.epochs,
+        "model": model_name, "dataset": scene.name, "seed": seed, "test": m["test"], "valid": m["valid"],
+        "params": m["params"], "params_no_embedding": m["params_no_embedding"],
+        "best_epoch": m["best_epoch"], "epochs": m["epochs"],
+        "seconds_to_best": m["seconds_to_best"], "seconds_per_epoch": m["train_seconds"] / m["epochs"],
         "seconds_to_recbole_quality": reached["seconds"], "epoch_reached": reached["epoch"],
-        "device": str(resolve_device(device)),
+        "device": m["device"], "config": m["config"], "train": m["train"],
     }
 
 
@@ -152,9 +151,9 @@ def time_epochs(args) -> None:
     for ds in args.datasets.split(","):
         scene = load_scene(ds)
         for m in args.models.split(","):
+            model_cfg, cfg = settings(m, 2020, args.device, args.timing_only, 10**6)
             seed_everything(2020)
-            model = build_model(m, num_items=scene.num_items, max_len=50, **MODEL_CONFIGS[m])
-            cfg = recipe(m, epochs=args.timing_only, patience=10**6, device=args.device, progress=False)
+            model = build_model(m, num_items=scene.num_items, **{"max_len": 50, **model_cfg})
             r = fit(model, scene, cfg)
             print(f"| {m} | {ds} | {r.train_seconds / r.epochs:.2f} | {r.epochs} | {torch.get_num_threads()} | "
                   f"{resolve_device(args.device)} |", flush=True)

@@ -8,7 +8,16 @@ from pathlib import Path
 from recnb.data import Scene
 from recnb.metrics import flatten
 from recnb.models import build_model
-from recnb.train import TrainConfig, evaluate, fit, resolve_device, save_checkpoint, seed_everything, write_json
+from recnb.train import (
+    TrainConfig,
+    evaluate,
+    fit,
+    recipe_model_config,
+    resolve_device,
+    save_checkpoint,
+    seed_everything,
+    write_json,
+)
 
 
 def train_and_report(
@@ -20,13 +29,16 @@ def train_and_report(
     protocol: str = "full",
     exclude_seen: bool = False,
     resume: bool = False,
+    log=None,
 ) -> dict:
     """Train one model, evaluate valid and test, and (with ``out``) write ``model.pt`` and
-    ``metrics.json``. Returns the metrics dict with the keys the CLI documents.
+    ``metrics.json``. Returns the metrics dict with the keys the CLI documents. ``model_cfg``
+    overrides the model settings of the model's recipe (:func:`recnb.train.recipe_model_config`);
+    ``log(row, model)`` sees each epoch's history row and the model (benchmarks watch test quality with it).
 
     With ``out``, the training state is kept in ``out/train_state.pt`` after every epoch
     until the run ends; ``resume`` continues a killed run from it (else it starts over)."""
-    model_cfg = {"max_len": cfg.max_len, **model_cfg, "num_items": scene.num_items}
+    model_cfg = {"max_len": cfg.max_len, **recipe_model_config(model_name), **model_cfg, "num_items": scene.num_items}
     seed_everything(cfg.seed)  # the initial weights come from the seed too
     model = build_model(model_name, **model_cfg)
     state = Path(out) / "train_state.pt" if out is not None else None
@@ -34,7 +46,7 @@ def train_and_report(
         state.parent.mkdir(parents=True, exist_ok=True)
         if not resume:
             state.unlink(missing_ok=True)
-    result = fit(model, scene, cfg, state=state)
+    result = fit(model, scene, cfg, state=state, log=(lambda row: log(row, model)) if log else None)
     metrics = {
         "dataset": scene.name,
         "model": model_name,

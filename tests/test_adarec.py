@@ -129,6 +129,12 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
     assert kd["params"] == no_kd["params"] and kd["test"] == saved["rows"][-1]["test"]  # the same model, reused
     assert again["rows"][1]["test"] == saved["rows"][1]["test"]
     assert {r["role"] for r in again["rows"]} <= set(ROLES)
+    # a resumed run with settings that change finished pieces is refused, naming them
+    longer = DistillConfig(width=8, train=tiny_train(epochs=3))
+    with pytest.raises(ConfigError, match=r"distill\.train\.epochs"):
+        run_pipeline(scene, tmp_path, teacher=teacher_path, betas=(0.01, 1.0), seeds=2, search_config=scfg,
+                     distill_config=longer, twins="all", batches=(1, 2), log=lambda s: None)
+    assert json.loads((tmp_path / "summary.json").read_text())["settings"]["distill"]["train"]["epochs"] == 1
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -85,3 +85,27 @@ def test_bad_input_is_one_clear_line(inter, tmp_path):
     cfg.write_text('{"hidden_size": 3,')
     one_line_error(run("train", "--dataset", inter, "--model", "sasrec", "--config", cfg, "--out", tmp_path / "h"), "c.json")
     one_line_error(run("evaluate", "--model", tmp_path / "none.pt", "--dataset", inter), "none.pt")
+
+
+@pytest.mark.parametrize("model", ["sasrec", "gru4rec", "nextitnet"])
+def test_cli_trains_with_the_settings_the_benchmark_reports(inter, tmp_path, model):
+    """`recnb train` and bench/train_eval.py take model and training settings from the one
+    recipe: the README's numbers are what the CLI trains."""
+    import dataclasses
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("train_eval", Path(__file__).parents[1] / "bench" / "train_eval.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    proc = run("train", "--dataset", inter, "--model", model, "--epochs", "1", "--device", "cpu", "--seed", "2021",
+               "--out", tmp_path / "r", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    model_cfg, cfg = bench.settings(model, 2021, "cpu", 1, None)
+    expected = {**dataclasses.asdict(cfg), "progress": False}
+    assert {**metrics["train"], "progress": False} == expected
+    built = {k: v for k, v in metrics["config"].items() if k in model_cfg}
+    assert built == model_cfg
+    if model == "nextitnet":
+        assert metrics["config"]["dropout"] == 0.3  # the recipe's, not the model's default 0.0

@@ -36,3 +36,33 @@ def test_sampled_candidates_avoid_seen_items():
     assert not set(cand[0, 1:].tolist()) & {0, 1, 2, 3, 5}
     assert len(set(cand[1, 1:].tolist())) == 100
     assert torch.equal(cand, sampled_candidates(seen, torch.tensor([5, 6]), 300, 100, seed=1))
+
+
+def test_ties_count_against_the_target_and_nan_ranks_last():
+    nan, inf = float("nan"), float("inf")
+    scores = torch.tensor([
+        [-inf, 0.5, 0.5, 0.5, 0.1],  # target 1 tied with two others -> both count against it: rank 2
+        [-inf, 0.3, 0.3, 0.3, 0.3],  # all equal (a collapsed model): last of the 4 real items
+        [-inf, nan, nan, nan, nan],  # all NaN: last
+        [-inf, 0.2, nan, inf, 0.1],  # NaN and +inf candidates never beat a finite target: rank 1 (0.2 > 0.1)
+        [-inf, 0.2, 0.9, 0.1, nan],  # a NaN target ranks last among all 5 columns
+    ])
+    targets = torch.tensor([1, 2, 3, 4, 4])
+    assert ranks_from_scores(scores, targets).tolist() == [2, 3, 4, 1, 4]
+    worst = metrics_from_ranks(ranks_from_scores(torch.zeros(3, 50), torch.tensor([1, 7, 49])), ks=(10,))
+    assert worst.loc[10, "HR"] == 0 and worst.loc[10, "NDCG"] == 0 and worst.loc[10, "MRR"] == 0
+
+
+def test_a_collapsed_model_gets_the_worst_metrics_end_to_end():
+    from recnb.data import synthetic_scene
+    from recnb.models import build_model
+    from recnb.train import evaluate
+
+    scene = synthetic_scene(num_users=40, num_items=30, seq_len=10, seed=1)
+    model = build_model("gru4rec", num_items=scene.num_items, max_len=10)
+    with torch.no_grad():
+        model.item_embedding.weight.zero_()  # every item scores 0: all tied
+    assert evaluate(model, scene, "test").loc[10, "HR"] == 0.0
+    with torch.no_grad():
+        model.item_embedding.weight.fill_(float("nan"))
+    assert evaluate(model, scene, "test").loc[10, "NDCG"] == 0.0

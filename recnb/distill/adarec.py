@@ -284,6 +284,10 @@ def run_pipeline(
     dcfg = distill_config or DistillConfig()
     devices = tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
     device = resolve_device(dcfg.train.device)
+    _check_resume_settings(out / "settings.json", {
+        "dataset": scene.name, "teacher": str(teacher) if teacher else None,
+        "teacher_train": dataclasses.asdict(teacher_train) if teacher_train else None,
+        "search": scfg.to_dict(), "distill": dataclasses.asdict(dcfg), "max_param_ratio": max_param_ratio}, reuse)
     stages: dict = {}
 
     def stage(name, t0):
@@ -339,7 +343,7 @@ def run_pipeline(
 
     # 4. students with and without the teacher, per seed; the default beta, unless given,
     #    is chosen on validation among the students small enough (see choose_default_beta)
-    rows = [_row("nextitnet-teacher", "teacher", None, False, None, {
+    rows = [_row(f"{teacher_model.name}-teacher", "teacher", None, False, None, {
         **{k: v for k, v in tm.items() if k.startswith(("params", "flops", "latency_"))},
         "test": {**tm["test"], **{f"{k}_std": 0.0 for k in tm["test"]}}, "test_sampled100": tm["test_sampled100"],
         "seeds": [tm.get("seed")], "train_seconds": tm.get("train_seconds"), "epochs": []})]
@@ -416,6 +420,35 @@ def run_pipeline(
     write_json(out / "summary.json", summary)
     summary_frame(rows).to_csv(out / "summary.csv", index=False)
     return summary
+
+
+# settings that change no finished piece: where it runs, how it reports, how long a run may take
+_FREE_SETTINGS = ("device", "progress", "cost_device", "cache_dir")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_resume_settings(path: Path, settings: dict, reuse: bool) -> None:
+    """A resumed pipeline reuses finished pieces, so it must run with the settings that made
+    them: changed ones are refused by name (start over with --force, or keep them)."""
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
+    if reuse and path.exists():
+        saved = _flat(json.loads(path.read_text()))
+        now = _flat(settings)
+        changed = sorted(k for k in saved.keys() | now.keys()
+                         if k.rsplit(".", 1)[-1] not in _FREE_SETTINGS and saved.get(k) != now.get(k))
+        if changed:
+            raise ConfigError(f"--resume: {path.parent} was run with other settings ({', '.join(changed)}); "
+                              "resume with the same ones or start over with --force")
+    write_json(path, settings)
 
 
 def load_summary(out_dir: str | Path) -> pd.DataFrame:

@@ -1,0 +1,177 @@
+"""Bad input through the CLI: exit code 2, one line naming the option, file or epoch, no
+traceback; and the cases that used to pass silently (collapsed models, crafted checkpoints,
+teachers from another scene, k-core scenes)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from recnb.data import synthetic_scene, write_atomic
+from recnb.errors import ConfigError, DataError
+from recnb.models import build_model
+from recnb.train import evaluate, load_checkpoint, save_checkpoint
+
+CMD = [sys.executable, "-m", "recnb"]
+
+
+def run(*args, env=None):
+    return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def one_line_error(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return synthetic_scene(num_users=60, num_items=30, seq_len=15, seed=4)
+
+
+@pytest.fixture(scope="module")
+def inter(scene, tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "toy.inter"
+    write_atomic(scene, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def other_inter(tmp_path_factory):
+    """Another scene with the same number of items (30) but other item ids."""
+    other = synthetic_scene(num_users=60, num_items=30, seq_len=15, seed=5)
+    other.item_ids = ["<pad>"] + [f"x{i}" for i in other.item_ids[1:]]
+    path = tmp_path_factory.mktemp("other") / "other.inter"
+    write_atomic(other, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(scene, tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("nextitnet", num_items=scene.num_items, max_len=10, embedding_size=8, num_blocks=1)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, model, scene)
+    return path
+
+
+TRAIN = ["train", "--model", "sasrec", "--epochs", "1", "--max-len", "10", "--quiet", "--device", "cpu"]
+BAD_TRAIN_OPTIONS = [
+    (["--lr", "nan"], "lr"), (["--lr", "-1"], "lr"), (["--lr", "0"], "lr"), (["--lr", "inf"], "lr"),
+    (["--weight-decay", "-1"], "weight_decay"), (["--dropout", "2"], "dropout"), (["--hidden-size", "0"], "hidden_size"),
+    (["--patience", "-1"], "patience"), (["--epoch", "3"], "--epoch"), (["--num-heads", "3"], "num_heads"),
+]
+
+
+@pytest.mark.parametrize("flags,needle", BAD_TRAIN_OPTIONS, ids=[" ".join(f) for f, _ in BAD_TRAIN_OPTIONS])
+def test_bad_train_options_are_one_line(inter, tmp_path, flags, needle):
+    one_line_error(run(*TRAIN, "--dataset", inter, "--out", tmp_path / "o", *flags), needle)
+    assert not (tmp_path / "o" / "model.pt").exists()
+
+
+BAD_NEXTITNET = [(["--dilations", "a,b"], "--dilations"), (["--kernel-size", "0"], "kernel_size"),
+                 (["--num-blocks", "0"], "num_blocks"), (["--dilations", "0"], "dilations")]
+
+
+@pytest.mark.parametrize("flags,needle", BAD_NEXTITNET, ids=[" ".join(f) for f, _ in BAD_NEXTITNET])
+def test_bad_model_options_are_one_line(inter, tmp_path, flags, needle):
+    one_line_error(run("train", "--model", "nextitnet", "--epochs", "1", "--dataset", inter, "--out", tmp_path / "o",
+                       "--quiet", *flags), needle)
+
+
+@pytest.mark.parametrize("content,needle", [('{"batch_size": "two"}', "batch_size"), ("[1, 2]", "JSON object"),
+                                            ('{"dropout": [0.1]}', "dropout")])
+def test_config_values_of_the_wrong_type(inter, tmp_path, content, needle):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(content)
+    one_line_error(run(*TRAIN, "--dataset", inter, "--out", tmp_path / "o", "--config", cfg), needle)
+
+
+def test_binary_arch_file_and_bench_options(inter, checkpoint, tmp_path):
+    arch = tmp_path / "arch.json"
+    arch.write_bytes(bytes(range(256)) * 4)
+    one_line_error(run("distill", "--dataset", inter, "--no-teacher", "--arch", arch, "--out", tmp_path / "d"), str(arch))
+    one_line_error(run("bench", "latency", "--model", checkpoint, "--threads", "-2"), "--threads")
+    one_line_error(run("bench", "latency", "--model", checkpoint, "--seq-len", "0"), "--seq-len")
+
+
+def test_collapsed_training_stops_naming_the_epoch(inter, tmp_path):
+    """A learning rate that blows the weights up used to finish with HR = NDCG = 1.0."""
+    out = tmp_path / "o"
+    line = one_line_error(run(*TRAIN, "--epochs", "3", "--dataset", inter, "--out", out, "--lr", "1e30"),
+                          "diverged in epoch 0")
+    assert not (out / "model.pt").exists() and not (out / "metrics.json").exists()
+    assert "lower --lr" in line
+
+
+def test_teacher_from_another_scene_is_refused(inter, other_inter, checkpoint, tmp_path):
+    ev = run("evaluate", "--model", checkpoint, "--dataset", other_inter)
+    one_line_error(ev, "item ids differ")
+    one_line_error(run("search", "--dataset", other_inter, "--teacher", checkpoint, "--out", tmp_path / "s",
+                       "--epochs", "1", "--max-len", "10"), "--teacher", "item ids differ")
+    arch = tmp_path / "a.json"
+    arch.write_text(json.dumps({"cells": [{"nodes": [[{"op": "skip", "input": 0}, {"op": "skip", "input": 1}]]}]}))
+    one_line_error(run("distill", "--dataset", other_inter, "--teacher", checkpoint, "--arch", arch, "--out",
+                       tmp_path / "d", "--max-len", "10"), "--teacher", "item ids differ")
+
+
+def test_kcore_model_evaluates_on_the_same_kcore_scene(inter, tmp_path):
+    out = tmp_path / "k"
+    proc = run(*TRAIN, "--dataset", inter, "--out", out, "--kcore", "5", "--hidden-size", "8")
+    assert proc.returncode == 0, proc.stderr
+    ev = run("evaluate", "--model", out / "model.pt", "--dataset", inter)
+    assert ev.returncode == 0, ev.stderr
+    test = json.loads((out / "metrics.json").read_text())["test"]["NDCG@10"]
+    assert json.loads(ev.stdout)["metrics"]["NDCG@10"] == pytest.approx(test, abs=1e-9)
+
+
+class _Payload:
+    """Unpickling this object would create the marker file: a checkpoint must never run it."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def test_crafted_checkpoint_is_refused_and_its_payload_never_runs(scene, checkpoint, tmp_path):
+    marker = tmp_path / "PWNED"
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["extra"] = {"x": _Payload(marker)}
+    evil = tmp_path / "evil.pt"
+    torch.save(payload, evil)
+    with pytest.raises(DataError, match="refused"):
+        load_checkpoint(evil)
+    one_line_error(run("evaluate", "--model", evil, "--dataset", "ml-100k"), str(evil), "refused")
+    assert not marker.exists()
+    model, _ = load_checkpoint(checkpoint)  # a plain recnb checkpoint still loads
+    assert model.name == "nextitnet"
+
+
+def test_unknown_encoder_fails_at_once_offline(inter, tmp_path):
+    import time
+
+    start = time.perf_counter()
+    proc = run("teacher-artifacts", "--dataset", inter, "--teacher", "semantic", "--encoder", "no-such/encoder-xyz",
+               "--out", tmp_path / "a", env={"HF_HUB_OFFLINE": "1"})
+    pytest.importorskip("sentence_transformers")
+    one_line_error(proc, "no-such/encoder-xyz", "offline")
+    assert time.perf_counter() - start < 60  # hub retries took over a minute
+
+
+def test_python_api_errors_are_recnb_errors(scene):
+    with pytest.raises(ConfigError, match=r"num_items=scene\.num_items"):
+        build_model("gru4rec")
+    model = build_model("gru4rec", num_items=scene.num_items, max_len=10)
+    with pytest.raises(ConfigError, match="split"):
+        evaluate(model, scene, split="train")
