@@ -25,11 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recnb.adarec.architecture import Architecture
+from recnb.adarec.pipeline import TEACHER_CONFIG, TEACHER_TRAIN, DistillConfig, run_pipeline
+from recnb.adarec.search import SearchConfig, search
 from recnb.data import load_scene
-from recnb.distill.adarec import TEACHER_CONFIG, TEACHER_TRAIN, DistillConfig, run_pipeline
 from recnb.experiment import train_and_report
-from recnb.search.architecture import Architecture
-from recnb.search.searcher import SearchConfig, search
 from recnb.train import TrainConfig, load_checkpoint, recipe
 
 

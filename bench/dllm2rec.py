@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from recnb.data import load_scene
-from recnb.distill.artifacts import load_artifacts
-from recnb.distill.dllm2rec import DLLM2RecConfig, mean_over_seeds, run_dllm2rec
-from recnb.distill.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text, teacher_recipe
+from recnb.dllm2rec.artifacts import load_artifacts
+from recnb.dllm2rec.pipeline import DLLM2RecConfig, mean_over_seeds, run_dllm2rec
+from recnb.dllm2rec.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text, teacher_recipe
 from recnb.train import TrainConfig, fit, recipe
 
 ABLATIONS = {
@@ -144,12 +144,12 @@ def main(argv=None) -> int:
     times["total"] = round(time.perf_counter() - t0, 1)
 
     rows = [[f"teacher (semantic, BIGRec-shaped, {report.get('backbone', args.backbone)})", *[report["test"][c] for c in COLS], report["params"],
-             report["cpu_ms_per_256_users"]]]
+             report["latency_cpu_b256_ms"]]]
     for student, r in results.items():
         for kind in ("baseline", "distilled"):
             m = r[kind]
             label = f"{student} {'plain' if kind == 'baseline' else '+ DLLM2Rec'}"
-            rows.append([label, *[m["test"][c] for c in COLS], m["params"], round(m["cpu_ms_per_256_users"], 2)])
+            rows.append([label, *[m["test"][c] for c in COLS], m["params"], round(m["latency_cpu_b256_ms"], 2)])
     main_table = table(["model", *[f"test {c}" for c in COLS], "params", "CPU ms / 256 users"], rows)
     gain_rows = [[s, r["baseline"]["test"]["NDCG@10"], r["distilled"]["test"]["NDCG@10"],
                   f"{100 * r['gain']['NDCG@10']:+.1f}%", r["baseline"]["test"]["HR@10"],

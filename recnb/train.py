@@ -81,6 +81,28 @@ class TrainConfig:
         "ema": "[0, 1)", "ema_warmup": "[1, inf)", "ema_start": "[0, inf)", "reorder": "[0, 1]",
     }
 
+    # one line of help per field: `recnb train --help` is generated from it (commands/train.py)
+    HELP: ClassVar[dict] = {
+        "epochs": "most epochs to train", "batch_size": "training windows per batch",
+        "lr": "Adam learning rate", "weight_decay": "Adam weight decay",
+        "loss": "ce (full softmax) or bce (one sampled negative per position)",
+        "patience": "epochs without a better validation NDCG@10 before stopping",
+        "device": "auto, cpu or cuda", "seed": "seed of weights, order and dropout", "max_len": "history window length",
+        "context": "overlap of training windows (targets masked there): more context per target, more compute",
+        "amp": "bfloat16 autocast (CUDA only)", "clip": "gradient norm clip (none = off)",
+        "eval_every": "epochs between validations", "progress": "progress bars",
+        "time_budget": "seconds; stop after the epoch that crosses it",
+        "lr_plateau": "halve the lr after this many epochs without a better validation (0 = off)",
+        "warmup": "epochs of linear lr warm-up (0 = off)",
+        "lr_decay": "none, cosine or linear: the lr falls to 0 at the end of --epochs after the warm-up",
+        "label_smoothing": "share of each CE target spread over all items (0 = off)",
+        "ema": "decay of a moving average of the weights, validated and kept instead (0 = off)",
+        "ema_warmup": "the average's decay at step t is at most (1 + t) / (this + t): 10 averages about the last "
+                      "tenth of the steps, 2 about all of them",
+        "ema_start": "epochs before the average starts (0 = from the start)",
+        "reorder": "shuffle a random span of this share of each training window (augmentation; 0 = off)",
+    }
+
     def __post_init__(self):
         check_fields(self, self.RANGES, "training options")
         if self.loss not in LOSSES:
@@ -261,7 +283,7 @@ def fit(
     from it and continues to the same numbers an uninterrupted run gives (on CPU; the state
     an ``extra_loss`` keeps for itself is not part of it).
     """
-    cfg = config or TrainConfig()
+    cfg = config or recipe(model.name)  # the measured settings, as the CLI uses
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model.to(device)

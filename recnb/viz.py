@@ -299,7 +299,7 @@ def _architecture_dict(arch) -> dict:
     if isinstance(arch, dict):
         return arch
     if isinstance(arch, (str, Path)):
-        from recnb.search.architecture import Architecture
+        from recnb.adarec.architecture import Architecture
 
         return Architecture.load(arch).to_dict()
     raise ConfigError(f"expected an Architecture or its JSON dict, got {type(arch).__name__}")
@@ -618,7 +618,7 @@ def load_rows(summary_path) -> list:
     """The rows of an AdaRec ``summary.json`` (a file or its folder) with each row's
     architecture read into its JSON value (paths resolved as written, else relative to the
     summary's folder), so widgets and figures need no further file access."""
-    from recnb.search.architecture import Architecture
+    from recnb.adarec.architecture import Architecture
 
     path = Path(summary_path)
     path = path / "summary.json" if path.is_dir() else path
@@ -765,8 +765,8 @@ def importance_rows(scene: Scene, artifacts, users, max_len: int, student=None, 
     consistency parts and the combined weight (``weights`` are ``importance_weights``
     options, e.g. ``gamma_position``). Consistency needs the ``student`` (its current top-k)."""
     from recnb.data import train_windows
-    from recnb.distill.artifacts import scene_rows
-    from recnb.distill.dllm2rec import importance_weights
+    from recnb.dllm2rec.artifacts import scene_rows
+    from recnb.dllm2rec.pipeline import importance_weights
 
     windows = train_windows(scene, max_len)
     rows = scene_rows(windows, scene)

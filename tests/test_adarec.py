@@ -6,9 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from recnb.cli import main
-from recnb.data import synthetic_scene, train_windows
-from recnb.distill.adarec import (
+from recnb.adarec.architecture import Architecture
+from recnb.adarec.pipeline import (
     ROLES,
     DistillConfig,
     baseline_config,
@@ -18,11 +17,12 @@ from recnb.distill.adarec import (
     run_pipeline,
     train_model,
 )
-from recnb.distill.losses import TeacherCache
+from recnb.adarec.search import SearchConfig
+from recnb.cli import main
+from recnb.data import synthetic_scene, train_windows
 from recnb.errors import ConfigError
+from recnb.kd import TeacherCache
 from recnb.models import build_model
-from recnb.search.architecture import Architecture
-from recnb.search.searcher import SearchConfig
 from recnb.train import TrainConfig, load_checkpoint, save_checkpoint
 
 L = 12

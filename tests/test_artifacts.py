@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recnb.data import eval_inputs, synthetic_scene, train_windows
-from recnb.distill.artifacts import (
+from recnb.dllm2rec.artifacts import (
     CONFIDENCE_FILE,
     EMBEDDINGS_FILE,
     RANKS_FILE,

@@ -109,3 +109,27 @@ def test_cli_trains_with_the_settings_the_benchmark_reports(inter, tmp_path, mod
     assert built == model_cfg
     if model == "nextitnet":
         assert metrics["config"]["dropout"] == 0.3  # the recipe's, not the model's default 0.0
+
+
+def test_train_flags_are_generated_from_the_config_dataclasses():
+    """Every TrainConfig and model field is a `train` option with help and its default, so
+    flags, help and defaults cannot drift from the code."""
+    import dataclasses
+
+    from recnb.cli import build_parser
+    from recnb.commands.train import NOT_FLAGS
+    from recnb.models import BASE_MODELS, model_class
+    from recnb.train import TrainConfig
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    train = sub.choices["train"]
+    flags = {a.dest: a for a in train._actions if a.option_strings}
+    expected = {f.name for f in dataclasses.fields(TrainConfig)} - set(NOT_FLAGS)
+    for name in BASE_MODELS:
+        expected |= {f.name for f in dataclasses.fields(model_class(name).config_class)} - {"num_items"}
+    assert expected <= set(flags)
+    for name, action in flags.items():
+        assert action.help and action.help.strip(), name
+        if name in expected:
+            assert "default" in action.help, name
+    assert "nextitnet 0.3" in flags["dropout"].help and "sasrec 0.003" in flags["lr"].help

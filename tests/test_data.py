@@ -3,11 +3,20 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from recnb.data import (
-    build_scene, describe, eval_inputs, from_dataframe, load_scene, read_atomic, read_movielens,
-    read_sasrec_txt, seen_items, synthetic_scene, train_windows, write_atomic,
+    build_scene,
+    describe,
+    eval_inputs,
+    from_dataframe,
+    load_scene,
+    read_atomic,
+    read_movielens,
+    read_sasrec_txt,
+    seen_items,
+    synthetic_scene,
+    train_windows,
+    write_atomic,
 )
 from recnb.errors import DataError
 

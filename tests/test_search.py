@@ -10,15 +10,17 @@ import pandas as pd
 import pytest
 import torch
 
+from recnb.adarec.architecture import Architecture, derive, edges_per_cell
+from recnb.adarec.objective import combined_loss, cost_loss
+from recnb.adarec.ops import PRIMITIVES, build_op, latency_table, normalised_costs, op_flops, op_params
+from recnb.adarec.search import SearchConfig, bilevel_step, load_history, search
+from recnb.adarec.student import Student
+from recnb.adarec.supernet import Supernet, SupernetConfig
 from recnb.data import synthetic_scene, train_windows
-from recnb.distill.losses import EMDLoss, TeacherCache, combined_loss, cost_loss, emd_flow, kd_loss
 from recnb.errors import ConfigError
+from recnb.kd import EMDLoss, TeacherCache, emd_flow, kd_loss
+from recnb.measure import model_flops
 from recnb.models import build_model
-from recnb.search.architecture import Architecture, derive, edges_per_cell
-from recnb.search.ops import PRIMITIVES, build_op, latency_table, model_flops, normalised_costs, op_flops, op_params
-from recnb.search.searcher import SearchConfig, bilevel_step, load_history, search
-from recnb.search.student import Student
-from recnb.search.supernet import Supernet, SupernetConfig
 from recnb.train import load_checkpoint, save_checkpoint
 
 D, L = 8, 12

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from recnb import viz
+from recnb.adarec.architecture import Architecture, derive
+from recnb.adarec.search import DEFAULT_PRIMITIVES
 from recnb.data import synthetic_scene
 from recnb.errors import ConfigError
 from recnb.models import build_model
-from recnb.search.architecture import Architecture, derive
-from recnb.search.searcher import DEFAULT_PRIMITIVES
 
 
 @pytest.fixture(scope="module")

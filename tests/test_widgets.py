@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from recnb import widgets
+from recnb.adarec.architecture import derive
+from recnb.adarec.search import DEFAULT_PRIMITIVES
 from recnb.errors import ConfigError
-from recnb.search.architecture import derive
-from recnb.search.searcher import DEFAULT_PRIMITIVES
 
 
 def _arch(seed):

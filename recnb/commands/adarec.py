@@ -32,7 +32,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from recnb.distill.adarec import DistillConfig, run_pipeline
+    from recnb.adarec.pipeline import DistillConfig, run_pipeline
     from recnb.train import TrainConfig
 
     scfg = search_config_from_args(args, seed=args.seed, device=args.device, progress=not args.quiet)

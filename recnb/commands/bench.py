@@ -27,7 +27,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from recnb.search.ops import model_flops, model_latency
+    from recnb.measure import model_flops, model_latency
     from recnb.train import load_checkpoint, resolve_device
 
     batches = parse_list(args.batch, int, "--batch")

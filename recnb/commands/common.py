@@ -16,8 +16,8 @@ def add_data_args(p) -> None:
 def add_run_args(p) -> None:
     p.add_argument("--out", required=True, help="output directory (never overwritten without --force)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--seed", type=int, default=2020, help="seed of weights, data order and dropout (default 2020)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -32,10 +32,10 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
+    from recnb.adarec.architecture import Architecture
+    from recnb.adarec.pipeline import DistillConfig, build_student, train_model
     from recnb.data import load_scene, train_windows
-    from recnb.distill.adarec import DistillConfig, build_student, train_model
-    from recnb.distill.losses import TeacherCache
-    from recnb.search.architecture import Architecture
+    from recnb.kd import TeacherCache
     from recnb.train import TrainConfig, load_checkpoint, resolve_device
 
     if args.no_teacher == (args.teacher is not None):

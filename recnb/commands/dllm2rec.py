@@ -40,8 +40,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from recnb.data import load_scene
-    from recnb.distill.artifacts import is_official_dir, load_artifacts, read_official
-    from recnb.distill.dllm2rec import STUDENTS, DLLM2RecConfig, run_dllm2rec
+    from recnb.dllm2rec.artifacts import is_official_dir, load_artifacts, read_official
+    from recnb.dllm2rec.pipeline import STUDENTS, DLLM2RecConfig, run_dllm2rec
     from recnb.train import TrainConfig
 
     if args.student not in STUDENTS:

@@ -40,7 +40,7 @@ def add_search_args(p) -> None:
 
 
 def search_config_from_args(args, **overrides):
-    from recnb.search.searcher import SearchConfig
+    from recnb.adarec.search import SearchConfig
 
     opts = read_json_file(args.search_config, "--search-config") if getattr(args, "search_config", None) else {}
     for flag, (name, _, _) in SEARCH_FLAGS.items():
@@ -48,7 +48,7 @@ def search_config_from_args(args, **overrides):
         if value is not None:
             opts[name] = value
     if getattr(args, "ops", None):
-        from recnb.search.ops import check_op
+        from recnb.adarec.ops import check_op
 
         opts["primitives"] = [check_op(o.strip(), "--ops") for o in args.ops.split(",") if o.strip()]
     if getattr(args, "hard", False):
@@ -70,8 +70,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from recnb.adarec.search import search
     from recnb.data import load_scene
-    from recnb.search.searcher import search
 
     cfg = search_config_from_args(args, seed=args.seed, device=args.device, progress=not args.quiet)
     out = prepare_out_dir(args.out, args.force, resume=args.resume)

@@ -37,8 +37,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from recnb.data import load_scene
-    from recnb.distill.artifacts import is_official_dir
-    from recnb.distill.teachers import (
+    from recnb.dllm2rec.artifacts import is_official_dir
+    from recnb.dllm2rec.teachers import (
         build_semantic_teacher,
         make_artifacts,
         model_report,

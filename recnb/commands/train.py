@@ -2,25 +2,54 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import time
 
 from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir, read_json_file
 from recnb.errors import ConfigError
 from recnb.models import BASE_MODELS, model_class
-from recnb.train import recipe
+from recnb.train import RECIPES, TrainConfig, recipe
 
-TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "loss", "patience", "max_len", "context", "time_budget", "warmup", "lr_decay", "label_smoothing", "ema", "ema_warmup", "ema_start", "reorder")
+# TrainConfig fields set elsewhere on the command line (--device/--seed by add_run_args, --quiet)
+NOT_FLAGS = ("device", "seed", "progress")
+
+
+def train_fields() -> dict:
+    """Every TrainConfig field that is a ``train`` option: ``{name: dataclass field}``."""
+    return {f.name: f for f in dataclasses.fields(TrainConfig) if f.name not in NOT_FLAGS}
 
 
 def _model_fields() -> dict:
-    """Every hyper-parameter of every base model, as ``{field: type}``."""
+    """Every hyper-parameter of every base model: ``{field: (dataclass field, config class)}``
+    (the first model that has it gives its type and help)."""
     out = {}
     for name in BASE_MODELS:
-        for f in dataclasses.fields(model_class(name).config_class):
-            if f.name not in ("num_items", "max_len"):
-                out[f.name] = f.type
+        cls = model_class(name).config_class
+        for f in dataclasses.fields(cls):
+            if f.name not in ("num_items", "max_len") and f.name not in out:
+                out[f.name] = (f, cls)
     return out
+
+
+def _kind(annotation: str):
+    """The argparse type for a dataclass annotation; ``None`` for flags and lists."""
+    first = str(annotation).split("|")[0].strip()
+    return {"int": int, "float": float, "str": str}.get(first)
+
+
+def _recipe_defaults(field: str) -> str:
+    """``"; recipes: sasrec 3e-3, gru4rec 3e-3"`` where a recipe sets ``field``."""
+    got = []
+    for model, settings in RECIPES.items():
+        value = settings.get(field, settings.get("model", {}).get(field))
+        if value is not None:
+            got.append(f"{model} {value:g}" if isinstance(value, float) else f"{model} {value}")
+    return f"; recipe: {', '.join(got)}" if got else ""
+
+
+def _default(f) -> object:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def register(sub) -> None:
@@ -28,43 +57,27 @@ def register(sub) -> None:
     add_data_args(p)
     add_run_args(p)
     p.add_argument("--model", required=True, help=f"one of {', '.join(BASE_MODELS)}")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--loss", default=None, help="ce (full softmax, default) or bce (one sampled negative)")
-    p.add_argument("--patience", type=int, default=None)
-    p.add_argument("--max-len", type=int, default=None)
-    p.add_argument("--context", type=int, default=None, help="overlap of training windows (more context per target)")
-    p.add_argument("--time-budget", type=float, default=None, help="stop after the epoch that crosses this many seconds")
-    p.add_argument("--warmup", type=float, default=None,
-                   help="epochs of linear lr warm-up (lets SASRec take a higher lr; 0 = off)")
-    p.add_argument("--lr-decay", default=None,
-                   help="none (default), cosine or linear: the lr falls to 0 at the end of --epochs after the warm-up")
-    p.add_argument("--label-smoothing", type=float, default=None,
-                   help="share of each CE target spread over all items (0 = off)")
-    p.add_argument("--ema", type=float, default=None,
-                   help="decay of a moving average of the weights that is validated and kept instead (e.g. 0.995; 0 = off)")
-    p.add_argument("--ema-warmup", type=float, default=None,
-                   help="the average's decay at step t is at most (1 + t) / (this + t): 10 (default) averages "
-                        "about the last tenth of the steps, 2 about all of them until --ema takes over")
-    p.add_argument("--ema-start", type=float, default=None,
-                   help="epochs before the average starts (it follows the weights until then; 0 = from the start)")
-    p.add_argument("--reorder", type=float, default=None,
-                   help="shuffle a random span of this fraction of each training window (augmentation; 0 = off)")
-    p.add_argument("--protocol", default="full", help="full or sampled100")
+    p.add_argument("--protocol", default="full", help="full or sampled100 (default full)")
     p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with")
-    p.add_argument("--kcore", type=int, default=None)
-    p.add_argument("--config", default=None, help="JSON file of model and training options")
+    p.add_argument("--kcore", type=int, default=None, help="keep users and items with at least this many interactions")
+    p.add_argument("--config", default=None, help="JSON file of model and training options (flags win)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run in --out from its train_state.pt (same settings; else it starts over)")
-    group = p.add_argument_group("model hyper-parameters (each applies to the models that have it)")
-    for field, typ in _model_fields().items():
-        kind = {"int": int, "float": float}.get(str(getattr(typ, "__name__", typ)), None)
-        if field == "dilations":
-            group.add_argument("--dilations", default=None, help="comma-separated, e.g. 1,4")
+    group = p.add_argument_group("training options (unset ones come from the model's recipe, recnb.train.RECIPES)")
+    for name, f in train_fields().items():
+        help_text = f"{TrainConfig.HELP[name]} (default {_default(f)}{_recipe_defaults(name)})"
+        flag = f"--{name.replace('_', '-')}"
+        if _kind(f.type) is None:  # a bool
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            group.add_argument(f"--{field.replace('_', '-')}", dest=field, type=kind, default=None)
+            group.add_argument(flag, dest=name, type=_kind(f.type), default=None, help=help_text)
+    group = p.add_argument_group("model hyper-parameters (each applies to the models that have it)")
+    for name, (f, cls) in _model_fields().items():
+        help_text = f"{cls.HELP[name]} ({cls.__name__.removesuffix('Config')} default {_default(f)}{_recipe_defaults(name)})"
+        if name == "dilations":
+            group.add_argument("--dilations", default=None, help=help_text.replace("(", "(comma-separated, e.g. 1,4; ", 1))
+        else:
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_kind(f.type), default=None, help=help_text)
     p.set_defaults(func=run)
 
 
@@ -74,14 +87,15 @@ def split_options(model: str, args) -> tuple[dict, dict]:
     model_names = {f.name for f in dataclasses.fields(cls.config_class)} - {"num_items"}
     file_opts = read_json_file(args.config, "--config") if args.config else {}
     model_cfg, train_cfg = {}, {}
+    fields = train_fields()
     for key, value in file_opts.items():
-        if key in TRAIN_FIELDS:
+        if key in fields:
             train_cfg[key] = value
         elif key in model_names:
             model_cfg[key] = value
         else:
             raise ConfigError(f"--config {args.config}: unknown option '{key}' for model {model}")
-    for key in TRAIN_FIELDS:
+    for key in fields:
         if getattr(args, key, None) is not None:
             train_cfg[key] = getattr(args, key)
     for key in _model_fields():

@@ -1,44 +1,51 @@
-"""Sequential models behind one contract (see :mod:`recnb.models.base`).
+"""Sequential models behind one contract (see :mod:`recnb.models.base`), and the registry
+that maps a checkpoint's model name to its class.
 
-The registry maps a name to ``module:Class``; entries import lazily so that the searched
-``student`` (built from :mod:`recnb.search`) loads from a checkpoint like any other model
-without the models layer importing the search code.
+The four base models register here; models defined by the methods above this layer (the
+AdaRec ``student``, DLLM2Rec's semantic teacher and embedding-distilled student) register
+themselves with :func:`register_model` when their module is imported, which ``import
+recnb`` does, so the models layer never names the layers above it.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from recnb.errors import ConfigError
-from recnb.models.base import ModelConfig, SeqRecModel
+from recnb.models.base import ModelConfig, SeqRecModel, check_contract
+from recnb.models.caser import Caser
+from recnb.models.gru4rec import GRU4Rec
+from recnb.models.nextitnet import NextItNet
+from recnb.models.sasrec import SASRec
 
-REGISTRY = {
-    "sasrec": "recnb.models.sasrec:SASRec",
-    "gru4rec": "recnb.models.gru4rec:GRU4Rec",
-    "nextitnet": "recnb.models.nextitnet:NextItNet",
-    "caser": "recnb.models.caser:Caser",
-    "student": "recnb.search.student:Student",
-    "semantic_teacher": "recnb.distill.teachers:SemanticTeacher",
-    "dllm2rec_student": "recnb.distill.dllm2rec:EmbeddingDistilledStudent",
-}
+REGISTRY: dict[str, type[SeqRecModel]] = {}
 BASE_MODELS = ("sasrec", "gru4rec", "nextitnet", "caser")
+
+
+def register_model(cls: type[SeqRecModel]) -> type[SeqRecModel]:
+    """Make ``cls`` loadable by its ``name`` (usable as a class decorator)."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+for _cls in (SASRec, GRU4Rec, NextItNet, Caser):
+    register_model(_cls)
 
 
 def model_class(name: str) -> type[SeqRecModel]:
     if name not in REGISTRY:
         raise ConfigError(f"unknown model '{name}'; choose one of {', '.join(REGISTRY)}")
-    module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return REGISTRY[name]
 
 
 def build_model(name: str, **config) -> SeqRecModel:
-    """``build_model("sasrec", num_items=1682, hidden_size=64)``."""
+    """``build_model("sasrec", num_items=scene.num_items, hidden_size=64)``: the model with its
+    contract checked (:func:`recnb.models.base.check_contract`)."""
     cls = model_class(name)
-    return cls(cls.config_class.from_dict(config))
+    return check_contract(cls(cls.config_class.from_dict(config)))
 
 
 def model_from_config(name: str, config: dict) -> SeqRecModel:
     return build_model(name, **config)
 
 
-__all__ = ["REGISTRY", "BASE_MODELS", "ModelConfig", "SeqRecModel", "build_model", "model_class", "model_from_config"]
+__all__ = ["BASE_MODELS", "REGISTRY", "ModelConfig", "SeqRecModel", "build_model", "check_contract", "model_class",
+           "model_from_config", "register_model"]

@@ -1,8 +1,11 @@
-"""The one contract every sequential model meets.
+"""The one contract every sequential model meets, and its check.
 
-``forward(seq)`` returns the per-layer hidden states, embedding output first, each
-``(B, L, d)``; ``score(h)`` turns a hidden state into logits over all items (column 0 is
-padding and is never recommended). Position ``i`` never sees positions ``> i``.
+``forward(seq)`` returns the per-layer hidden states, embedding output first, state ``i``
+of shape ``(B, L, layer_widths()[i])`` (one width for all layers unless the model declares
+otherwise, as GRU4Rec does); ``score(h)`` turns the last state into logits over all items
+(column 0 is padding and is never recommended); every consumer scores through ``score()``
+(a model may rank by distance rather than a dot product). Position ``i`` never sees
+positions ``> i``. :func:`check_contract` refuses a model that breaks this.
 """
 
 from __future__ import annotations
@@ -77,11 +80,48 @@ class SeqRecModel(nn.Module):
         """Logits over all items (``..., num_items + 1``) from an output hidden state."""
         return h @ self.item_weights().t()
 
+    def layer_widths(self) -> list[int] | None:
+        """Width of each state ``forward`` returns; ``None`` (the default) declares them all
+        equal. A model whose layers differ in width overrides this."""
+        return None
+
     def num_params(self, embeddings: bool = True) -> int:
         total = sum(p.numel() for p in self.parameters())
         if not embeddings:
             total -= sum(p.numel() for n, p in self.named_parameters() if _is_embedding(n))
         return total
+
+
+@torch.no_grad()
+def check_contract(model: nn.Module) -> nn.Module:
+    """Run ``model`` once on a two-item history and refuse it, with a ``ConfigError`` naming
+    it, if its states or scores break the contract. Draws no random numbers (eval mode)."""
+    name = getattr(model, "name", type(model).__name__)
+    num_items = getattr(getattr(model, "config", None), "num_items", None)
+    if not (hasattr(model, "score") and num_items):
+        raise ConfigError(f"{name}: not a recnb model (needs config.num_items, forward() and score())")
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        states = model(torch.ones(1, 2, dtype=torch.long, device=device))
+        if not isinstance(states, (list, tuple)) or not states or any(s.dim() != 3 or s.shape[:2] != (1, 2) for s in states):
+            raise ConfigError(f"{name}: breaks the model contract: forward() must return a list of (B, L, d) states")
+        widths = [int(s.shape[-1]) for s in states]
+        declared = model.layer_widths() if hasattr(model, "layer_widths") else None
+        if declared is None and len(set(widths)) > 1:
+            raise ConfigError(f"{name}: breaks the model contract: states of widths {widths} but layer_widths() "
+                              "declares them equal")
+        if declared is not None and list(declared) != widths:
+            raise ConfigError(f"{name}: breaks the model contract: layer_widths() says {list(declared)}, "
+                              f"forward() returns {widths}")
+        scores = model.score(states[-1])
+        if tuple(scores.shape) != (1, 2, num_items + 1):
+            raise ConfigError(f"{name}: breaks the model contract: score() gives {tuple(scores.shape)}, "
+                              f"expected (B, L, num_items + 1 = {num_items + 1})")
+    finally:
+        model.train(was_training)
+    return model
 
 
 def _is_embedding(name: str) -> bool:

@@ -21,6 +21,9 @@ class CaserConfig(ModelConfig):
     num_h: int = 16  # horizontal filters per height
     num_v: int = 4  # vertical filters
     dropout: float = 0.4
+    HELP: ClassVar[dict] = {"embedding_size": "item embedding width", "window": "history positions each convolution sees",
+                            "num_h": "horizontal filters per height", "num_v": "vertical filters",
+                            "dropout": "dropout before the output layer"}
     RANGES: ClassVar[dict] = {"embedding_size": "[1, inf)", "window": "[1, inf)", "num_h": "[1, inf)", "num_v": "[1, inf)", "dropout": "[0, 1)"}
 
 

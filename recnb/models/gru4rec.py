@@ -18,6 +18,8 @@ class GRU4RecConfig(ModelConfig):
     hidden_size: int = 128
     num_layers: int = 1
     dropout: float = 0.3
+    HELP: ClassVar[dict] = {"embedding_size": "item embedding width", "hidden_size": "GRU state width",
+                            "num_layers": "stacked GRU layers", "dropout": "dropout on the item embeddings"}
     RANGES: ClassVar[dict] = {"embedding_size": "[1, inf)", "hidden_size": "[1, inf)", "num_layers": "[1, inf)", "dropout": "[0, 1)"}
 
 
@@ -34,6 +36,10 @@ class GRU4Rec(SeqRecModel):
         nn.init.xavier_normal_(self.item_embedding.weight)
         for w in self.gru.parameters():
             nn.init.xavier_uniform_(w)
+
+    def layer_widths(self) -> list[int]:
+        """Embedding, the GRU's state, and the dense layer back to the embedding width."""
+        return [self.config.embedding_size, self.config.hidden_size, self.config.embedding_size]
 
     def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
         e = self.drop(self.item_embedding(seq))

@@ -26,6 +26,11 @@ class NextItNetConfig(ModelConfig):
     # per sequence with a probability rising linearly with depth up to this value; a
     # regulariser for deep teachers on small scenes. 0 = off (the default).
     block_drop: float = 0.0
+    HELP: ClassVar[dict] = {
+        "embedding_size": "item embedding and channel width", "num_blocks": "repetitions of the dilation pattern",
+        "dilations": "dilations of one repetition's residual blocks", "kernel_size": "causal convolution width",
+        "dropout": "dropout in each residual branch", "layer_every": "expose a hidden state every this many blocks",
+        "block_drop": "stochastic depth: the deepest block's skip probability in training (0 = off)"}
     RANGES: ClassVar[dict] = {"embedding_size": "[1, inf)", "num_blocks": "[1, inf)", "dilations": "[1, inf)", "kernel_size": "[1, inf)", "dropout": "[0, 1)", "layer_every": "[1, inf)", "block_drop": "[0, 1)"}
 
     def __post_init__(self):

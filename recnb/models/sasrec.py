@@ -30,6 +30,10 @@ class SASRecConfig(ModelConfig):
     # history's last position tells its length. Measured on ml-100k (3 seeds, docs/benchmarks.md):
     # no better than "slot", which the documented numbers use, so "slot" stays the default.
     positions: str = "slot"
+    HELP: ClassVar[dict] = {"hidden_size": "model width", "num_layers": "transformer blocks", "num_heads": "attention heads",
+                            "inner_size": "feed-forward width", "dropout": "hidden dropout",
+                            "attn_dropout": "attention dropout",
+                            "positions": "slot (position = slot in the left-padded window) or first_item"}
     RANGES: ClassVar[dict] = {"hidden_size": "[1, inf)", "num_layers": "[1, inf)", "num_heads": "[1, inf)", "inner_size": "[1, inf)", "dropout": "[0, 1)", "attn_dropout": "[0, 1)"}
 
     def __post_init__(self):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recnb.errors import ConfigError
+from recnb.measure import median_ms
 
 
 class CausalConv(nn.Module):
@@ -125,24 +124,6 @@ def op_flops(name: str, d: int, seq_len: int = 50) -> float:
     return 0.0
 
 
-# ----------------------------------------------------------------------------- timing
-def median_ms(fn, warmup: int = 3, repeats: int = 10, device: torch.device | str = "cpu") -> float:
-    """Median wall-clock milliseconds of ``fn()`` after ``warmup`` calls (CUDA synchronised)."""
-    device = torch.device(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    with torch.no_grad():
-        for _ in range(warmup):
-            fn()
-        sync()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            sync()
-            times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
-
-
 def cache_dir(explicit: str | Path | None = None) -> Path:
     """Where measured tables live: ``explicit``, else ``$RECNB_CACHE_DIR``, else ``~/.cache/recnb``."""
     path = Path(explicit or os.environ.get("RECNB_CACHE_DIR") or Path.home() / ".cache" / "recnb")
@@ -208,33 +189,3 @@ def cell_output(nodes: list[torch.Tensor], previous: torch.Tensor, norm: nn.Modu
     """How a cell (supernet or derived) turns its intermediate nodes into its output:
     the mean of the nodes, added to the previous cell's output, then layer norm."""
     return norm(previous + torch.stack(nodes).mean(0))
-
-
-# ----------------------------------------------------------------------------- whole-model cost
-def model_flops(model: nn.Module, seq_len: int | None = None) -> float:
-    """FLOPs of one inference: a length-``seq_len`` history through the network, then the
-    last position scored against every item. Counted by ``torch.utils.flop_counter``
-    (matmuls, convolutions, attention; a multiply-add is 2 FLOPs), so it works for any
-    model however it implements its layers; elementwise work (pools, norms, activations)
-    is not counted."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    seq_len = seq_len or model.config.max_len
-    device = next(model.parameters()).device
-    seq = torch.randint(1, model.config.num_items + 1, (1, seq_len), device=device)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.score(model.output(seq)[:, -1])
-    model.train(was_training)
-    return float(counter.get_total_flops())
-
-
-def model_latency(model: nn.Module, device: str = "cpu", batch: int = 1, seq_len: int | None = None, warmup: int = 5, repeats: int = 20) -> float:
-    """Median ms to score every item for a batch of histories (forward + last-position
-    scores), after warm-up. The model is moved to ``device`` and left there."""
-    seq_len = seq_len or model.config.max_len
-    dev = torch.device(device)
-    model.to(dev).eval()
-    seq = torch.randint(1, model.config.num_items + 1, (batch, seq_len), device=dev)
-    return median_ms(lambda: model.score(model.output(seq)[:, -1]), warmup, repeats, dev)

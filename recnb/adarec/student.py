@@ -1,4 +1,4 @@
-"""The derived student: built from an :class:`~recnb.search.architecture.Architecture`
+"""The derived student: built from an :class:`~recnb.adarec.architecture.Architecture`
 and the op registry alone (no supernet code, no alphas).
 
 It meets the model contract, so ``fit``, ``evaluate`` and the checkpoint functions treat
@@ -14,9 +14,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from recnb.adarec.architecture import Architecture
+from recnb.adarec.ops import build_op, cell_output
+from recnb.models import register_model
 from recnb.models.base import ModelConfig, SeqRecModel
-from recnb.search.architecture import Architecture
-from recnb.search.ops import build_op, cell_output
 
 
 @dataclass
@@ -45,6 +46,7 @@ class StudentCell(nn.Module):
         return cell_output(states[2:], s1, self.norm)
 
 
+@register_model
 class Student(SeqRecModel):
     name = "student"
     config_class = StudentConfig

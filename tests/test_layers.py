@@ -1,0 +1,72 @@
+"""The package's layers point one way: a module imports only from its own layer or the
+ones below it (function-local imports included), and the two methods never import each
+other. A new module must say which layer it belongs to here."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "recnb"
+
+# lowest first; a module's layer is that of its longest listed prefix
+LAYERS = {
+    "recnb.errors": 0,
+    "recnb.data": 1, "recnb.metrics": 1, "recnb.models": 1,
+    "recnb.measure": 2, "recnb.train": 2, "recnb.kd": 2, "recnb.experiment": 2,
+    "recnb.adarec": 3, "recnb.dllm2rec": 3,
+    "recnb.viz": 4, "recnb.widgets": 4,
+    "recnb.cli": 5, "recnb.commands": 5, "recnb.__main__": 5,
+    "recnb": 6,  # the package's __init__: the public API re-exports every layer
+}
+METHODS = ("recnb.adarec", "recnb.dllm2rec")
+
+
+def layer_of(module: str) -> tuple[str, int]:
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:n])
+        if prefix in LAYERS:
+            return prefix, LAYERS[prefix]
+    raise KeyError(module)
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def recnb_imports(path: Path):
+    """Every ``recnb`` module ``path`` imports, wherever in the file the import sits."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.split(".")[0] == "recnb")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "recnb":
+            for a in node.names:  # `from recnb.dllm2rec import teachers` imports a submodule
+                sub = f"{node.module}.{a.name}"
+                is_module = (PACKAGE.parent / sub.replace(".", "/")).with_suffix(".py").exists() or \
+                    (PACKAGE.parent / sub.replace(".", "/") / "__init__.py").exists()
+                yield sub if is_module else node.module
+
+
+def test_every_import_points_down():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        me = module_name(path)
+        try:
+            my_group, mine = layer_of(me)
+        except KeyError:
+            wrong.append(f"{me}: no layer declared in tests/test_layers.py")
+            continue
+        for target in recnb_imports(path):
+            group, theirs = layer_of(target)
+            if theirs > mine:
+                wrong.append(f"{me} (layer {mine}) imports {target} (layer {theirs})")
+            if my_group in METHODS and group in METHODS and group != my_group:
+                wrong.append(f"{me} imports the other method: {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_checker_sees_function_local_imports(tmp_path):
+    code = tmp_path / "x.py"
+    code.write_text("def f():\n    from recnb.viz import plot\n    import recnb.commands.train\n")
+    assert set(recnb_imports(code)) >= {"recnb.viz", "recnb.commands.train"}
