@@ -125,13 +125,20 @@ class Recommender:
         values, ids = scores.topk(k, dim=1)
         return ids.cpu(), values.cpu()
 
-    def _frame(self, ids: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-        keep = np.isfinite(values)  # masked items (fewer than k left) are not recommendations
-        ids, values = ids[keep], values[keep]
-        df = pd.DataFrame({"rank": np.arange(1, len(ids) + 1), "item": [self.item_ids[i] for i in ids]})
+    def table(self, users: list, ids: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+        """``user, rank, item, [title,] score`` rows from ``(B, k)`` recnb ids and scores;
+        masked items (``-inf``: fewer than k left) are not recommendations and are dropped."""
+        ids, values = np.asarray(ids), np.asarray(values)
+        keep = np.isfinite(values)
+        picked = ids[keep]
+        df = pd.DataFrame({
+            "user": np.repeat(np.asarray(users, dtype=object), ids.shape[1]).reshape(ids.shape)[keep],
+            "rank": np.cumsum(keep, axis=1)[keep],
+            "item": np.asarray(self.item_ids, dtype=object)[picked],
+        })
         if self.titles is not None:
-            df["title"] = [self.titles[i] for i in ids]
-        df["score"] = values.astype(np.float64)
+            df["title"] = np.asarray(self.titles, dtype=object)[picked]
+        df["score"] = values[keep].astype(np.float64)
         return df
 
     def recommend(self, history_or_user, k: int = 10, exclude_seen: bool = False, history: str = "full") -> pd.DataFrame:
@@ -142,7 +149,7 @@ class Recommender:
         else:
             seq = self.encode(history_or_user)
         ids, values = self.top_k([seq], k, exclude_seen)
-        return self._frame(ids[0].numpy(), values[0].numpy())
+        return self.table([None], ids.numpy(), values.numpy()).drop(columns="user")
 
     def recommend_all(
         self,
@@ -178,12 +185,7 @@ class Recommender:
                 for start in range(0, len(users), batch_size):
                     chunk = users[start : start + batch_size]
                     ids, values = self.top_k([self.user_history(u, history) for u in chunk], k, exclude_seen)
-                    frames = []
-                    for u, i, v in zip(chunk, ids.numpy(), values.numpy()):
-                        f = self._frame(i, v)
-                        f.insert(0, "user", u)
-                        frames.append(f)
-                    table = pd.concat(frames, ignore_index=True)
+                    table = self.table(chunk, ids.numpy(), values.numpy())
                     writer.write(table)
                     rows += len(table)
                     bar.update(len(chunk))
@@ -259,7 +261,7 @@ def side_by_side(summary_path: str | Path, row: dict, scene, user=None, k: int =
            dataset=scene.name, force=True)
     graph = Exported(path)
     ids, values = graph(pad_histories([student.user_history(user)], graph.info["max_len"]))
-    left = student._frame(ids[0], values[0]).add_prefix("student_").rename(columns={"student_rank": "rank"})
+    left = student.table([user], ids, values).drop(columns="user").add_prefix("student_").rename(columns={"student_rank": "rank"})
     right = teacher.recommend(user, k).drop(columns="rank").add_prefix("teacher_")
     df = pd.concat([left, right], axis=1)
     df.attrs.update(user=str(user), graph=str(path), format=fmt, exporter=graph.info["exporter"])

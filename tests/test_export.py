@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_cli import one_line_error  # tests/ is on the path under pytest
 
 from recnb.cli import main
 from recnb.data import eval_inputs, load_scene, synthetic_scene
@@ -227,15 +228,6 @@ def scene_file(scene, tmp_path):
 
 
 # ----------------------------------------------------------------------------- bad input
-def one_line_error(proc, *needles):
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def test_bad_input_is_one_line_and_exit_2(checkpoint, scene, tmp_path, capsys, monkeypatch):
     data = str(scene_file(scene, tmp_path))
     not_ckpt = tmp_path / "notes.pt"
