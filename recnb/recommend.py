@@ -250,12 +250,10 @@ def side_by_side(summary_path: str | Path, row: dict, scene, user=None, k: int =
     """Export the student of ``row`` (ONNX where onnxruntime is installed, else TorchScript),
     run one user's full history through the exported graph, and set its top-k beside the
     eager teacher's (``rank``, then ``student_*`` and ``teacher_*`` item, title, score)."""
-    import importlib.util
-
     student = Recommender.load(summary_checkpoint(summary_path, row), scene)
     teacher = Recommender.load(summary_checkpoint(summary_path, {"role": "teacher"}), scene)
     user = scene.user_ids[0] if user is None else user
-    fmt = "onnx" if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript") else "torchscript"
+    fmt = "onnx" if all(_importable(m) for m in ("onnx", "onnxruntime", "onnxscript")) else "torchscript"
     path = Path(export_dir) / f"{row['name']}.{'onnx' if fmt == 'onnx' else 'pt'}"
     export(student.model, path, fmt, "topk", k, id_maps={"item_ids": student.item_ids, "titles": student.titles},
            dataset=scene.name, force=True)
@@ -266,6 +264,16 @@ def side_by_side(summary_path: str | Path, row: dict, scene, user=None, k: int =
     df = pd.concat([left, right], axis=1)
     df.attrs.update(user=str(user), graph=str(path), format=fmt, exporter=graph.info["exporter"])
     return df
+
+
+def _importable(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+        return True
+    except ImportError:
+        return False
 
 
 __all__ = ["HISTORIES", "Recommender", "pad_histories", "side_by_side", "summary_checkpoint"]
