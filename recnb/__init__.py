@@ -24,6 +24,7 @@ from recnb.errors import ConfigError, DataError, RecnbError, TrainingDiverged
 from recnb.experiment import train_and_report
 from recnb.measure import efficiency, model_flops, model_latency
 from recnb.models import BASE_MODELS, build_model, register_model
+from recnb.recommend import Recommender
 from recnb.train import (
     TrainConfig,
     evaluate,
@@ -38,7 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BASE_MODELS", "Architecture", "ConfigError", "DLLM2RecConfig", "DataError", "DistillConfig",
-    "EmbeddingDistilledStudent", "RecnbError", "Scene", "SearchConfig", "SemanticTeacher", "Student", "TrainConfig",
+    "EmbeddingDistilledStudent", "Recommender", "RecnbError", "Scene", "SearchConfig", "SemanticTeacher", "Student", "TrainConfig",
     "TrainingDiverged", "__version__", "build_model", "build_semantic_teacher", "describe", "efficiency", "evaluate",
     "fit", "from_dataframe", "load_checkpoint", "load_scene", "load_summary", "make_artifacts", "model_flops",
     "model_latency", "recipe", "recipe_model_config", "register_model", "run_dllm2rec", "run_pipeline",

@@ -436,9 +436,10 @@ def read_torch_file(path: str | Path, what: str = "recnb checkpoint"):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         needs = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        why = f"it asks to import {needs.group(1)}" if needs else "it holds more than tensors and plain values"
-        raise DataError(f"{path}: refused to load as a {what}: {why} (files are read with weights_only, "
-                        "so a file cannot run code)") from None
+        if needs is None:  # not a pickle of plain values at all
+            raise DataError(f"{path}: not a {what} (unreadable as one)") from None
+        raise DataError(f"{path}: refused to load as a {what}: it asks to import {needs.group(1)} (files are read "
+                        "with weights_only, so a file cannot run code)") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
         raise DataError(f"{path}: not a {what} ({type(exc).__name__})") from None
 
