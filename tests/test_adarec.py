@@ -173,3 +173,48 @@ def test_cli_errors_name_the_field(scene, teacher_path, tmp_path, capsys, monkey
     assert "cost" in capsys.readouterr().err
     assert main(["bench", "latency", "--model", str(tmp_path / "none.pt")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["gru4rec", "semantic_teacher"])
+def test_teachers_of_any_contract_shape_distil(scene, tmp_path, kind):
+    """GRU4Rec's states differ in width (64 / 128 / 64) and the semantic teacher ranks by
+    distance, not a dot product: both teach through the contract (layer widths, score())."""
+    from recnb.dllm2rec.teachers import build_semantic_teacher
+
+    torch.manual_seed(0)
+    if kind == "gru4rec":
+        teacher = build_model("gru4rec", num_items=scene.num_items, max_len=L, embedding_size=8, hidden_size=16)
+    else:
+        teacher = build_semantic_teacher(scene, text=torch.randn(scene.num_items + 1, 12), max_len=L, hidden_size=8)
+    cache = TeacherCache(teacher, train_windows(scene, L))
+    assert cache.width == ([16, 8] if kind == "gru4rec" else [128, 8])  # the semantic teacher's GRU is 128 wide
+    mask = torch.ones(2, L, dtype=torch.bool)
+    with torch.no_grad():
+        expected = teacher.score(teacher(train_windows(scene, L).inputs[:2])[-1])[mask]
+    assert torch.allclose(cache.logits(torch.arange(2), mask), expected, atol=2e-2, rtol=1e-2)  # float16 cache
+    student = build_student(scene, Architecture.from_dict(ARCH), width=8, max_len=L)
+    m = train_model(scene, student, DistillConfig(width=8, train=tiny_train(epochs=1)), cache, tmp_path, batches=(1,))
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert (hist["emd"] > 0).all() and (hist["kd"] > 0).all() and m["teacher"]
+
+
+def test_a_model_that_breaks_the_contract_is_refused():
+    from recnb.models.base import check_contract
+
+    class Ragged(torch.nn.Module):
+        name = "ragged"
+
+        def __init__(self):
+            super().__init__()
+            self.config = type("C", (), {"num_items": 5})()
+            self.emb = torch.nn.Embedding(6, 4)
+
+        def forward(self, seq):
+            e = self.emb(seq)
+            return [e, torch.cat([e, e], -1)]  # widths 4 and 8, declared equal
+
+        def score(self, h):
+            return h @ self.emb.weight.t()
+
+    with pytest.raises(ConfigError, match="ragged: breaks the model contract"):
+        check_contract(Ragged())

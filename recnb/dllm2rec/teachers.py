@@ -198,6 +198,11 @@ class SemanticTeacher(SeqRecModel):
                 raise ConfigError(f"text table shape {tuple(text.shape)} != ({n}, {config.text_dim})")
             self.text.copy_(text)
 
+    def layer_widths(self) -> list[int] | None:
+        """The GRU backbone's middle state is the GRU's own width; attention keeps one width."""
+        d = self.config.hidden_size
+        return [d, self.config.gru_hidden, d] if self.config.backbone == "gru" else None
+
     def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
         L = seq.shape[1]
         x = self.item_embedding(seq) + self.text_proj(self.text)[seq]  # project N rows, not B*L
