@@ -121,17 +121,11 @@ class TrainConfig:
         return from_checked_dict(cls, d, "training options")
 
 
-# Training settings per model, measured on ml-100k by bench/train_eval.py (docs/benchmarks.md).
-# Batches count windows of ``max_len`` positions, so 32 windows hold about 1,500 targets, and
-# an ml-100k epoch is only ~76 steps: NextItNet (ReZero residuals that start at zero) reaches
-# RecBole's quality in 3 epochs at lr 1e-2 (5-6 at 5e-3, 6-11 at 3e-3, 13+ at 1e-3) and its
-# weight average keeps the late, overfitting epochs from costing much (3 seeds each,
-# docs/benchmarks.md). SASRec overfits ml-100k as soon as its steps get small (a decaying lr
-# lowers validation); label smoothing 0.1 is what lets it keep learning: 0.0662 against 0.0605
-# without it (lr 3e-3, short weight average, 3 seeds; eleventh session).
-# A recipe is everything that was measured: training settings and, under "model", the model
-# settings that differ from the model's defaults (NextItNet's dropout 0.3 in its residual branch:
-# RecBole's NextItNet has none and overfits ml-100k after a few epochs).
+# A recipe is everything that was measured for a model (bench/train_eval.py on ml-100k, 3 seeds;
+# the sweep behind each choice is in docs/benchmarks.md): its training settings and, under
+# "model", the model settings that differ from the model's defaults. Batches count windows of
+# ``max_len`` positions (32 windows hold about 1,500 targets). `recnb train`, fit() without a
+# config and every bench script take their settings from here.
 RECIPES = {
     "sasrec": {"batch_size": 32, "lr": 3e-3, "context": 20, "ema": 0.995, "label_smoothing": 0.1},
     "gru4rec": {"batch_size": 32, "lr": 3e-3, "context": 20},
@@ -454,7 +448,7 @@ def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel) -> dict:
     saved = read_torch_file(path, "recnb training state")
     if not isinstance(saved, dict) or saved.get("format") != "recnb-train-state/1":
         raise DataError(f"{path}: not a recnb training state")
-    # a setting newer than the state counts as saved at its default (ema_warmup came in the tenth session)
+    # a setting missing from an older state counts as saved at its default
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     free = [k for k in _RESUMABLE if not (k == "epochs" and cfg.lr_decay != "none")]
     for what, old, now in (("training settings", {**defaults, **saved["config"]}, dataclasses.asdict(cfg)),
