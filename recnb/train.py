@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from recnb.data import Scene, Windows, eval_inputs, seen_items, train_windows
+from recnb.data import Scene, Windows, eval_inputs, seen_items, seen_matrix, train_windows
 from recnb.errors import ConfigError, DataError, from_checked_dict
 from recnb.metrics import DEFAULT_KS, PROTOCOLS, flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
 from recnb.models import SeqRecModel, model_class
 
 CHECKPOINT_FORMAT = 1
-LOSSES = ("ce", "bce")
+LOSSES = ("ce", "bce", "sampled")
 LR_DECAYS = ("none", "cosine", "linear")
 
 
@@ -40,7 +40,9 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
-    loss: str = "ce"  # "ce" (full softmax) or "bce" (one sampled negative per position)
+    # "ce" (full softmax), "bce" (one sampled negative per position) or "sampled" (softmax over
+    # the target and ``negatives`` uniform items shared by the batch: for large catalogues)
+    loss: str = "ce"
     patience: int = 10  # epochs without a better valid NDCG@10 before stopping
     device: str = "auto"
     seed: int = 2020
@@ -70,8 +72,16 @@ class TrainConfig:
     # Reorder augmentation (CL4SRec's "reorder"): each training window has a random span of this
     # fraction of its items shuffled, inputs and targets alike, every time it is drawn (0 = off).
     reorder: float = 0.0
+    # Batches of about this many training targets instead of ``batch_size`` windows (0 = off):
+    # windows sorted by length into batches, each cut to its longest history, so a step costs
+    # the same on any scene and no time goes to padding (models with ``cuts_padding``)
+    batch_targets: int = 0
+    negatives: int = 1024  # shared uniform negatives per batch of the "sampled" loss
 
     def __post_init__(self):
+        if self.batch_targets < 0 or self.negatives < 1:
+            raise ConfigError(f"batch_targets must be at least 0 and negatives at least 1, "
+                              f"got {self.batch_targets} and {self.negatives}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         for name in ("epochs", "batch_size", "max_len"):
@@ -185,14 +195,26 @@ def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce
         if label_smoothing:
             return F.cross_entropy(logits[:, 1:].float(), tgt - 1, label_smoothing=label_smoothing), logits
         return F.cross_entropy(logits.float(), tgt), logits
-    neg = batch["negatives"][mask]
     w = model.item_weights()
+    if kind == "sampled":
+        return sampled_softmax(h, tgt, w, batch["negatives"]), None
+    neg = batch["negatives"][mask]
     pos_s = (h * w[tgt]).sum(-1)
     neg_s = (h * w[neg]).sum(-1)
     loss = F.binary_cross_entropy_with_logits(
         torch.cat([pos_s, neg_s]).float(), torch.cat([torch.ones_like(pos_s), torch.zeros_like(neg_s)]).float()
     )
     return loss, None
+
+
+def sampled_softmax(h: torch.Tensor, tgt: torch.Tensor, w: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Softmax CE over each target and the ``neg`` items every position shares (uniform
+    draws: their log-probability correction ``log(N / num_items)`` is the same for every
+    candidate and cancels). A negative that is the position's own target is masked out."""
+    pos = (h * w[tgt]).sum(-1, keepdim=True)
+    other = (h @ w[neg].t()).masked_fill(neg[None, :] == tgt[:, None], float("-inf"))
+    logits = torch.cat([pos, other], 1).float()
+    return F.cross_entropy(logits, torch.zeros(len(tgt), dtype=torch.long, device=h.device))
 
 
 def reorder_windows(inputs: torch.Tensor, targets: torch.Tensor, rate: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,6 +259,50 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, decay: str = "none
     return 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1 - progress
 
 
+# ----------------------------------------------------------------------------- batches
+class Batches:
+    """The batches of each epoch: ``(index, inputs, targets, offset)``.
+
+    By default a random permutation of the windows cut into ``batch_size`` windows each.
+    With ``batch_targets``, windows are shuffled, stably sorted by length (real items) and
+    cut into ``steps`` batches of about ``batch_targets`` training targets each, visited in
+    random order; with ``cut`` each batch drops its leading columns that are padding in every
+    row, and ``offset`` says how many (models read positions with it)."""
+
+    def __init__(self, windows: Windows, batch_size: int, batch_targets: int = 0, cut: bool = False,
+                 device: torch.device | str = "cpu"):
+        self.inputs, self.targets = windows.inputs.to(device), windows.targets.to(device)
+        self.batch_size, self.batch_targets, self.cut, self.device = batch_size, batch_targets, cut, device
+        if batch_targets:
+            self.lengths = self.inputs.ne(0).sum(1)
+            self.counts = self.targets.gt(0).sum(1)
+            self.total = int(self.counts.sum())
+            self.steps = max(1, math.ceil(self.total / batch_targets))
+        else:
+            self.steps = math.ceil(len(windows) / batch_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def epoch(self, gen: torch.Generator):
+        n = len(self.inputs)
+        order = torch.randperm(n, generator=gen, device=self.device)
+        if not self.batch_targets:  # exactly the pre-bucketing batches (documented numbers rest on them)
+            for b in range(0, n, self.batch_size):
+                idx = order[b: b + self.batch_size]
+                yield idx, self.inputs[idx], self.targets[idx], 0
+            return
+        order = order[torch.argsort(self.lengths[order], stable=True)]
+        cum = self.counts[order].cumsum(0)
+        bounds = torch.searchsorted(cum, torch.arange(1, self.steps, device=self.device) * self.total // self.steps)
+        pieces = [p for p in torch.tensor_split(order, bounds.cpu()) if len(p)]
+        L = self.inputs.shape[1]
+        for j in torch.randperm(len(pieces), generator=gen, device=self.device).tolist():
+            idx = pieces[j]
+            off = L - int(self.lengths[idx].max()) if self.cut else 0
+            yield idx, self.inputs[idx, off:], self.targets[idx, off:], off
+
+
 # ----------------------------------------------------------------------------- fit
 def fit(
     model: SeqRecModel,
@@ -262,7 +328,8 @@ def fit(
     device = resolve_device(cfg.device)
     model.to(device)
     windows = windows if windows is not None else train_windows(scene, cfg.max_len, cfg.context)
-    inputs, targets = windows.inputs.to(device), windows.targets.to(device)
+    # an extra loss may hold per-window caches of the full width: its batches stay uncut
+    batches = Batches(windows, cfg.batch_size, cfg.batch_targets, model.cuts_padding and extra_loss is None, device)
     # foreach: one kernel per step for all tensors instead of one per tensor (torch's default on
     # CUDA only); on CPU 2.6x cheaper steps for NextItNet's 93 tensors, same numbers to the bit
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -271,7 +338,7 @@ def fit(
     plateau = None
     if cfg.lr_plateau:
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=cfg.lr_plateau - 1)
-    steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
+    steps_per_epoch = len(batches)
     average = WeightAverage(model, cfg.ema, cfg.ema_warmup, round(cfg.ema_start * steps_per_epoch)) if cfg.ema else None
     warmup_steps = round(cfg.warmup * steps_per_epoch)
     use_amp = cfg.amp and device.type == "cuda"
@@ -296,21 +363,21 @@ def fit(
     for epoch in bar:
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(len(windows), generator=gen, device=device)
         total, terms_sum = 0.0, {}
-        for b in range(0, len(order), cfg.batch_size):
-            idx = order[b : b + cfg.batch_size]
-            step = epoch * steps_per_epoch + b // cfg.batch_size
+        for j, (idx, inp, tgt, offset) in enumerate(batches.epoch(gen)):
+            step = epoch * steps_per_epoch + j
             if step < warmup_steps or cfg.lr_decay != "none":
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * lr_factor(step, warmup_steps, cfg.epochs * steps_per_epoch, cfg.lr_decay)
-            batch = {"index": idx, "inputs": inputs[idx], "targets": targets[idx]}
+            batch = {"index": idx, "inputs": inp, "targets": tgt}
             if cfg.reorder:
                 batch["inputs"], batch["targets"] = reorder_windows(batch["inputs"], batch["targets"], cfg.reorder, gen)
             if cfg.loss == "bce":
                 batch["negatives"] = sample_negatives(batch["inputs"], batch["targets"], model.config.num_items, gen)
+            elif cfg.loss == "sampled":
+                batch["negatives"] = torch.randint(1, model.config.num_items + 1, (cfg.negatives,), generator=gen, device=device)
             with torch.autocast(device.type, enabled=use_amp, dtype=torch.bfloat16):
-                states = model(batch["inputs"])
+                states = model(batch["inputs"], offset=offset) if offset else model(batch["inputs"])
                 loss, logits = rec_loss(model, states[-1], batch, cfg.loss, cfg.label_smoothing)
                 if extra_loss is not None:
                     extra = extra_loss(model, batch, states, logits)
@@ -484,22 +551,31 @@ def user_ranks(
     exclude_seen: bool = False,
     max_len: int | None = None,
     seed: int = 0,
+    batch_size: int = 1024,
 ) -> torch.Tensor:
     """0-based rank of each user's held-out item (the unit every metric is built from)."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     max_len = max_len or model.config.max_len
     hist, target = eval_inputs(scene, split, max_len)
-    scores = score_users(model, hist)
-    target = target.to(scores.device)
+    cand = None
     if protocol == "sampled100":
-        cand = sampled_candidates(seen_items(scene, split), target.cpu(), scene.num_items, 100, seed).to(scores.device)
-        return ranks_from_scores(scores.gather(1, cand), torch.zeros_like(target)).cpu()
-    if exclude_seen:
-        for u, items in enumerate(seen_items(scene, split)):
-            items = items[items != int(target[u])]
-            scores[u, torch.as_tensor(items, device=scores.device)] = float("-inf")
-    return ranks_from_scores(scores, target).cpu()
+        cand = sampled_candidates(seen_items(scene, split), target, scene.num_items, 100, seed)
+    # users in batches: memory stays at one batch of scores (users x items) however many users
+    ranks = []
+    for b in range(0, len(hist), batch_size):
+        scores = score_users(model, hist[b: b + batch_size], batch_size)
+        tgt = target[b: b + batch_size].to(scores.device)
+        if cand is not None:
+            ranks.append(ranks_from_scores(scores.gather(1, cand[b: b + batch_size].to(scores.device)),
+                                           torch.zeros_like(tgt)).cpu())
+            continue
+        if exclude_seen:  # every earlier item to -inf in one scatter, except the target itself
+            seen = seen_matrix(scene, split, slice(b, b + batch_size)).to(scores.device)
+            seen = seen.masked_fill(seen == tgt[:, None], 0)  # column 0 (padding) is -inf already
+            scores.scatter_(1, seen, float("-inf"))
+        ranks.append(ranks_from_scores(scores, tgt).cpu())
+    return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
 
 
 def evaluate(
