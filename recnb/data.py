@@ -628,11 +628,11 @@ def eval_inputs(scene: Scene, split: str, max_len: int) -> tuple[torch.Tensor, t
     return torch.as_tensor(hist), torch.as_tensor(target)
 
 
-def seen_matrix(scene: Scene, split: str, users: slice | None = None) -> torch.Tensor:
-    """Every item each user (of ``users``) had before the evaluated target, left-padded with 0
-    to the longest such history: ``scatter`` it into scores to mask seen items in one step."""
+def seen_matrix(scene: Scene, split: str, users=None) -> torch.Tensor:
+    """Every item each user (of ``users``, indices) had before the evaluated target, left-padded
+    with 0 to the longest such history: ``scatter`` it into scores to mask seen items in one step."""
     cut = 2 if split == "valid" else 1
-    sub = scene if users is None else Scene(scene.name, scene.sequences[users], scene.item_ids, [])
+    sub = scene if users is None else Scene(scene.name, [scene.sequences[int(u)] for u in users], scene.item_ids, [])
     width = max((len(s) - cut for s in sub.sequences), default=0)
     return torch.as_tensor(_histories(sub, cut, max(1, width))[0])
 

@@ -127,15 +127,22 @@ RECIPES = {
     "nextitnet": {"batch_size": 32, "lr": 1e-2, "ema": 0.995},
 }
 RECIPE_MAX_LEN = 50  # the window length the recipes were measured at
+# Per scene, where a scene needs other settings than ml-100k's (bench/scale.py, docs/benchmarks.md):
+# the Amazon scenes have short histories (median 6) over 12k-18k items, so batches count targets
+# (cut to their longest history) and the softmax runs over 1,024 shared sampled items.
+_AMAZON_SASREC = {**RECIPES["sasrec"], "batch_targets": 2048, "loss": "sampled", "negatives": 1024}
+_AMAZON_SASREC.pop("label_smoothing")  # a CE setting
+SCENE_RECIPES = {"beauty": {"sasrec": _AMAZON_SASREC}, "sports": {"sasrec": _AMAZON_SASREC}}
 
 
-def recipe(model: str, **overrides) -> TrainConfig:
-    """The measured training settings for ``model`` (defaults for others), then ``overrides``.
+def recipe(model: str, scene: str | None = None, **overrides) -> TrainConfig:
+    """The measured training settings for ``model`` (defaults for others) on ``scene`` (the
+    ml-100k ones where the scene has none of its own), then ``overrides``.
 
     A recipe's ``context`` is a share of the window: with another ``max_len`` it scales
     along (20 of 50 becomes 8 of 20) unless ``context`` is given; a ``loss`` other than CE drops
     the recipe's label smoothing."""
-    settings = dict(RECIPES.get(model, {"batch_size": 32}))
+    settings = dict(SCENE_RECIPES.get(scene, {}).get(model) or RECIPES.get(model, {"batch_size": 32}))
     max_len = overrides.get("max_len", RECIPE_MAX_LEN)
     if "context" in settings and "context" not in overrides:
         settings["context"] = settings["context"] * max_len // RECIPE_MAX_LEN
@@ -400,7 +407,7 @@ def fit(
         row.update({k: v / max(1, steps_per_epoch) for k, v in terms_sum.items()})
         with average.swapped_in() if average is not None else contextlib.nullcontext():
             if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
-                valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len))
+                valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len, cut_padding=bool(cfg.batch_targets)))
                 row.update({f"valid_{k}": v for k, v in valid.items()})
                 if valid["NDCG@10"] > best:
                     best, best_epoch, bad = valid["NDCG@10"], epoch, 0
@@ -529,13 +536,15 @@ class WeightAverage:
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def score_users(model: SeqRecModel, histories: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Scores of every item for each left-padded history (rows on the model's device)."""
+def score_users(model: SeqRecModel, histories: torch.Tensor, batch_size: int = 1024, offset: int = 0) -> torch.Tensor:
+    """Scores of every item for each left-padded history (rows on the model's device);
+    ``offset``: columns of padding cut from the histories' left (``cuts_padding`` models)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     for b in range(0, len(histories), batch_size):
-        h = model.output(histories[b : b + batch_size].to(device))[:, -1]
+        seq = histories[b : b + batch_size].to(device)
+        h = (model(seq, offset=offset)[-1] if offset else model.output(seq))[:, -1]
         s = model.score(h).float()
         s[:, 0] = float("-inf")
         out.append(s)
@@ -552,6 +561,7 @@ def user_ranks(
     max_len: int | None = None,
     seed: int = 0,
     batch_size: int = 1024,
+    cut_padding: bool = False,
 ) -> torch.Tensor:
     """0-based rank of each user's held-out item (the unit every metric is built from)."""
     if protocol not in PROTOCOLS:
@@ -561,21 +571,27 @@ def user_ranks(
     cand = None
     if protocol == "sampled100":
         cand = sampled_candidates(seen_items(scene, split), target, scene.num_items, 100, seed)
-    # users in batches: memory stays at one batch of scores (users x items) however many users
-    ranks = []
+    # users in batches: memory stays at one batch of scores (users x items) however many users;
+    # with ``cut_padding`` users go by history length and each batch is cut to its longest
+    # (the same numbers up to float rounding, a fraction of the work on short histories)
+    cut = cut_padding and model.cuts_padding
+    order = torch.argsort(hist.ne(0).sum(1), stable=True) if cut else torch.arange(len(hist))
+    ranks = torch.zeros(len(hist), dtype=torch.long)
     for b in range(0, len(hist), batch_size):
-        scores = score_users(model, hist[b: b + batch_size], batch_size)
-        tgt = target[b: b + batch_size].to(scores.device)
+        idx = order[b: b + batch_size]
+        h = hist[idx]
+        off = h.shape[1] - int(h.ne(0).sum(1).max()) if cut else 0
+        scores = score_users(model, h[:, off:], batch_size, offset=off)
+        tgt = target[idx].to(scores.device)
         if cand is not None:
-            ranks.append(ranks_from_scores(scores.gather(1, cand[b: b + batch_size].to(scores.device)),
-                                           torch.zeros_like(tgt)).cpu())
+            ranks[idx] = ranks_from_scores(scores.gather(1, cand[idx].to(scores.device)), torch.zeros_like(tgt)).cpu()
             continue
         if exclude_seen:  # every earlier item to -inf in one scatter, except the target itself
-            seen = seen_matrix(scene, split, slice(b, b + batch_size)).to(scores.device)
+            seen = seen_matrix(scene, split, idx).to(scores.device)
             seen = seen.masked_fill(seen == tgt[:, None], 0)  # column 0 (padding) is -inf already
             scores.scatter_(1, seen, float("-inf"))
-        ranks.append(ranks_from_scores(scores, tgt).cpu())
-    return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+        ranks[idx] = ranks_from_scores(scores, tgt).cpu()
+    return ranks
 
 
 def evaluate(
@@ -587,9 +603,10 @@ def evaluate(
     ks=DEFAULT_KS,
     max_len: int | None = None,
     seed: int = 0,
+    cut_padding: bool = False,
 ) -> pd.DataFrame:
     """HR/NDCG/MRR at each k as a DataFrame (rows k, columns metrics)."""
-    ranks = user_ranks(model, scene, split, protocol, exclude_seen, max_len, seed)
+    ranks = user_ranks(model, scene, split, protocol, exclude_seen, max_len, seed, cut_padding=cut_padding)
     return metrics_from_ranks(ranks, ks)
 
 

@@ -103,3 +103,12 @@ def test_batched_seen_masking_equals_masking_user_by_user(one_thread):
     assert torch.equal(got, want)
     assert not torch.equal(user_ranks(model, scene, "test", max_len=20, batch_size=7), want)  # masking mattered
     assert np.array_equal(user_ranks(model, scene, "valid", max_len=20), user_ranks(model, scene, "valid", max_len=20, batch_size=3))
+
+
+def test_evaluation_cut_to_each_batch_history_gives_the_same_ranks(one_thread):
+    scene = synthetic_scene(num_users=60, num_items=30, seq_len=30, seed=6)
+    model = perturbed("sasrec")
+    for ex in (False, True):
+        full = user_ranks(model, scene, "test", exclude_seen=ex, max_len=20, batch_size=8)
+        cut = user_ranks(model, scene, "test", exclude_seen=ex, max_len=20, batch_size=8, cut_padding=True)
+        assert torch.equal(full, cut)
