@@ -112,3 +112,14 @@ def test_evaluation_cut_to_each_batch_history_gives_the_same_ranks(one_thread):
         full = user_ranks(model, scene, "test", exclude_seen=ex, max_len=20, batch_size=8)
         cut = user_ranks(model, scene, "test", exclude_seen=ex, max_len=20, batch_size=8, cut_padding=True)
         assert torch.equal(full, cut)
+
+
+def test_scene_recipes_leave_the_ml100k_recipes_alone():
+    from recnb.train import RECIPES, recipe
+
+    amazon = recipe("sasrec", "beauty")
+    assert amazon.batch_targets > 0 and amazon.loss == "sampled" and amazon.label_smoothing == 0
+    for scene in (None, "ml-100k", "wikipedia"):
+        cfg = recipe("sasrec", scene)
+        assert cfg.batch_targets == 0 and cfg.loss == "ce"
+        assert {k: getattr(cfg, k) for k in RECIPES["sasrec"]} == RECIPES["sasrec"]
