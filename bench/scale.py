@@ -96,9 +96,13 @@ def settings_for(task: dict) -> dict:
     fixed = NEW_SETTINGS.get(task["scene"])
     if fixed is not None:
         return dict(fixed)
-    from recnb.train import SCENE_RECIPES
+    from recnb.train import RECIPES, SCENE_RECIPES
 
-    return dict(SCENE_RECIPES[task["scene"] if task["scene"] != "stress" else "sports"]["sasrec"])
+    settings = dict(SCENE_RECIPES[task["scene"] if task["scene"] != "stress" else "sports"]["sasrec"])
+    if task["side"] == "new-ce":  # the same batches with the full-softmax CE of the ml-100k recipe
+        settings.update(loss="ce", label_smoothing=RECIPES["sasrec"]["label_smoothing"])
+        settings.pop("negatives")
+    return settings
 
 
 def model_for(scene, seed: int):
@@ -211,11 +215,11 @@ def matmul_gflops(threads: int) -> float:
     torch.set_num_threads(threads)
     a, b = torch.randn(2048, 64), torch.randn(64, 12102)
     a @ b
-    t, n = time.perf_counter(), 0
-    while time.perf_counter() - t < 2:
+    t, n = time.process_time(), 0  # CPU seconds, like the epochs it is compared with
+    while time.process_time() - t < 2:
         a @ b
         n += 1
-    return 2 * 2048 * 64 * 12102 * n / (time.perf_counter() - t) / 1e9
+    return 2 * 2048 * 64 * 12102 * n / (time.process_time() - t) / 1e9
 
 
 def epoch_gflop(row: dict, settings: dict) -> float:
@@ -242,7 +246,7 @@ def main(argv=None) -> None:
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--parts", default="read,speed", help="read, speed, train, stress (comma-separated)")
     p.add_argument("--scenes", default="ml-100k,beauty,sports")
-    p.add_argument("--sides", default="base,new")
+    p.add_argument("--sides", default="base,new", help="base, new, new-ce (new batches, full-softmax CE)")
     p.add_argument("--seeds", default="2020")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=200, help="most epochs of a training run")
@@ -251,12 +255,18 @@ def main(argv=None) -> None:
     p.add_argument("--stress-share", type=float, default=1.0,
                    help="train the stress epoch on this random share of its windows (targets/s, memory)")
     p.add_argument("--out", default="scale", help="results name under bench/results/")
+    p.add_argument("--table", default=None, help="re-print saved results (names under bench/results/, comma-separated)")
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
+    if args.table:  # print the table again from saved rows (and a fresh matmul measurement)
+        rows = []
+        for name in args.table.split(","):
+            rows += json.loads((ROOT / "bench" / "results" / f"{name}.json").read_text())["rows"]
+        return report(rows, args)
     parts, sides = args.parts.split(","), args.sides.split(",")
-    roots = {"new": ROOT, "base": base_root(args.base) if "base" in sides else None}
+    roots = {"new": ROOT, "new-ce": ROOT, "base": base_root(args.base) if "base" in sides else None}
     tmp = Path(tempfile.mkdtemp(prefix="recnb-scale-"))
     rows = []
     for part in parts:
@@ -277,6 +287,10 @@ def main(argv=None) -> None:
                     row = {"part": part, "scene": scene, "side": side, "seed": seed, **run(task, roots[side])}
                     rows.append(row)
                     print(json.dumps({k: v for k, v in row.items() if k != "curve"}), file=sys.stderr, flush=True)
+    report(rows, args)
+
+
+def report(rows: list, args) -> None:
     gflops = matmul_gflops(args.threads)
     title = (f"recnb bench/scale.py, {platform.machine()} {os.cpu_count()} cores, torch threads {args.threads}, "
              f"measured fp32 matmul {gflops:.1f} GFLOP/s; base = {BASE_COMMIT}")
