@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from recnb.data import Scene, Windows, eval_inputs, seen_items, train_windows
+from recnb.data import Scene, Windows, eval_inputs, seen_items, seen_matrix, train_windows
 from recnb.errors import ConfigError, DataError, TrainingDiverged, check_fields, from_checked_dict
 from recnb.metrics import DEFAULT_KS, PROTOCOLS, flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
 from recnb.models import SeqRecModel, model_class
 
 CHECKPOINT_FORMAT = 1
-LOSSES = ("ce", "bce")
+LOSSES = ("ce", "bce", "sampled")
 LR_DECAYS = ("none", "cosine", "linear")
 
 
@@ -43,7 +43,9 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
-    loss: str = "ce"  # "ce" (full softmax) or "bce" (one sampled negative per position)
+    # "ce" (full softmax), "bce" (one sampled negative per position) or "sampled" (softmax over
+    # the target and ``negatives`` uniform items shared by the batch: for large catalogues)
+    loss: str = "ce"
     patience: int = 10  # epochs without a better valid NDCG@10 before stopping
     device: str = "auto"
     seed: int = 2020
@@ -73,19 +75,26 @@ class TrainConfig:
     # Reorder augmentation (CL4SRec's "reorder"): each training window has a random span of this
     # fraction of its items shuffled, inputs and targets alike, every time it is drawn (0 = off).
     reorder: float = 0.0
+    # Batches of about this many training targets instead of ``batch_size`` windows (0 = off):
+    # windows sorted by length into batches, each cut to its longest history, so a step costs
+    # the same on any scene and no time goes to padding (models with ``cuts_padding``)
+    batch_targets: int = 0
+    negatives: int = 1024  # shared uniform negatives per batch of the "sampled" loss
 
     RANGES: ClassVar[dict] = {
         "epochs": "[1, inf)", "batch_size": "[1, inf)", "lr": "(0, inf)", "weight_decay": "[0, inf)",
         "patience": "[1, inf)", "max_len": "[1, inf)", "context": "[0, inf)", "clip": "(0, inf)", "eval_every": "[1, inf)",
         "time_budget": "(0, inf)", "lr_plateau": "[0, inf)", "warmup": "[0, inf)", "label_smoothing": "[0, 1)",
         "ema": "[0, 1)", "ema_warmup": "[1, inf)", "ema_start": "[0, inf)", "reorder": "[0, 1]",
+        "batch_targets": "[0, inf)", "negatives": "[1, inf)",
     }
 
     # one line of help per field: `recnb train --help` is generated from it (commands/train.py)
     HELP: ClassVar[dict] = {
         "epochs": "most epochs to train", "batch_size": "training windows per batch",
         "lr": "Adam learning rate", "weight_decay": "Adam weight decay",
-        "loss": "ce (full softmax) or bce (one sampled negative per position)",
+        "loss": "ce (full softmax), sampled (softmax over the target and --negatives shared items) or bce "
+                "(one sampled negative per position)",
         "patience": "epochs without a better validation NDCG@10 before stopping",
         "device": "auto, cpu or cuda", "seed": "seed of weights, order and dropout", "max_len": "history window length",
         "context": "overlap of training windows (targets masked there): more context per target, more compute",
@@ -101,6 +110,9 @@ class TrainConfig:
                       "tenth of the steps, 2 about all of them",
         "ema_start": "epochs before the average starts (0 = from the start)",
         "reorder": "shuffle a random span of this share of each training window (augmentation; 0 = off)",
+        "batch_targets": "batches of about this many targets, windows sorted by length and cut to their longest "
+                         "history, instead of --batch-size windows (0 = off)",
+        "negatives": "shared uniform negatives per batch of the sampled loss",
     }
 
     def __post_init__(self):
@@ -132,15 +144,23 @@ RECIPES = {
     "nextitnet": {"batch_size": 32, "lr": 1e-2, "ema": 0.995, "model": {"dropout": 0.3}},
 }
 RECIPE_MAX_LEN = 50  # the window length the recipes were measured at
+# Per scene, where a scene needs other settings than ml-100k's (bench/scale.py, docs/benchmarks.md):
+# the Amazon scenes have short histories (median 6) over 12k-18k items, so batches count targets
+# (cut to their longest history) and the softmax runs over 1,024 shared sampled items.
+_AMAZON_SASREC = {**RECIPES["sasrec"], "batch_targets": 2048, "loss": "sampled", "negatives": 1024}
+_AMAZON_SASREC.pop("label_smoothing")  # a CE setting
+SCENE_RECIPES = {"beauty": {"sasrec": _AMAZON_SASREC}, "sports": {"sasrec": _AMAZON_SASREC}}
 
 
-def recipe(model: str, **overrides) -> TrainConfig:
-    """The measured training settings for ``model`` (defaults for others), then ``overrides``.
+def recipe(model: str, scene: str | None = None, **overrides) -> TrainConfig:
+    """The measured training settings for ``model`` (defaults for others) on ``scene`` (the
+    ml-100k ones where the scene has none of its own), then ``overrides``.
 
     A recipe's ``context`` is a share of the window: with another ``max_len`` it scales
     along (20 of 50 becomes 8 of 20) unless ``context`` is given; a ``loss`` other than CE drops
     the recipe's label smoothing."""
-    settings = {k: v for k, v in RECIPES.get(model, {"batch_size": 32}).items() if k != "model"}
+    settings = {k: v for k, v in (SCENE_RECIPES.get(scene, {}).get(model) or RECIPES.get(model, {"batch_size": 32})).items()
+                if k != "model"}
     max_len = overrides.get("max_len", RECIPE_MAX_LEN)
     if "context" in settings and "context" not in overrides:
         settings["context"] = settings["context"] * max_len // RECIPE_MAX_LEN
@@ -205,14 +225,26 @@ def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce
         if label_smoothing:
             return F.cross_entropy(logits[:, 1:].float(), tgt - 1, label_smoothing=label_smoothing), logits
         return F.cross_entropy(logits.float(), tgt), logits
-    neg = batch["negatives"][mask]
     w = model.item_weights()
+    if kind == "sampled":
+        return sampled_softmax(h, tgt, w, batch["negatives"]), None
+    neg = batch["negatives"][mask]
     pos_s = (h * w[tgt]).sum(-1)
     neg_s = (h * w[neg]).sum(-1)
     loss = F.binary_cross_entropy_with_logits(
         torch.cat([pos_s, neg_s]).float(), torch.cat([torch.ones_like(pos_s), torch.zeros_like(neg_s)]).float()
     )
     return loss, None
+
+
+def sampled_softmax(h: torch.Tensor, tgt: torch.Tensor, w: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Softmax CE over each target and the ``neg`` items every position shares (uniform
+    draws: their log-probability correction ``log(N / num_items)`` is the same for every
+    candidate and cancels). A negative that is the position's own target is masked out."""
+    pos = (h * w[tgt]).sum(-1, keepdim=True)
+    other = (h @ w[neg].t()).masked_fill(neg[None, :] == tgt[:, None], float("-inf"))
+    logits = torch.cat([pos, other], 1).float()
+    return F.cross_entropy(logits, torch.zeros(len(tgt), dtype=torch.long, device=h.device))
 
 
 def reorder_windows(inputs: torch.Tensor, targets: torch.Tensor, rate: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,6 +289,50 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, decay: str = "none
     return 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1 - progress
 
 
+# ----------------------------------------------------------------------------- batches
+class Batches:
+    """The batches of each epoch: ``(index, inputs, targets, offset)``.
+
+    By default a random permutation of the windows cut into ``batch_size`` windows each.
+    With ``batch_targets``, windows are shuffled, stably sorted by length (real items) and
+    cut into ``steps`` batches of about ``batch_targets`` training targets each, visited in
+    random order; with ``cut`` each batch drops its leading columns that are padding in every
+    row, and ``offset`` says how many (models read positions with it)."""
+
+    def __init__(self, windows: Windows, batch_size: int, batch_targets: int = 0, cut: bool = False,
+                 device: torch.device | str = "cpu"):
+        self.inputs, self.targets = windows.inputs.to(device), windows.targets.to(device)
+        self.batch_size, self.batch_targets, self.cut, self.device = batch_size, batch_targets, cut, device
+        if batch_targets:
+            self.lengths = self.inputs.ne(0).sum(1)
+            self.counts = self.targets.gt(0).sum(1)
+            self.total = int(self.counts.sum())
+            self.steps = max(1, math.ceil(self.total / batch_targets))
+        else:
+            self.steps = math.ceil(len(windows) / batch_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def epoch(self, gen: torch.Generator):
+        n = len(self.inputs)
+        order = torch.randperm(n, generator=gen, device=self.device)
+        if not self.batch_targets:  # exactly the pre-bucketing batches (documented numbers rest on them)
+            for b in range(0, n, self.batch_size):
+                idx = order[b: b + self.batch_size]
+                yield idx, self.inputs[idx], self.targets[idx], 0
+            return
+        order = order[torch.argsort(self.lengths[order], stable=True)]
+        cum = self.counts[order].cumsum(0)
+        bounds = torch.searchsorted(cum, torch.arange(1, self.steps, device=self.device) * self.total // self.steps)
+        pieces = [p for p in torch.tensor_split(order, bounds.cpu()) if len(p)]
+        L = self.inputs.shape[1]
+        for j in torch.randperm(len(pieces), generator=gen, device=self.device).tolist():
+            idx = pieces[j]
+            off = L - int(self.lengths[idx].max()) if self.cut else 0
+            yield idx, self.inputs[idx, off:], self.targets[idx, off:], off
+
+
 # ----------------------------------------------------------------------------- fit
 def fit(
     model: SeqRecModel,
@@ -282,7 +358,8 @@ def fit(
     device = resolve_device(cfg.device)
     model.to(device)
     windows = windows if windows is not None else train_windows(scene, cfg.max_len, cfg.context)
-    inputs, targets = windows.inputs.to(device), windows.targets.to(device)
+    # an extra loss may hold per-window caches of the full width: its batches stay uncut
+    batches = Batches(windows, cfg.batch_size, cfg.batch_targets, model.cuts_padding and extra_loss is None, device)
     # foreach: one kernel per step for all tensors instead of one per tensor (torch's default on
     # CUDA only); on CPU 2.6x cheaper steps for NextItNet's 93 tensors, same numbers to the bit
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -291,7 +368,7 @@ def fit(
     plateau = None
     if cfg.lr_plateau:
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=cfg.lr_plateau - 1)
-    steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
+    steps_per_epoch = len(batches)
     average = WeightAverage(model, cfg.ema, cfg.ema_warmup, round(cfg.ema_start * steps_per_epoch)) if cfg.ema else None
     warmup_steps = round(cfg.warmup * steps_per_epoch)
     use_amp = cfg.amp and device.type == "cuda"
@@ -316,21 +393,21 @@ def fit(
     for epoch in bar:
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(len(windows), generator=gen, device=device)
         total, terms_sum = 0.0, {}
-        for b in range(0, len(order), cfg.batch_size):
-            idx = order[b : b + cfg.batch_size]
-            step = epoch * steps_per_epoch + b // cfg.batch_size
+        for j, (idx, inp, tgt, offset) in enumerate(batches.epoch(gen)):
+            step = epoch * steps_per_epoch + j
             if step < warmup_steps or cfg.lr_decay != "none":
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * lr_factor(step, warmup_steps, cfg.epochs * steps_per_epoch, cfg.lr_decay)
-            batch = {"index": idx, "inputs": inputs[idx], "targets": targets[idx]}
+            batch = {"index": idx, "inputs": inp, "targets": tgt}
             if cfg.reorder:
                 batch["inputs"], batch["targets"] = reorder_windows(batch["inputs"], batch["targets"], cfg.reorder, gen)
             if cfg.loss == "bce":
                 batch["negatives"] = sample_negatives(batch["inputs"], batch["targets"], model.config.num_items, gen)
+            elif cfg.loss == "sampled":
+                batch["negatives"] = torch.randint(1, model.config.num_items + 1, (cfg.negatives,), generator=gen, device=device)
             with torch.autocast(device.type, enabled=use_amp, dtype=torch.bfloat16):
-                states = model(batch["inputs"])
+                states = model(batch["inputs"], offset=offset) if offset else model(batch["inputs"])
                 loss, logits = rec_loss(model, states[-1], batch, cfg.loss, cfg.label_smoothing)
                 if extra_loss is not None:
                     extra = extra_loss(model, batch, states, logits)
@@ -348,7 +425,7 @@ def fit(
                 average.update()
             value = loss.item()
             if not math.isfinite(value):
-                raise TrainingDiverged(_diverged(epoch, f"loss {value} at step {b // cfg.batch_size + 1}", state))
+                raise TrainingDiverged(_diverged(epoch, f"loss {value} at step {j + 1}", state))
             total += value
         trained += time.perf_counter() - start
         if not all_finite(model.parameters()):
@@ -358,7 +435,7 @@ def fit(
         row.update({k: v / max(1, steps_per_epoch) for k, v in terms_sum.items()})
         with average.swapped_in() if average is not None else contextlib.nullcontext():
             if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
-                valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len))
+                valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len, cut_padding=bool(cfg.batch_targets)))
                 row.update({f"valid_{k}": v for k, v in valid.items()})
                 if valid["NDCG@10"] > best:
                     best, best_epoch, bad = valid["NDCG@10"], epoch, 0
@@ -512,13 +589,15 @@ class WeightAverage:
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def score_users(model: SeqRecModel, histories: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Scores of every item for each left-padded history (rows on the model's device)."""
+def score_users(model: SeqRecModel, histories: torch.Tensor, batch_size: int = 1024, offset: int = 0) -> torch.Tensor:
+    """Scores of every item for each left-padded history (rows on the model's device);
+    ``offset``: columns of padding cut from the histories' left (``cuts_padding`` models)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     for b in range(0, len(histories), batch_size):
-        h = model.output(histories[b : b + batch_size].to(device))[:, -1]
+        seq = histories[b : b + batch_size].to(device)
+        h = (model(seq, offset=offset)[-1] if offset else model.output(seq))[:, -1]
         s = model.score(h).float()
         s[:, 0] = float("-inf")
         out.append(s)
@@ -534,22 +613,38 @@ def user_ranks(
     exclude_seen: bool = False,
     max_len: int | None = None,
     seed: int = 0,
+    batch_size: int = 1024,
+    cut_padding: bool = False,
 ) -> torch.Tensor:
     """0-based rank of each user's held-out item (the unit every metric is built from)."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     max_len = max_len or model.config.max_len
     hist, target = eval_inputs(scene, split, max_len)
-    scores = score_users(model, hist)
-    target = target.to(scores.device)
+    cand = None
     if protocol == "sampled100":
-        cand = sampled_candidates(seen_items(scene, split), target.cpu(), scene.num_items, 100, seed).to(scores.device)
-        return ranks_from_scores(scores.gather(1, cand), torch.zeros_like(target)).cpu()
-    if exclude_seen:
-        for u, items in enumerate(seen_items(scene, split)):
-            items = items[items != int(target[u])]
-            scores[u, torch.as_tensor(items, device=scores.device)] = float("-inf")
-    return ranks_from_scores(scores, target).cpu()
+        cand = sampled_candidates(seen_items(scene, split), target, scene.num_items, 100, seed)
+    # users in batches: memory stays at one batch of scores (users x items) however many users;
+    # with ``cut_padding`` users go by history length and each batch is cut to its longest
+    # (the same numbers up to float rounding, a fraction of the work on short histories)
+    cut = cut_padding and model.cuts_padding
+    order = torch.argsort(hist.ne(0).sum(1), stable=True) if cut else torch.arange(len(hist))
+    ranks = torch.zeros(len(hist), dtype=torch.long)
+    for b in range(0, len(hist), batch_size):
+        idx = order[b: b + batch_size]
+        h = hist[idx]
+        off = h.shape[1] - int(h.ne(0).sum(1).max()) if cut else 0
+        scores = score_users(model, h[:, off:], batch_size, offset=off)
+        tgt = target[idx].to(scores.device)
+        if cand is not None:
+            ranks[idx] = ranks_from_scores(scores.gather(1, cand[idx].to(scores.device)), torch.zeros_like(tgt)).cpu()
+            continue
+        if exclude_seen:  # every earlier item to -inf in one scatter, except the target itself
+            seen = seen_matrix(scene, split, idx).to(scores.device)
+            seen = seen.masked_fill(seen == tgt[:, None], 0)  # column 0 (padding) is -inf already
+            scores.scatter_(1, seen, float("-inf"))
+        ranks[idx] = ranks_from_scores(scores, tgt).cpu()
+    return ranks
 
 
 def evaluate(
@@ -561,9 +656,10 @@ def evaluate(
     ks=DEFAULT_KS,
     max_len: int | None = None,
     seed: int = 0,
+    cut_padding: bool = False,
 ) -> pd.DataFrame:
     """HR/NDCG/MRR at each k as a DataFrame (rows k, columns metrics)."""
-    ranks = user_ranks(model, scene, split, protocol, exclude_seen, max_len, seed)
+    ranks = user_ranks(model, scene, split, protocol, exclude_seen, max_len, seed, cut_padding=cut_padding)
     return metrics_from_ranks(ranks, ks)
 
 

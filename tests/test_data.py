@@ -1,22 +1,15 @@
 """Readers, preprocessing, windows: on small hand-made files."""
 
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from recnb.data import (
-    build_scene,
-    describe,
-    eval_inputs,
-    from_dataframe,
-    load_scene,
-    read_atomic,
-    read_movielens,
-    read_sasrec_txt,
-    seen_items,
-    synthetic_scene,
-    train_windows,
-    write_atomic,
+    build_scene, describe, eval_inputs, from_dataframe, load_scene, read_atomic, read_movielens,
+    read_sasrec_txt, read_text, seen_items, synthetic_scene, train_windows, write_atomic,
 )
 from recnb.errors import DataError
 
@@ -130,3 +123,118 @@ def test_synthetic_scene_is_seeded():
     assert set(stats.index) == {"users", "items", "interactions", "seq_len_mean", "seq_len_median", "seq_len_p90",
                                 "density", "repeat_ratio", "popularity_gini"}
     assert all(s.dtype == np.int64 for s in a.sequences)
+
+
+# ----------------------------------------------------------------------------- text formats, silent misreads
+def raw_sequences(scene):
+    return {scene.user_ids[u]: [scene.item_ids[i] for i in s] for u, s in enumerate(scene.sequences)}
+
+
+def test_one_line_per_user_format_is_read_by_path_and_by_name(tmp_path, monkeypatch):
+    (tmp_path / "amazon").mkdir()
+    f = tmp_path / "amazon" / "Beauty.txt"
+    f.write_text("1 1 2 3 4\n2 5 2 6\n10 3 7 1 5 8\n")
+    scene = load_scene(f)
+    assert raw_sequences(scene) == {"1": ["1", "2", "3", "4"], "2": ["5", "2", "6"], "10": ["3", "7", "1", "5", "8"]}
+    assert scene.user_ids == ["1", "2", "10"]  # natural order
+    assert scene.item_ids[1:4] == ["1", "2", "3"]  # first appearance in file order
+    monkeypatch.setenv("RECNB_DATA_DIR", str(tmp_path))
+    assert raw_sequences(load_scene("beauty")) == raw_sequences(scene)
+    with pytest.raises(DataError, match=r"looked in .*amazon/Sports_and_Outdoors\.txt"):
+        load_scene("sports")
+
+
+def test_text_with_a_timestamp_column_is_read_by_time(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("1 a 30\n1 b 10\n2 a 5\n1 c 20\n2 b 6\n2 c 2\n")
+    assert raw_sequences(load_scene(f)) == {"1": ["b", "c", "a"], "2": ["c", "a", "b"]}
+
+
+def test_ambiguous_or_mixed_text_is_refused_with_the_way_out(tmp_path):
+    f = tmp_path / "three.txt"
+    f.write_text("1 5 6\n2 7 8\n3 9 5\n")  # user item timestamp, or user item item?
+    with pytest.raises(DataError, match=r"three\.txt: every line has 3 fields.*format="):
+        load_scene(f)
+    df, _ = read_text(f, format="user-items")
+    assert df[df.user == "1"]["item"].tolist() == ["5", "6"]
+    df, _ = read_text(f, format="user-item-timestamp")
+    assert df["timestamp"].tolist() == [6, 8, 5]
+    g = tmp_path / "mixed.txt"
+    g.write_text("1 5\n1 6 7 8\n1 9\n")  # users repeat and field counts vary: extra columns never dropped
+    with pytest.raises(DataError, match=r"mixed\.txt:2: lines have 2 to 4 fields and users repeat"):
+        load_scene(g)
+
+
+def test_header_line_in_text_is_refused_not_read_as_a_user(tmp_path):
+    f = tmp_path / "h.txt"
+    f.write_text("user_id item_id\n1 5\n1 6\n1 7\n")
+    with pytest.raises(DataError, match=r"h\.txt:1: looks like a header"):
+        load_scene(f)
+
+
+def test_non_utf8_bytes_are_refused_with_line_and_offset(tmp_path):
+    f = tmp_path / "bad.txt"
+    f.write_bytes(b"1 5\n1 6\n1 \xff7\n")
+    with pytest.raises(DataError, match=r"bad\.txt:3: not UTF-8 text \(byte 0xff at offset 10\)"):
+        load_scene(f)
+    inter = tmp_path / "x.inter"
+    inter.write_bytes(b"user_id:token\titem_id:token\n1\t\xe92\n")
+    with pytest.raises(DataError, match=r"x\.inter:2: not UTF-8"):
+        load_scene(inter)
+    csv = tmp_path / "x.csv"
+    csv.write_bytes(b"user,item\n1,\xe9\n")
+    with pytest.raises(DataError, match=r"x\.csv:2: not UTF-8"):
+        load_scene(csv)
+
+
+def test_csv_ids_stay_text_and_bad_cells_are_refused_with_their_line(tmp_path):
+    f = tmp_path / "ok.csv"
+    f.write_text("user,item,timestamp\n1,9,2\n1,10,1\n1,007,3\n")
+    assert raw_sequences(load_scene(f)) == {"1": ["10", "9", "007"]}  # never 9.0, never 7
+    f.write_text("user,item,timestamp\n1,9,2\n1,,1\n1,7,3\n")
+    with pytest.raises(DataError, match=r"ok\.csv:3: empty item cell"):
+        load_scene(f)
+    f.write_text("user,item,timestamp\n1,9,2\n1,8,10\n1,7,1\n1,6,x\n")  # one text stamp must not sort the rest as text
+    with pytest.raises(DataError, match=r"ok\.csv:5: timestamp 'x' is not a number"):
+        load_scene(f)
+    f.write_text("user,item\n1,2\n1,3,4,5\n")
+    with pytest.raises(DataError, match=r"ok\.csv: malformed CSV"):
+        load_scene(f)
+    f.write_text("")
+    with pytest.raises(DataError, match=r"ok\.csv: empty file"):
+        load_scene(f)
+
+
+def test_pickle_is_never_opened_and_parquet_needs_pyarrow(tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (tmp_path / "d.pkl").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(DataError, match=r"d\.pkl: recnb does not read pickle files"):
+        load_scene(tmp_path / "d.pkl")
+    assert not marker.exists()
+    df = pd.DataFrame({"user": ["1"] * 3, "item": ["a", "b", "c"]})
+    p = tmp_path / "d.parquet"
+    try:
+        df.to_parquet(p)
+    except ImportError:
+        p.write_bytes(b"PAR1")
+    else:
+        assert raw_sequences(load_scene(p)) == {"1": ["a", "b", "c"]}
+    monkeypatch.setattr(pd, "read_parquet", lambda *a, **k: (_ for _ in ()).throw(ImportError("no engine")))
+    with pytest.raises(DataError, match=r"d\.parquet: reading parquet needs pyarrow.*recnb\[parquet\]"):
+        load_scene(p)
+
+
+def test_scene_building_is_vectorised_and_keeps_the_documented_order():
+    """Ties keep file order, items by first appearance, users naturally ("2" < "10" < "a")."""
+    df = pd.DataFrame({"user": ["10", "a", "2", "10", "a", "2", "10", "a", "2"],
+                       "item": ["x", "y", "z", "y", "z", "x", "z", "x", "y"],
+                       "timestamp": [5, 1, 5, 5, 2, 6, 7, 3, 0]})
+    scene = build_scene(df, "t")
+    assert scene.user_ids == ["2", "10", "a"]
+    assert scene.item_ids == ["<pad>", "y", "z", "x"]
+    assert raw_sequences(scene) == {"2": ["y", "z", "x"], "10": ["x", "y", "z"], "a": ["y", "z", "x"]}

@@ -9,7 +9,7 @@ from recnb.errors import ConfigError
 
 
 def add_data_args(p) -> None:
-    p.add_argument("--dataset", required=True, help="known name (ml-100k, wikipedia) or a file/folder path")
+    p.add_argument("--dataset", required=True, help="known name (ml-100k, wikipedia, beauty, sports) or a file/folder path")
     p.add_argument("--data-dir", default=None, help="folder holding datasets (else RECNB_DATA_DIR, then ~/.cache/recnb)")
 
 

@@ -127,7 +127,7 @@ def run(args) -> int:
                           "pass --force to start over")
     start = time.perf_counter()
     scene = load_scene(args.dataset, args.data_dir, kcore=args.kcore)
-    cfg = recipe(args.model, device=args.device, seed=args.seed, progress=not args.quiet, **train_cfg)  # flags win
+    cfg = recipe(args.model, scene.name, device=args.device, seed=args.seed, progress=not args.quiet, **train_cfg)  # flags win
     metrics = train_and_report(scene, args.model, model_cfg, cfg, out, args.protocol, args.exclude_seen, resume=args.resume)
     print(f"{args.model} on {scene.name}: test NDCG@10 {metrics['test']['NDCG@10']:.4f} "
           f"HR@10 {metrics['test']['HR@10']:.4f} (best epoch {metrics['best_epoch']}, "

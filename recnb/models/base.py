@@ -56,6 +56,10 @@ class SeqRecModel(nn.Module):
 
     name = "base"
     config_class = ModelConfig
+    # True where the outputs at real positions stay the same when columns that are padding in
+    # every row are dropped from the left of a batch, given ``forward(seq, offset=<columns
+    # dropped>)``: training then cuts each batch to its longest history (``TrainConfig.batch_targets``)
+    cuts_padding = False
 
     def __init__(self, config: ModelConfig):
         super().__init__()

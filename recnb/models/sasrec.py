@@ -76,6 +76,7 @@ class Block(nn.Module):
 class SASRec(SeqRecModel):
     name = "sasrec"
     config_class = SASRecConfig
+    cuts_padding = True  # padding is masked out of attention; ``offset`` keeps slot positions
 
     def __init__(self, config: SASRecConfig):
         super().__init__(config)
@@ -89,11 +90,12 @@ class SASRec(SeqRecModel):
         self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         init_weights(self)
 
-    def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, seq: torch.Tensor, offset: int = 0) -> list[torch.Tensor]:
+        """``offset``: columns of left padding dropped from ``seq`` (slot positions count them)."""
         L = seq.shape[1]
-        pos = torch.arange(L, device=seq.device).expand_as(seq)
+        pos = torch.arange(offset, offset + L, device=seq.device).expand_as(seq)
         if self.config.positions == "first_item":  # shift each row by its leading padding
-            pos = (pos - (seq.ne(0).cumsum(1) == 0).sum(1, keepdim=True)).clamp(min=0)
+            pos = (pos - offset - (seq.ne(0).cumsum(1) == 0).sum(1, keepdim=True)).clamp(min=0)
         pos = pos.clamp(max=self.config.max_len - 1)
         x = self.drop(self.norm(self.item_embedding(seq) + self.position_embedding(pos)))
         mask = attention_mask(seq)

@@ -1,0 +1,125 @@
+"""Batches cut to their longest history, the sampled-softmax loss, batched evaluation."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recnb.data import seen_items, synthetic_scene, train_windows
+from recnb.metrics import ranks_from_scores
+from recnb.models import BASE_MODELS, build_model
+from recnb.train import Batches, TrainConfig, fit, rec_loss, sampled_softmax, score_users, user_ranks
+
+
+def short_scene():
+    return synthetic_scene(num_users=40, num_items=30, seq_len=12, seed=7)
+
+
+def perturbed(name, **kw):
+    """A model whose every weight is random (NextItNet's residual scales start at 0, which
+    would hide what padding does)."""
+    torch.manual_seed(0)
+    model = build_model(name, num_items=30, max_len=20, **kw)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("name, kw", [(n, {}) for n in BASE_MODELS] + [("sasrec", {"positions": "first_item"})])
+def test_cuts_padding_says_whether_cutting_leading_padding_keeps_the_loss(name, kw, one_thread):
+    """The flag is true exactly where a batch cut to its longest history (given the offset)
+    gives the loss of the full-width batch; SASRec's slot positions need the offset."""
+    model = perturbed(name, **kw)
+    w = train_windows(short_scene(), 20)
+    off = int((w.inputs != 0).float().argmax(1).min())
+    assert off > 0  # the batch has columns that are padding in every row
+    full = {"inputs": w.inputs, "targets": w.targets}
+    cut = {"inputs": w.inputs[:, off:], "targets": w.targets[:, off:]}
+    with torch.no_grad():
+        a, _ = rec_loss(model, model(full["inputs"])[-1], full)
+        b, _ = rec_loss(model, model(cut["inputs"], offset=off)[-1] if model.cuts_padding else model(cut["inputs"])[-1], cut)
+    assert bool(torch.isclose(a, b, rtol=1e-5, atol=1e-6)) == model.cuts_padding
+    if name == "sasrec" and kw.get("positions", "slot") == "slot":  # without the offset, slot positions move
+        with torch.no_grad():
+            c, _ = rec_loss(model, model(cut["inputs"])[-1], cut)
+        assert not torch.isclose(a, c, rtol=1e-5, atol=1e-6)
+
+
+def test_target_batches_cover_every_window_once_and_drop_only_padding():
+    w = train_windows(synthetic_scene(num_users=120, num_items=50, seq_len=60, seed=2), 20, context=5)
+    batches = Batches(w, batch_size=32, batch_targets=100, cut=True)
+    gen = torch.Generator().manual_seed(0)
+    seen, sizes = [], []
+    for idx, inp, tgt, off in batches.epoch(gen):
+        assert torch.equal(inp, w.inputs[idx, off:]) and torch.equal(tgt, w.targets[idx, off:])
+        assert (w.inputs[idx, :off] == 0).all() and (w.targets[idx, :off] == 0).all()
+        assert (inp[:, 0] != 0).any()  # cut to the longest history, not beyond
+        seen += idx.tolist()
+        sizes.append(int((tgt > 0).sum()))
+    assert sorted(seen) == list(range(len(w)))
+    assert len(sizes) == len(batches) and max(sizes) <= 100 + 20 and min(sizes) >= 100 // 2
+
+
+def test_default_batches_are_the_windows_in_random_order():
+    w = train_windows(short_scene(), 20)
+    got = [idx for idx, *_ in Batches(w, batch_size=7).epoch(torch.Generator().manual_seed(3))]
+    want = torch.randperm(len(w), generator=torch.Generator().manual_seed(3)).split(7)
+    assert all(torch.equal(a, b) for a, b in zip(got, want)) and len(got) == len(want)
+
+
+def test_sampled_softmax_with_every_item_as_negative_is_the_full_softmax():
+    torch.manual_seed(0)
+    h, w = torch.randn(9, 8), torch.randn(31, 8)
+    tgt = torch.randint(1, 31, (9,))
+    full = F.cross_entropy((h @ w.t())[:, 1:], tgt - 1)
+    assert torch.isclose(sampled_softmax(h, tgt, w, torch.arange(1, 31)), full, rtol=1e-5)
+    # fewer negatives: a smaller (easier) softmax
+    assert sampled_softmax(h, tgt, w, torch.arange(1, 6)) < full
+
+
+def test_target_batches_and_sampled_loss_train(one_thread):
+    scene = short_scene()
+    torch.manual_seed(0)
+    model = build_model("sasrec", num_items=scene.num_items, max_len=20)
+    res = fit(model, scene, TrainConfig(epochs=3, max_len=20, batch_targets=64, loss="sampled", negatives=8,
+                                        progress=False, lr=3e-3))
+    assert res.history["loss"].iloc[-1] < res.history["loss"].iloc[0]
+
+
+def test_batched_seen_masking_equals_masking_user_by_user(one_thread):
+    scene = synthetic_scene(num_users=50, num_items=40, seq_len=30, seed=5)
+    torch.manual_seed(0)
+    model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
+    from recnb.data import eval_inputs
+
+    hist, target = eval_inputs(scene, "test", 20)
+    scores = score_users(model, hist)
+    for u, items in enumerate(seen_items(scene, "test")):
+        items = items[items != int(target[u])]
+        scores[u, torch.as_tensor(items)] = float("-inf")
+    want = ranks_from_scores(scores, target)
+    got = user_ranks(model, scene, "test", exclude_seen=True, max_len=20, batch_size=7)
+    assert torch.equal(got, want)
+    assert not torch.equal(user_ranks(model, scene, "test", max_len=20, batch_size=7), want)  # masking mattered
+    assert np.array_equal(user_ranks(model, scene, "valid", max_len=20), user_ranks(model, scene, "valid", max_len=20, batch_size=3))
+
+
+def test_evaluation_cut_to_each_batch_history_gives_the_same_ranks(one_thread):
+    scene = synthetic_scene(num_users=60, num_items=30, seq_len=30, seed=6)
+    model = perturbed("sasrec")
+    for ex in (False, True):
+        full = user_ranks(model, scene, "test", exclude_seen=ex, max_len=20, batch_size=8)
+        cut = user_ranks(model, scene, "test", exclude_seen=ex, max_len=20, batch_size=8, cut_padding=True)
+        assert torch.equal(full, cut)
+
+
+def test_scene_recipes_leave_the_ml100k_recipes_alone():
+    from recnb.train import RECIPES, recipe
+
+    amazon = recipe("sasrec", "beauty")
+    assert amazon.batch_targets > 0 and amazon.loss == "sampled" and amazon.label_smoothing == 0
+    for scene in (None, "ml-100k", "wikipedia"):
+        cfg = recipe("sasrec", scene)
+        assert cfg.batch_targets == 0 and cfg.loss == "ce"
+        assert {k: getattr(cfg, k) for k in RECIPES["sasrec"]} == RECIPES["sasrec"]
