@@ -9,7 +9,7 @@ import sys
 
 from recnb.errors import RecnbError
 
-COMMANDS = ("train", "evaluate", "search", "distill", "adarec", "bench", "teacher_artifacts", "dllm2rec")
+COMMANDS = ("train", "evaluate", "search", "distill", "adarec", "bench", "teacher_artifacts", "dllm2rec", "sweep")
 
 
 class Parser(argparse.ArgumentParser):
