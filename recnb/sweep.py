@@ -347,7 +347,6 @@ def run_sweep(kind: str, dataset: str, grid: dict, out: str | Path, address: str
     only the trials not finished run again. A different grid in the same ``out`` is refused."""
     ray, tune = import_ray()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     resources = resources or {"cpu": 1.0, "gpu": 0.0}
@@ -371,7 +370,7 @@ def run_sweep(kind: str, dataset: str, grid: dict, out: str | Path, address: str
         else:
             space = {k: tune.grid_search(v) if _axis(k, v) else v for k, v in grid.items()}
             tuner = tune.Tuner(trainable, param_space=space,
-                               tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+                               tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
                                run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(out), verbose=0))
         results = tuner.fit()
     finally:

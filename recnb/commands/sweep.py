@@ -25,8 +25,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from recnb.sweep import SELECT_BY, clear, import_ray, parse_resources, read_grid, run_sweep
 
-    import_ray()  # a missing extra is one line, before anything else
     grid = read_grid(args.grid, args.kind)
+    import_ray()  # a missing extra is one line, before anything starts
     resources = parse_resources(args.resources_per_trial)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
