@@ -128,3 +128,35 @@ def test_without_ray_the_sweep_names_the_extra(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert "pip install recnb[sweep]" in err and len(err.splitlines()) == 1
 
+
+
+def test_an_adarec_trial_is_the_pipelines_student_for_that_beta_and_seed(scene_file, tmp_path):
+    """The ``adarec`` objective (search with beta, distil with seed) gives the numbers that
+    ``run_pipeline`` reports for the same (beta, seed) student."""
+    from recnb.data import load_scene
+    from recnb.distill.adarec import DistillConfig, run_pipeline
+    from recnb.experiment import train_and_report
+    from recnb.search.searcher import SearchConfig
+    from recnb.train import TrainConfig
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        scene = load_scene(scene_file)
+        teacher_cfg = TrainConfig(epochs=1, max_len=12, progress=False)
+        train_and_report(scene, "nextitnet", {"embedding_size": 16, "num_blocks": 1, "dilations": [1, 2]}, teacher_cfg,
+                         tmp_path / "teacher")
+        point = {"beta": 0.1, "seed": 7, "teacher": str(tmp_path / "teacher" / "model.pt"), "max_len": 12, "search_epochs": 2,
+                 "search_max_steps": 3, "search_width": 8, "distill_epochs": 2, "student_width": 8}
+        row = run_trial("adarec", point, str(scene_file), tmp_path / "trial")
+        scfg = SearchConfig(beta=0.1, epochs=2, max_steps=3, width=8, max_len=12, seed=2020, progress=False)
+        dcfg = DistillConfig(width=8, train=TrainConfig(epochs=2, batch_size=32, lr=1e-3, patience=5, max_len=12, seed=7,
+                                                        progress=False))
+        run_pipeline(scene, tmp_path / "pipe", point["teacher"], [0.1], None, 1, scfg, dcfg, twins="none", baseline=False,
+                     batches=(1,), log=None)
+    finally:
+        torch.set_num_threads(threads)
+    seq = json.loads((tmp_path / "pipe" / "students" / "beta_0.1" / "kd" / "seed_7" / "metrics.json").read_text())
+    assert row["params"] == seq["params"] and row["epochs_trained"] == seq["epochs"]
+    assert {k: row[f"valid_{k}"] for k in seq["valid"]} == seq["valid"]
+    assert {k: row[f"test_{k}"] for k in seq["test"]} == seq["test"]
