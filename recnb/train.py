@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from recnb import distributed
 from recnb.data import Scene, Windows, eval_inputs, seen_items, train_windows
 from recnb.errors import ConfigError, DataError, from_checked_dict
 from recnb.metrics import DEFAULT_KS, PROTOCOLS, flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
@@ -261,6 +262,8 @@ def fit(
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model.to(device)
+    ddp = distributed.current()  # distributed: under torchrun, this rank's share of each batch (else no-op)
+    forward = ddp.wrap(model)  # distributed: DistributedDataParallel(model) under torchrun
     windows = windows if windows is not None else train_windows(scene, cfg.max_len, cfg.context)
     inputs, targets = windows.inputs.to(device), windows.targets.to(device)
     # foreach: one kernel per step for all tensors instead of one per tensor (torch's default on
@@ -296,10 +299,11 @@ def fit(
     for epoch in bar:
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(len(windows), generator=gen, device=device)
+        order = ddp.order(len(windows), gen, epoch, cfg.seed)  # distributed: torch.randperm(len(windows), generator=gen) on one process
         total, terms_sum = 0.0, {}
         for b in range(0, len(order), cfg.batch_size):
             idx = order[b : b + cfg.batch_size]
+            idx, share = ddp.shard(idx, targets)  # distributed: this rank's windows, its share of the targets (1.0 on one process)
             step = epoch * steps_per_epoch + b // cfg.batch_size
             if step < warmup_steps or cfg.lr_decay != "none":
                 for group in opt.param_groups:
@@ -310,7 +314,7 @@ def fit(
             if cfg.loss == "bce":
                 batch["negatives"] = sample_negatives(batch["inputs"], batch["targets"], model.config.num_items, gen)
             with torch.autocast(device.type, enabled=use_amp, dtype=torch.bfloat16):
-                states = model(batch["inputs"])
+                states = forward(batch["inputs"])
                 loss, logits = rec_loss(model, states[-1], batch, cfg.loss, cfg.label_smoothing)
                 if extra_loss is not None:
                     extra = extra_loss(model, batch, states, logits)
@@ -319,6 +323,7 @@ def fit(
                             terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
                         extra = sum(extra.values())
                     loss = loss + extra
+                loss = loss * share  # distributed: DDP's average of the ranks' losses = the whole batch's mean
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip:
@@ -333,7 +338,7 @@ def fit(
         row.update({k: v / max(1, steps_per_epoch) for k, v in terms_sum.items()})
         with average.swapped_in() if average is not None else contextlib.nullcontext():
             if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
-                valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len))
+                valid = flatten(ddp.evaluate(model, scene, "valid", max_len=cfg.max_len))  # distributed: users split over ranks, ranks gathered
                 row.update({f"valid_{k}": v for k, v in valid.items()})
                 if valid["NDCG@10"] > best:
                     best, best_epoch, bad = valid["NDCG@10"], epoch, 0
@@ -348,10 +353,11 @@ def fit(
             history.append(row)
             if log:
                 log(row)
-            if checkpoint is not None and best_epoch == epoch:
+            if checkpoint is not None and best_epoch == epoch and ddp.is_main:  # distributed: rank 0 writes
                 save_checkpoint(checkpoint, model, scene, extra={"epoch": epoch})
         done = bad >= cfg.patience or bool(cfg.time_budget and trained >= cfg.time_budget)
-        if state is not None:
+        done = ddp.any(done)  # distributed: the ranks' clocks differ; one that is out of time stops all
+        if state is not None and ddp.is_main:  # distributed: rank 0 writes
             _save_state(state, cfg, {
                 "epoch": epoch, "done": done, "model": model.state_dict(), "model_config": model.config.to_dict(), "optimizer": opt.state_dict(),
                 "plateau": plateau.state_dict() if plateau is not None else None,
