@@ -426,3 +426,18 @@ def clear(out: str | Path) -> None:
         shutil.rmtree(out / name, ignore_errors=True)
     for name in (*RESULT_FILES, "grid.json"):
         (out / name).unlink(missing_ok=True)
+
+
+def load_results(out: str | Path) -> pd.DataFrame:
+    """A sweep's ``results.parquet`` (``results.csv`` without pyarrow) as a DataFrame, one row
+    per trial with the ``valid_``/``test_`` columns of a pipeline summary, best validation first."""
+    out = Path(out)
+    parquet, csv = (out / name for name in RESULT_FILES)
+    if parquet.exists():
+        try:
+            return pd.read_parquet(parquet)
+        except ImportError:  # no pyarrow here: the CSV holds the same rows
+            pass
+    if not csv.exists():
+        raise ConfigError(f"{out}: no sweep results (run `recnb sweep --out {out}` first)")
+    return pd.read_csv(csv)

@@ -17,7 +17,7 @@ import torch
 
 from recnb.cli import main
 from recnb.data import synthetic_scene, write_atomic
-from recnb.sweep import grid_points, run_trial
+from recnb.sweep import grid_points, load_results, run_trial
 
 GRID = {"model": "gru4rec", "epochs": 2, "embedding_size": 16, "hidden_size": 16, "lr": [1e-3, 3e-3], "seed": [1, 2]}
 SAME = ("valid_NDCG@10", "valid_HR@10", "valid_MRR@20", "test_NDCG@10", "test_HR@20", "params", "best_epoch", "epochs_trained")
@@ -73,7 +73,7 @@ def test_sweep_gives_the_numbers_of_the_runs_one_by_one(ray_address, scene_file,
     assert main(["sweep", "--dataset", str(scene_file), "--grid", str(grid_file), "--max-concurrent", "2",
                  "--resources-per-trial", "cpu=1,gpu=0", "--out", str(tmp_path / "sw")]) == 0
     printed = capsys.readouterr().out
-    frame = pd.read_parquet(tmp_path / "sw" / "results.parquet")
+    frame = load_results(tmp_path / "sw")
     assert len(frame) == 4 and frame["valid_NDCG@10"].is_monotonic_decreasing  # best validation first
     assert f"{frame['valid_NDCG@10'].iloc[0]:.4f}" in printed
     pd.testing.assert_frame_equal(_by_config(frame)[list(SAME)], _by_config(one_by_one)[list(SAME)], check_dtype=False)
