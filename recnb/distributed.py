@@ -102,13 +102,14 @@ class Group:
         mine = users[self.rank]
         scores = score_users(model, hist[mine])
         ranks = ranks_from_scores(scores, target[mine].to(scores.device)).cpu()
-        parts = [torch.zeros(len(u), dtype=ranks.dtype) for u in users]
-        if torch.distributed.get_backend() == "nccl":
-            parts = [p.to(scores.device) for p in parts]
-            torch.distributed.all_gather(parts, ranks.to(scores.device))
-        else:
-            torch.distributed.all_gather(parts, ranks)
-        return metrics_from_ranks(torch.cat([p.cpu() for p in parts]))
+        # all_gather wants equal sizes: pad every share to the largest, then trim
+        device = _collective_device()
+        size = len(users[0])
+        padded = torch.zeros(size, dtype=ranks.dtype, device=device)
+        padded[: len(ranks)] = ranks.to(device)
+        parts = [torch.empty_like(padded) for _ in users]
+        torch.distributed.all_gather(parts, padded)
+        return metrics_from_ranks(torch.cat([p[: len(u)].cpu() for p, u in zip(parts, users)]))
 
     def any(self, flag: bool) -> bool:
         """True on every rank when it is true on any (a time budget ends the run for all)."""
