@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,11 +48,13 @@ def adarec_sweep(args, work: Path, lines: list) -> None:
                          TrainConfig(epochs=1, batch_size=32, progress=False), work / "teacher")
         teacher = str(work / "teacher" / "model.pt")
     grid = {"teacher": teacher, "beta": args.betas, "seed": args.seeds, "search_epochs": args.search_epochs,
-            "search_max_steps": args.search_max_steps, "distill_epochs": args.distill_epochs}
+            "search_max_steps": args.search_max_steps, "distill_epochs": args.distill_epochs, "max_len": args.max_len,
+            "student_width": args.student_width}
     points = [{**{k: v for k, v in grid.items() if not isinstance(v, list)}, "beta": b, "seed": s}
               for b in args.betas for s in args.seeds]
     lines.append(f"AdaRec sweep on {args.dataset}: {len(points)} trials (betas {args.betas} x seeds {args.seeds}), "
-                 f"search {args.search_epochs} epochs x {args.search_max_steps} steps, distillation {args.distill_epochs} epoch(s)")
+                 f"search {args.search_epochs} epochs x {args.search_max_steps} steps, distillation {args.distill_epochs} epoch(s), "
+                 f"max_len {args.max_len}, student width {args.student_width}")
     lines.append(f"  load average before: {load()}")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -92,17 +95,21 @@ def ddp_throughput(args, work: Path, lines: list) -> None:
             "--device", "cpu", "--quiet", "--force"]
     runs = [("1 process x 1 thread", 1, 1), (f"1 process x {args.workers} threads", 1, args.workers),
             (f"{args.workers} processes x 1 thread (torchrun)", args.workers, 1)]
-    for name, procs, threads in runs:
-        out = work / f"ddp_{procs}x{threads}"
-        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs)] if procs > 1 \
-            else [sys.executable]
-        before = load()
-        subprocess.run([*launch, *base, "--out", str(out)], env={**env, "OMP_NUM_THREADS": str(threads)}, check=True,
-                       capture_output=True)
-        m = json.loads((out / "metrics.json").read_text())
-        rate = windows * m["epochs"] / m["train_seconds"]
-        lines.append(f"  {name}: {rate:.0f} windows/s ({m['train_seconds']:.1f} s training, valid NDCG@10 "
-                     f"{m['valid']['NDCG@10']:.4f}; load average before {before})")
+    rates: dict = {name: [] for name, _, _ in runs}
+    for rep in range(args.repeats):  # interleaved, so a burst of outside load hits every setting alike
+        for name, procs, threads in runs:
+            out = work / f"ddp_{procs}x{threads}_{rep}"
+            launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs)] \
+                if procs > 1 else [sys.executable]
+            before = load()
+            subprocess.run([*launch, *base, "--out", str(out)], env={**env, "OMP_NUM_THREADS": str(threads)},
+                           check=True, capture_output=True)
+            m = json.loads((out / "metrics.json").read_text())
+            rates[name].append(windows * m["epochs"] / m["train_seconds"])
+            lines.append(f"  {name}, run {rep + 1}: {rates[name][-1]:.0f} windows/s ({m['train_seconds']:.1f} s training, "
+                         f"valid NDCG@10 {m['valid']['NDCG@10']:.4f}; load average before {before})")
+    for name, r in rates.items():
+        lines.append(f"  {name}: best {max(r):.0f}, median {statistics.median(r):.0f} windows/s over {len(r)} run(s)")
 
 
 def main() -> None:
@@ -114,7 +121,11 @@ def main() -> None:
     p.add_argument("--search-epochs", type=int, default=2)
     p.add_argument("--search-max-steps", type=int, default=6)
     p.add_argument("--distill-epochs", type=int, default=1)
+    p.add_argument("--max-len", type=int, default=50)
+    p.add_argument("--student-width", type=int, default=64)
     p.add_argument("--ddp-epochs", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=1, help="runs of each DDP setting (interleaved)")
+    p.add_argument("--tag", default="", help="appended to the results file name")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="threads of the one-process sweep")
     p.add_argument("--skip", default="", help="adarec or ddp: leave that part out")
@@ -133,7 +144,7 @@ def main() -> None:
             adarec_sweep(args, work, lines)
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(args.out) / f"scale_out_{args.dataset}_{platform.machine()}_{os.cpu_count()}cores.txt"
+    out = Path(args.out) / f"scale_out_{args.dataset}_{platform.machine()}_{os.cpu_count()}cores{args.tag}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(f"-> {out}")
