@@ -9,7 +9,8 @@ import sys
 
 from recnb.errors import RecnbError
 
-COMMANDS = ("train", "evaluate", "search", "distill", "adarec", "bench", "teacher_artifacts", "dllm2rec", "export", "recommend")
+COMMANDS = ("train", "evaluate", "search", "distill", "adarec", "bench", "teacher_artifacts", "dllm2rec", "export", "recommend",
+            "sweep")
 
 
 class Parser(argparse.ArgumentParser):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from recnb import distributed
 from recnb.data import Scene
 from recnb.metrics import flatten
 from recnb.models import build_model
@@ -66,7 +67,7 @@ def train_and_report(
         "config": model.config.to_dict(),
         "train": dataclasses.asdict(cfg),  # the settings that produced it (recipe + flags)
     }
-    if out is not None:
+    if out is not None and distributed.current().is_main:  # under torchrun rank 0 writes the files
         out = Path(out)
         save_checkpoint(out / "model.pt", model, scene, extra={"metrics": metrics})
         write_json(out / "metrics.json", metrics)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from recnb import distributed
 from recnb.data import Scene, Windows, eval_inputs, seen_items, seen_matrix, train_windows
 from recnb.errors import ConfigError, DataError, TrainingDiverged, check_fields, from_checked_dict
 from recnb.metrics import DEFAULT_KS, PROTOCOLS, flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
@@ -314,13 +315,17 @@ class Batches:
     def __len__(self) -> int:
         return self.steps
 
-    def epoch(self, gen: torch.Generator):
+    def epoch(self, gen: torch.Generator, order: torch.Tensor | None = None, shard=None):
+        """One epoch's batches from ``order`` (else a permutation drawn from ``gen``);
+        ``shard(idx, targets) -> (idx, share)`` keeps one process's part of each batch
+        (data-parallel training) and yields its share of the batch's targets."""
         n = len(self.inputs)
-        order = torch.randperm(n, generator=gen, device=self.device)
+        order = torch.randperm(n, generator=gen, device=self.device) if order is None else order
+        shard = shard or (lambda idx, targets: (idx, 1.0))
         if not self.batch_targets:  # exactly the pre-bucketing batches (documented numbers rest on them)
             for b in range(0, n, self.batch_size):
-                idx = order[b: b + self.batch_size]
-                yield idx, self.inputs[idx], self.targets[idx], 0
+                idx, share = shard(order[b: b + self.batch_size], self.targets)
+                yield idx, self.inputs[idx], self.targets[idx], 0, share
             return
         order = order[torch.argsort(self.lengths[order], stable=True)]
         cum = self.counts[order].cumsum(0)
@@ -328,9 +333,9 @@ class Batches:
         pieces = [p for p in torch.tensor_split(order, bounds.cpu()) if len(p)]
         L = self.inputs.shape[1]
         for j in torch.randperm(len(pieces), generator=gen, device=self.device).tolist():
-            idx = pieces[j]
-            off = L - int(self.lengths[idx].max()) if self.cut else 0
-            yield idx, self.inputs[idx, off:], self.targets[idx, off:], off
+            off = L - int(self.lengths[pieces[j]].max()) if self.cut else 0
+            idx, share = shard(pieces[j], self.targets)
+            yield idx, self.inputs[idx, off:], self.targets[idx, off:], off, share
 
 
 # ----------------------------------------------------------------------------- fit
@@ -357,6 +362,8 @@ def fit(
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model.to(device)
+    ddp = distributed.current()  # distributed: under torchrun, this rank's share of each batch (else no-op)
+    forward = ddp.wrap(model)  # distributed: DistributedDataParallel(model) under torchrun
     windows = windows if windows is not None else train_windows(scene, cfg.max_len, cfg.context)
     # an extra loss may hold per-window caches of the full width: its batches stay uncut
     batches = Batches(windows, cfg.batch_size, cfg.batch_targets, model.cuts_padding and extra_loss is None, device)
@@ -393,8 +400,10 @@ def fit(
     for epoch in bar:
         start = time.perf_counter()
         model.train()
+        order = ddp.order(len(windows), gen, epoch, cfg.seed)  # distributed: torch.randperm(len(windows), generator=gen) on one process
         total, terms_sum = 0.0, {}
-        for j, (idx, inp, tgt, offset) in enumerate(batches.epoch(gen)):
+        # distributed: ddp.shard keeps this rank's windows of each batch, and its share of the targets (1.0 on one process)
+        for j, (idx, inp, tgt, offset, share) in enumerate(batches.epoch(gen, order, ddp.shard)):
             step = epoch * steps_per_epoch + j
             if step < warmup_steps or cfg.lr_decay != "none":
                 for group in opt.param_groups:
@@ -407,7 +416,7 @@ def fit(
             elif cfg.loss == "sampled":
                 batch["negatives"] = torch.randint(1, model.config.num_items + 1, (cfg.negatives,), generator=gen, device=device)
             with torch.autocast(device.type, enabled=use_amp, dtype=torch.bfloat16):
-                states = model(batch["inputs"], offset=offset) if offset else model(batch["inputs"])
+                states = forward(batch["inputs"], offset=offset) if offset else forward(batch["inputs"])
                 loss, logits = rec_loss(model, states[-1], batch, cfg.loss, cfg.label_smoothing)
                 if extra_loss is not None:
                     extra = extra_loss(model, batch, states, logits)
@@ -416,6 +425,7 @@ def fit(
                             terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
                         extra = sum(extra.values())
                     loss = loss + extra
+                loss = loss * share  # distributed: DDP's average of the ranks' losses = the whole batch's mean
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip:
@@ -435,7 +445,7 @@ def fit(
         row.update({k: v / max(1, steps_per_epoch) for k, v in terms_sum.items()})
         with average.swapped_in() if average is not None else contextlib.nullcontext():
             if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
-                valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len, cut_padding=bool(cfg.batch_targets)))
+                valid = flatten(ddp.evaluate(model, scene, "valid", max_len=cfg.max_len, cut_padding=bool(cfg.batch_targets)))  # distributed: users split over ranks, ranks gathered
                 row.update({f"valid_{k}": v for k, v in valid.items()})
                 if valid["NDCG@10"] > best:
                     best, best_epoch, bad = valid["NDCG@10"], epoch, 0
@@ -450,10 +460,11 @@ def fit(
             history.append(row)
             if log:
                 log(row)
-            if checkpoint is not None and best_epoch == epoch:
+            if checkpoint is not None and best_epoch == epoch and ddp.is_main:  # distributed: rank 0 writes
                 save_checkpoint(checkpoint, model, scene, extra={"epoch": epoch})
         done = bad >= cfg.patience or bool(cfg.time_budget and trained >= cfg.time_budget)
-        if state is not None:
+        done = ddp.any(done)  # distributed: the ranks' clocks differ; one that is out of time stops all
+        if state is not None and ddp.is_main:  # distributed: rank 0 writes
             _save_state(state, cfg, {
                 "epoch": epoch, "done": done, "model": model.state_dict(), "model_config": model.config.to_dict(), "optimizer": opt.state_dict(),
                 "plateau": plateau.state_dict() if plateau is not None else None,

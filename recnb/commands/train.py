@@ -113,6 +113,16 @@ def split_options(model: str, args) -> tuple[dict, dict]:
 
 
 def run(args) -> int:
+    from recnb import distributed
+
+    group = distributed.init_from_env(args.device)  # torchrun: join the process group (else one process)
+    try:
+        return _run(args, group)
+    finally:
+        distributed.shutdown()
+
+
+def _run(args, group) -> int:
     from recnb.data import load_scene
     from recnb.experiment import train_and_report
 
@@ -127,9 +137,16 @@ def run(args) -> int:
                           "pass --force to start over")
     start = time.perf_counter()
     scene = load_scene(args.dataset, args.data_dir, kcore=args.kcore)
-    cfg = recipe(args.model, scene.name, device=args.device, seed=args.seed, progress=not args.quiet, **train_cfg)  # flags win
+    cfg = recipe(args.model, scene.name, device=args.device, seed=args.seed, progress=not args.quiet and group.is_main,
+                 **train_cfg)  # flags win
+    if cfg.batch_size < group.world_size:
+        raise ConfigError(f"--batch-size {cfg.batch_size}: the global batch must hold at least one window per process "
+                          f"({group.world_size} under torchrun)")
     metrics = train_and_report(scene, args.model, model_cfg, cfg, out, args.protocol, args.exclude_seen, resume=args.resume)
+    if not group.is_main:
+        return 0
+    where = f" ({group.world_size} processes)" if group.parallel else ""
     print(f"{args.model} on {scene.name}: test NDCG@10 {metrics['test']['NDCG@10']:.4f} "
           f"HR@10 {metrics['test']['HR@10']:.4f} (best epoch {metrics['best_epoch']}, "
-          f"{time.perf_counter() - start:.0f}s) -> {out}")
+          f"{time.perf_counter() - start:.0f}s){where} -> {out}")
     return 0

@@ -1,0 +1,83 @@
+"""Data-parallel training under torchrun: two gloo processes train to the numbers of one
+process with the same global batch, rank 0's checkpoint loads in one process, and a bad
+launch environment is one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from recnb.cli import main
+from recnb.data import synthetic_scene, write_atomic
+from recnb.train import evaluate, load_checkpoint, read_torch_file
+
+# dropout off: with it the ranks draw their own masks, equal in distribution only
+ARGS = ["--model", "gru4rec", "--epochs", "2", "--batch-size", "15", "--embedding-size", "16", "--hidden-size", "16",
+        "--dropout", "0", "--device", "cpu", "--quiet"]
+# the two runs differ only in the order of float sums (the gradient all-reduce, a loss split in two)
+WEIGHT_TOL, METRIC_TOL = 1e-5, 1e-3
+
+
+@pytest.fixture(scope="module")
+def scene_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ddp") / "syn.inter"
+    write_atomic(synthetic_scene(121, 60, 20, seed=1), path)  # odd: the ranks score 61 and 60 users
+    return path
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch has no torch.distributed")
+def test_two_processes_train_to_the_numbers_of_one_with_the_same_global_batch(scene_file, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "recnb", "train", "--dataset", str(scene_file), *ARGS, "--out", str(tmp_path / "two")],
+                         check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("(2 processes)") == 1  # rank 0 alone reports
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun process
+    try:
+        assert main(["train", "--dataset", str(scene_file), *ARGS, "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    one_m, two_m = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert one_m["best_epoch"] == two_m["best_epoch"]
+    for split in ("valid", "test"):
+        for key, value in one_m[split].items():
+            assert two_m[split][key] == pytest.approx(value, abs=METRIC_TOL), (split, key)
+    one_w, two_w = (read_torch_file(tmp_path / d / "model.pt")["state_dict"] for d in ("one", "two"))
+    assert max((one_w[k] - two_w[k]).abs().max().item() for k in one_w) < WEIGHT_TOL
+    model, _ = load_checkpoint(tmp_path / "two" / "model.pt")  # rank 0's checkpoint, one process
+    from recnb.data import load_scene
+
+    valid = evaluate(model, load_scene(scene_file), "valid")
+    assert valid.loc[10, "NDCG"] == pytest.approx(two_m["valid"]["NDCG@10"], abs=1e-12)
+    assert not (tmp_path / "two" / "train_state.pt").exists()
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"WORLD_SIZE": "two", "RANK": "0"}, "WORLD_SIZE='two'"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2: must be in [0, WORLD_SIZE=2)"),
+    ({"WORLD_SIZE": "0", "RANK": "0"}, "WORLD_SIZE=0: must be at least 1"),
+])
+def test_a_bad_launch_environment_is_one_line(scene_file, tmp_path, capsys, monkeypatch, env, says):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["train", "--dataset", str(scene_file), *ARGS, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1
+
+
+def test_torchrun_without_torch_distributed_is_one_line(scene_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: False)
+    assert main(["train", "--dataset", str(scene_file), *ARGS, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no torch.distributed" in err and len(err.splitlines()) == 1
