@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from recnb import distributed
 from recnb.data import Scene, Windows, eval_inputs, seen_items, seen_matrix, train_windows
 from recnb.errors import ConfigError, DataError, TrainingDiverged, check_fields, from_checked_dict
+from recnb.files import atomic_write
 from recnb.metrics import DEFAULT_KS, PROTOCOLS, flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
 from recnb.models import SeqRecModel, model_class
 
@@ -499,10 +500,8 @@ _RESUMABLE = ("epochs", "progress", "time_budget", "device")
 
 
 def _save_state(path: str | Path, cfg: TrainConfig, content: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": "recnb-train-state/1", "config": dataclasses.asdict(cfg), **content}, tmp)
-    tmp.replace(path)  # a kill mid-write leaves the previous epoch's state intact
+    # a kill mid-write leaves the previous epoch's state intact
+    atomic_write(path, lambda tmp: torch.save({"format": "recnb-train-state/1", "config": dataclasses.asdict(cfg), **content}, tmp))
 
 
 def read_torch_file(path: str | Path, what: str = "recnb checkpoint"):
@@ -699,10 +698,7 @@ def save_checkpoint(path: str | Path, model: SeqRecModel, scene: Scene | None = 
         "scene": dict(scene.meta) if scene else None,  # how it was built (source, kcore): rebuilt the same way
         "extra": extra or {},
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint behind
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))  # never a half-written checkpoint
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu", scene: Scene | None = None,

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "recnb"
 
 # lowest first; a module's layer is that of its longest listed prefix
 LAYERS = {
-    "recnb.errors": 0,
+    "recnb.errors": 0, "recnb.files": 0,
     "recnb.data": 1, "recnb.metrics": 1, "recnb.models": 1,
     "recnb.measure": 2, "recnb.train": 2, "recnb.kd": 2, "recnb.experiment": 2, "recnb.export": 2, "recnb.distributed": 2,
     "recnb.recommend": 3,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recnb.errors import ConfigError
+from recnb.files import atomic_write
 from recnb.measure import median_ms
 
 
@@ -159,9 +160,7 @@ def latency_table(
     table = {name: round(measure_op_latency(name, d, seq_len, batch, dev), 5) for name in PRIMITIVES}
     table["zero"] = 0.0  # no edge is no work in the derived network
     payload = {"device": dev.type, "width": d, "seq_len": seq_len, "batch": batch, "threads": torch.get_num_threads(), "ms": table}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
     return table
 
 

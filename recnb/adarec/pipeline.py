@@ -452,7 +452,6 @@ __all__ = [
     "choose_default_beta",
     "distillation_loss",
     "load_summary",
-    "measure",
     "run_pipeline",
     "summary_frame",
     "train_model",

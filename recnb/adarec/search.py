@@ -39,6 +39,7 @@ from recnb.adarec.ops import COSTS, normalised_costs, op_costs
 from recnb.adarec.supernet import Supernet, SupernetConfig
 from recnb.data import Scene, train_windows
 from recnb.errors import ConfigError, check_fields, from_checked_dict
+from recnb.files import atomic_write
 from recnb.kd import WEIGHT_UPDATES, EMDLoss, TeacherCache, kd_loss
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel
@@ -372,9 +373,7 @@ def search(
             payload = {"model": model.state_dict(), "emd": emd.state_dict() if emd is not None else None,
                        "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "generator": gen.get_state(),
                        "state": state, "config": cfg.to_dict()}
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save(payload, tmp)
-            tmp.replace(ckpt_path)
+            atomic_write(ckpt_path, lambda tmp: torch.save(payload, tmp))
         bar.set_postfix(ndcg10=f"{valid['NDCG@10']:.4f}", params=row["architecture_params"])
         if on_epoch:
             on_epoch(epoch, row)

@@ -40,6 +40,7 @@ from recnb.dllm2rec.artifacts import (
     write_official,
 )
 from recnb.errors import ConfigError, DataError
+from recnb.files import atomic_write
 from recnb.measure import model_latency
 from recnb.metrics import flatten
 from recnb.models import register_model
@@ -115,10 +116,7 @@ def encode_titles(
         list(map(str, titles)), batch_size=batch_size, show_progress_bar=progress,
         convert_to_tensor=True, normalize_embeddings=True,
     ).float().cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(emb, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: torch.save(emb, tmp))
     return emb
 
 
