@@ -143,7 +143,7 @@ class TrainConfig:
 RECIPES = {
     "sasrec": {"batch_size": 32, "lr": 3e-3, "context": 20, "ema": 0.995, "label_smoothing": 0.1},
     "gru4rec": {"batch_size": 32, "lr": 3e-3, "context": 20},
-    "nextitnet": {"batch_size": 32, "lr": 1e-2, "ema": 0.995, "model": {"dropout": 0.3}},
+    "nextitnet": {"batch_size": 32, "lr": 1e-2, "ema": 0.995, "label_smoothing": 0.1, "model": {"dropout": 0.3}},
 }
 RECIPE_MAX_LEN = 50  # the window length the recipes were measured at
 # Per scene, where a scene needs other settings than ml-100k's (bench/scale.py, docs/benchmarks.md):
