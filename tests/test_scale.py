@@ -51,8 +51,8 @@ def test_target_batches_cover_every_window_once_and_drop_only_padding():
     batches = Batches(w, batch_size=32, batch_targets=100, cut=True)
     gen = torch.Generator().manual_seed(0)
     seen, sizes = [], []
-    for idx, inp, tgt, off in batches.epoch(gen):
-        assert torch.equal(inp, w.inputs[idx, off:]) and torch.equal(tgt, w.targets[idx, off:])
+    for idx, inp, tgt, off, share in batches.epoch(gen):
+        assert share == 1.0 and torch.equal(inp, w.inputs[idx, off:]) and torch.equal(tgt, w.targets[idx, off:])
         assert (w.inputs[idx, :off] == 0).all() and (w.targets[idx, :off] == 0).all()
         assert (inp[:, 0] != 0).any()  # cut to the longest history, not beyond
         seen += idx.tolist()
