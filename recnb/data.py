@@ -389,6 +389,12 @@ def describe(scene: Scene) -> pd.Series:
 
 
 # ----------------------------------------------------------------------------- resolving names
+def cache_root() -> Path:
+    """recnb's one cache folder: ``$RECNB_CACHE``, else ``~/.cache/recnb`` (downloads, text
+    embeddings, measured op latencies)."""
+    return Path(os.environ.get("RECNB_CACHE", Path.home() / ".cache" / "recnb"))
+
+
 def data_dirs(explicit: str | Path | None = None) -> list[Path]:
     """Where recnb looks for data, in order: explicit path, ``RECNB_DATA_DIR``, the user cache."""
     dirs = []
@@ -396,7 +402,7 @@ def data_dirs(explicit: str | Path | None = None) -> list[Path]:
         dirs.append(Path(explicit))
     if os.environ.get("RECNB_DATA_DIR"):
         dirs.append(Path(os.environ["RECNB_DATA_DIR"]))
-    dirs.append(Path(os.environ.get("RECNB_CACHE", Path.home() / ".cache" / "recnb")))
+    dirs.append(cache_root())
     return dirs
 
 

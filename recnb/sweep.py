@@ -242,10 +242,10 @@ def run_trial(kind: str, point: dict, dataset: str, out: str | Path, data_dir: s
 
 def _adarec_trial(scene, p: dict, out: Path) -> dict:
     """Search with ``beta`` (seed ``search_seed``), then distil the derived student with ``seed``."""
-    from recnb.data import train_windows
     from recnb.adarec.pipeline import DistillConfig, build_student, train_model
-    from recnb.kd import TeacherCache
     from recnb.adarec.search import SearchConfig, search
+    from recnb.data import train_windows
+    from recnb.kd import TeacherCache
     from recnb.train import TrainConfig, load_checkpoint, resolve_device
 
     device = resolve_device("auto")
@@ -405,8 +405,8 @@ def _adarec_teacher(dataset: str, data_dir, out: Path, grid: dict, log) -> Path:
     path = out / "model.pt"
     if path.exists():
         return path
-    from recnb.data import load_scene
     from recnb.adarec.pipeline import TEACHER_CONFIG, TEACHER_TRAIN
+    from recnb.data import load_scene
     from recnb.experiment import train_and_report
     from recnb.train import TrainConfig
 

@@ -10,13 +10,13 @@ table (:func:`latency_table`).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recnb.data import cache_root
 from recnb.errors import ConfigError
 from recnb.files import atomic_write
 from recnb.measure import median_ms
@@ -126,8 +126,8 @@ def op_flops(name: str, d: int, seq_len: int = 50) -> float:
 
 
 def cache_dir(explicit: str | Path | None = None) -> Path:
-    """Where measured tables live: ``explicit``, else ``$RECNB_CACHE_DIR``, else ``~/.cache/recnb``."""
-    path = Path(explicit or os.environ.get("RECNB_CACHE_DIR") or Path.home() / ".cache" / "recnb")
+    """Where measured tables live: ``explicit``, else recnb's cache (``$RECNB_CACHE``, else ``~/.cache/recnb``)."""
+    path = Path(explicit) if explicit else cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -30,7 +30,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from recnb.data import Scene, Windows, train_windows
+from recnb.data import Scene, Windows, cache_root, train_windows
 from recnb.dllm2rec.artifacts import (
     TeacherArtifacts,
     TrainRows,
@@ -93,7 +93,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def text_cache_dir() -> Path:
-    return Path(os.environ.get("RECNB_CACHE", Path.home() / ".cache" / "recnb")) / "text"
+    return cache_root() / "text"
 
 
 def encode_titles(
