@@ -64,7 +64,7 @@ def worker(task: dict) -> dict:
         from recnb.train import Batches
 
         b = Batches(w, cfg.batch_size, cfg.batch_targets, cut=True)
-        seen = sum(inp.numel() for _, inp, _, _ in b.epoch(torch.Generator().manual_seed(0)))
+        seen = sum(inp.numel() for _, inp, *_ in b.epoch(torch.Generator().manual_seed(0)))
         out["padding_cut"] = 1 - float((w.inputs > 0).sum()) / seen
         out["positions"] = seen
     else:
