@@ -39,13 +39,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from recnb.data import eval_inputs, load_scene
+from recnb.adarec.architecture import Architecture
 from recnb.adarec.pipeline import TEACHER_CONFIG
+from recnb.adarec.student import Student
+from recnb.data import eval_inputs, load_scene
 from recnb.export import Exported, ScoringHead, export
 from recnb.metrics import flatten, metrics_from_ranks, ranks_from_scores
 from recnb.models import build_model
-from recnb.adarec.architecture import Architecture
-from recnb.adarec.student import Student
 from recnb.train import TrainConfig, fit, save_checkpoint, score_users
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,21 +42,25 @@ _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), 
           "dict": (dict,), "tuple": (list, tuple)}
 
 
-def _accepts(annotation: str, value) -> bool:
-    """Whether ``value`` fits a field annotated ``annotation`` (a string such as
-    ``"float | None"`` or ``"list"``); bool is not an int here, an int is a float."""
-    for part in str(annotation).replace("Optional[", "").replace("]", "").split("|"):
+def annotation_types(annotation) -> tuple | None:
+    """The Python types a dataclass field annotated ``annotation`` (a string such as
+    ``"float | None"`` or ``"list"``) accepts, an int counting as a float; ``None`` where the
+    annotation names a type this check does not know (a nested config runs its own check)."""
+    types = []
+    for part in str(getattr(annotation, "__name__", annotation)).replace("Optional[", "").replace("]", "").split("|"):
         part = part.strip().split("[")[0]
-        if part == "None" and value is None:
-            return True
-        kinds = _TYPES.get(part)
+        kinds = (type(None),) if part == "None" else _TYPES.get(part)
         if kinds is None:
-            return True  # a type this check does not know (a nested config): its own check runs
-        if isinstance(value, bool) and bool not in kinds:
-            continue
-        if isinstance(value, kinds):
-            return True
-    return False
+            return None
+        types += kinds
+    return tuple(dict.fromkeys(types))
+
+
+def accepts(types: tuple | None, value) -> bool:
+    """Whether ``value`` is one of ``types`` (from :func:`annotation_types`); a bool is not an int."""
+    if types is None:
+        return True
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
 
 
 def _interval(spec: str):
@@ -72,7 +76,7 @@ def check_fields(obj, ranges: dict[str, str], what: str) -> None:
     must also be finite where the interval is open at infinity (NaN never passes)."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if not _accepts(f.type, value):
+        if not accepts(annotation_types(f.type), value):
             raise ConfigError(f"{what}: {f.name} must be {f.type}, got {value!r} ({type(value).__name__})")
         spec = ranges.get(f.name)
         if spec is None or value is None:

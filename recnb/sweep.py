@@ -34,7 +34,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from recnb.errors import ConfigError
+from recnb.errors import ConfigError, accepts, annotation_types
+from recnb.files import read_json_file
 
 KINDS = ("train", "adarec", "dllm2rec")
 SELECT_BY = "valid_NDCG@10"
@@ -55,21 +56,8 @@ DLLM2REC_KEYS = {"artifacts": str, "student": str, "seed": int, "distill": bool,
 
 
 # ----------------------------------------------------------------------------- grid files
-def _type_of(annotation) -> tuple | None:
-    """The Python types a dataclass field's (string) annotation allows, None if any."""
-    text = str(getattr(annotation, "__name__", annotation))
-    allowed = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,)}
-    parts = [p.strip() for p in text.split("|")]
-    if not all(p in allowed or p == "None" for p in parts):
-        return None
-    return tuple(t for p in parts if p != "None" for t in allowed[p]) + ((type(None),) if "None" in parts else ())
-
-
 def _check_value(where: str, key: str, value, types: tuple | None) -> None:
-    if types is None:
-        return
-    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-    if not ok:
+    if not accepts(types, value):
         names = "/".join(sorted({t.__name__ if t is not type(None) else "null" for t in types}))
         raise ConfigError(f"{where}: '{key}' must be {names}, got {json.dumps(value)}")
 
@@ -86,17 +74,17 @@ def _keys(kind: str, model: str | None = None) -> dict:
 
         out = {k: ((int, float) if t is float else (t,)) + ((type(None),) if k == "time_budget" else ())
                for k, t in DLLM2REC_KEYS.items()}
-        out.update({f.name: _type_of(f.type) for f in dataclasses.fields(DLLM2RecConfig)})
+        out.update({f.name: annotation_types(f.type) for f in dataclasses.fields(DLLM2RecConfig)})
         return out
     out = {"model": (str,)}
-    out.update({f.name: _type_of(f.type) for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_IN_GRID})
+    out.update({f.name: annotation_types(f.type) for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_IN_GRID})
     if model is not None:
         from recnb.models import BASE_MODELS, model_class
 
         if model not in BASE_MODELS:
             raise ConfigError(f"unknown model '{model}'; choose one of {', '.join(BASE_MODELS)}")
         fields = dataclasses.fields(model_class(model).config_class)
-        out.update({f.name: _type_of(f.type) for f in fields if f.name not in ("num_items",)})
+        out.update({f.name: annotation_types(f.type) for f in fields if f.name not in ("num_items",)})
     return out
 
 
@@ -108,13 +96,8 @@ def read_grid(path: str | Path, kind: str = "train") -> dict:
         raise ConfigError(f"--kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     path = Path(path)
     where = f"--grid {path}"
-    if not path.is_file():
-        raise ConfigError(f"{where}: no such file")
-    try:
-        grid = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where}:{exc.lineno}: malformed JSON ({exc.msg})") from None
-    if not isinstance(grid, dict) or not grid:
+    grid = read_json_file(path, "--grid")
+    if not grid:
         raise ConfigError(f"{where}: expected a JSON object of settings (a list of values is a grid axis)")
     for key, value in grid.items():
         if isinstance(value, list) and not value:

@@ -150,7 +150,6 @@ RECIPE_MAX_LEN = 50  # the window length the recipes were measured at
 # the Amazon scenes have short histories (median 6) over 12k-18k items, so batches count targets
 # (cut to their longest history) and the softmax runs over 1,024 shared sampled items.
 _AMAZON_SASREC = {**RECIPES["sasrec"], "batch_targets": 2048, "loss": "sampled", "negatives": 1024}
-_AMAZON_SASREC.pop("label_smoothing")  # a CE setting
 SCENE_RECIPES = {"beauty": {"sasrec": _AMAZON_SASREC}, "sports": {"sasrec": _AMAZON_SASREC}}
 
 
@@ -166,7 +165,7 @@ def recipe(model: str, scene: str | None = None, **overrides) -> TrainConfig:
     max_len = overrides.get("max_len", RECIPE_MAX_LEN)
     if "context" in settings and "context" not in overrides:
         settings["context"] = settings["context"] * max_len // RECIPE_MAX_LEN
-    if overrides.get("loss", "ce") != "ce":  # smoothing is a CE setting: another loss goes without it
+    if {**settings, **overrides}.get("loss", "ce") != "ce":  # smoothing is a CE setting: another loss goes without it
         settings.pop("label_smoothing", None)
     return TrainConfig(**{**settings, **overrides})
 
@@ -530,6 +529,13 @@ _NUMPY_SCALARS = [np._core.multiarray.scalar if hasattr(np, "_core") else np.cor
                   *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]
 
 
+def changed_settings(saved: dict, now: dict, free=()) -> list[str]:
+    """Names whose value differs between ``saved`` and ``now`` (either side may lack one),
+    except those in ``free`` (a dotted name counts by its last part): what a resume refuses."""
+    return sorted(k for k in saved.keys() | now.keys()
+                  if k not in free and k.rsplit(".", 1)[-1] not in free and saved.get(k) != now.get(k))
+
+
 def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel) -> dict:
     """The saved state, refused (naming the fields) if it belongs to other settings or another model."""
     saved = read_torch_file(path, "recnb training state")
@@ -540,7 +546,7 @@ def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel) -> dict:
     free = [k for k in _RESUMABLE if not (k == "epochs" and cfg.lr_decay != "none")]
     for what, old, now in (("training settings", {**defaults, **saved["config"]}, dataclasses.asdict(cfg)),
                            ("model", saved["model_config"], model.config.to_dict())):
-        changed = sorted(k for k in now.keys() | old.keys() if k not in free and old.get(k) != now.get(k))
+        changed = changed_settings(old, now, free)
         if changed:
             raise ConfigError(f"{path}: saved with a different {what} ({', '.join(changed)}); "
                               "resume with the same one or start over")

@@ -8,8 +8,19 @@ import pandas as pd
 import pytest
 
 from recnb.data import (
-    build_scene, describe, eval_inputs, from_dataframe, load_scene, read_atomic, read_movielens,
-    read_sasrec_txt, read_text, seen_items, synthetic_scene, train_windows, write_atomic,
+    build_scene,
+    describe,
+    eval_inputs,
+    from_dataframe,
+    load_scene,
+    read_atomic,
+    read_movielens,
+    read_sasrec_txt,
+    read_text,
+    seen_items,
+    synthetic_scene,
+    train_windows,
+    write_atomic,
 )
 from recnb.errors import DataError
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from test_cli import one_line_error  # tests/ is on the path under pytest
 
+from recnb.adarec.student import Student
 from recnb.cli import main
 from recnb.data import eval_inputs, load_scene, synthetic_scene
 from recnb.dllm2rec.pipeline import DLLM2RecConfig, build_student
@@ -19,7 +20,6 @@ from recnb.errors import ConfigError
 from recnb.export import ScoringHead, export, idmap_path
 from recnb.models import build_model
 from recnb.recommend import Recommender
-from recnb.adarec.student import Student
 from recnb.train import save_checkpoint, score_users, user_ranks
 
 pytest.importorskip("onnxruntime")

@@ -133,10 +133,10 @@ def test_without_ray_the_sweep_names_the_extra(tmp_path, capsys, monkeypatch):
 def test_an_adarec_trial_is_the_pipelines_student_for_that_beta_and_seed(scene_file, tmp_path):
     """The ``adarec`` objective (search with beta, distil with seed) gives the numbers that
     ``run_pipeline`` reports for the same (beta, seed) student."""
-    from recnb.data import load_scene
     from recnb.adarec.pipeline import DistillConfig, run_pipeline
-    from recnb.experiment import train_and_report
     from recnb.adarec.search import SearchConfig
+    from recnb.data import load_scene
+    from recnb.experiment import train_and_report
     from recnb.train import TrainConfig
 
     threads = torch.get_num_threads()

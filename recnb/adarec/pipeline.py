@@ -38,6 +38,7 @@ from recnb.metrics import flatten
 from recnb.models import SeqRecModel, build_model
 from recnb.train import (
     TrainConfig,
+    changed_settings,
     evaluate,
     fit,
     load_checkpoint,
@@ -425,10 +426,7 @@ def _check_resume_settings(path: Path, settings: dict, reuse: bool) -> None:
     them: changed ones are refused by name (start over with --force, or keep them)."""
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
     if reuse and path.exists():
-        saved = _flat(json.loads(path.read_text()))
-        now = _flat(settings)
-        changed = sorted(k for k in saved.keys() | now.keys()
-                         if k.rsplit(".", 1)[-1] not in _FREE_SETTINGS and saved.get(k) != now.get(k))
+        changed = changed_settings(_flat(json.loads(path.read_text())), _flat(settings), _FREE_SETTINGS)
         if changed:
             raise ConfigError(f"--resume: {path.parent} was run with other settings ({', '.join(changed)}); "
                               "resume with the same ones or start over with --force")

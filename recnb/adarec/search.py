@@ -43,7 +43,15 @@ from recnb.files import atomic_write
 from recnb.kd import WEIGHT_UPDATES, EMDLoss, TeacherCache, kd_loss
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel
-from recnb.train import evaluate, load_checkpoint, read_torch_file, resolve_device, seed_everything, write_json
+from recnb.train import (
+    changed_settings,
+    evaluate,
+    load_checkpoint,
+    read_torch_file,
+    resolve_device,
+    seed_everything,
+    write_json,
+)
 
 # The default candidate ops: the paper's eight plus causal self-attention. The d4
 # dilations exist in the registry (``ops.PRIMITIVES``) and can be added with ``primitives``.
@@ -261,8 +269,8 @@ def search(
         cfg_path = out / "config.json"
         if cfg_path.exists() and resume:
             saved = json.loads(cfg_path.read_text())
-            if saved != json.loads(json.dumps(cfg.to_dict())):
-                diff = sorted(k for k in cfg.to_dict() if saved.get(k) != json.loads(json.dumps(cfg.to_dict()))[k])
+            diff = changed_settings(saved, json.loads(json.dumps(cfg.to_dict())))
+            if diff:
                 raise ConfigError(f"{out}: holds a search with different settings ({', '.join(diff)}); use another --out or --force")
         if not resume:
             for name in HISTORY_FILES:

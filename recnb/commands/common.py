@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from recnb.errors import ConfigError
@@ -30,22 +29,6 @@ def prepare_out_dir(path: str | Path, force: bool, resume: bool = False) -> Path
         raise ConfigError(f"--out {path}: directory exists and is not empty; pass --force to overwrite")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def read_json_file(path: str | Path, what: str) -> dict:
-    """A JSON object from ``path``; anything else (missing, binary, malformed, a list) is one line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} {path}: no such file")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {path}: not a UTF-8 JSON text file") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} {path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{what} {path}: expected a JSON object of option: value, got a {type(value).__name__}")
-    return value
 
 
 def parse_list(text: str, kind=float, what: str = "list") -> list:

@@ -7,8 +7,9 @@ search from its last epoch checkpoint.
 
 from __future__ import annotations
 
-from recnb.commands.common import add_data_args, add_run_args, prepare_out_dir, read_json_file
+from recnb.commands.common import add_data_args, add_run_args, prepare_out_dir
 from recnb.errors import ConfigError
+from recnb.files import read_json_file
 
 SEARCH_FLAGS = {  # flag -> (SearchConfig field, type, help)
     "--beta": ("beta", float, "weight of the cost loss (default 0.1)"),

@@ -6,8 +6,9 @@ import argparse
 import dataclasses
 import time
 
-from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir, read_json_file
+from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir
 from recnb.errors import ConfigError
+from recnb.files import read_json_file
 from recnb.models import BASE_MODELS, model_class
 from recnb.train import RECIPES, TrainConfig, recipe
 
