@@ -102,6 +102,8 @@ def settings_for(task: dict) -> dict:
     if task["side"] == "new-ce":  # the same batches with the full-softmax CE of the ml-100k recipe
         settings.update(loss="ce", label_smoothing=RECIPES["sasrec"]["label_smoothing"])
         settings.pop("negatives")
+    if settings.get("loss", "ce") != "ce":  # as recnb.train.recipe resolves it: smoothing is a CE setting
+        settings.pop("label_smoothing", None)
     return settings
 
 

@@ -172,3 +172,35 @@ def test_row_order_holds_with_overlapping_windows(scene):
     windows = train_windows(scene, 6, context=2)
     rows = scene_rows(windows, scene)  # checks every target once, chronologically
     assert torch.equal(windows.targets[rows.window, rows.position], rows.targets)
+
+
+class _Exploit:
+    """A pickle that, once loaded by a plain unpickler, creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_official_pickles_never_run_code(tmp_path, scene):
+    import pickle
+
+    data = export_scene(scene)
+    write_official(tmp_path, data)
+    train = pd.read_pickle(tmp_path / TRAIN_FILE)
+    for protocol in (2, 4, 5):  # plain DataFrames of any protocol still read
+        (tmp_path / TRAIN_FILE).write_bytes(pickle.dumps(train, protocol=protocol))
+        assert len(read_official(tmp_path).train) == len(train)
+    marker = tmp_path / "ran"
+    (tmp_path / TRAIN_FILE).write_bytes(pickle.dumps(_Exploit(marker)))
+    with pytest.raises(DataError, match=rf"{TRAIN_FILE}: refused: the pickle asks for (io|builtins)\.open"):
+        read_official(tmp_path)
+    assert not marker.exists()
+    (tmp_path / TRAIN_FILE).write_bytes(pickle.dumps({"seq": [1]}))
+    with pytest.raises(DataError, match="holds a dict, expected a DataFrame"):
+        read_official(tmp_path)
+    (tmp_path / TRAIN_FILE).write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="not a pandas pickle"):
+        read_official(tmp_path)

@@ -35,6 +35,7 @@ import torch
 
 from recnb.data import Scene, Windows
 from recnb.errors import ConfigError, DataError
+from recnb.files import read_dataframe_pickle
 
 EMBEDDINGS_FILE = "all_embeddings.pt"
 RANKS_FILE = "myrank_train.txt"
@@ -362,13 +363,13 @@ def read_official(folder: str | Path) -> OfficialData:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such data folder")
-    stats = _read_pickle(folder / STATS_FILE, ("seq_size", "item_num"))
+    stats = read_frame(folder / STATS_FILE, ("seq_size", "item_num"))
     if len(stats) < 1:
         raise DataError(f"{folder / STATS_FILE}: holds no row")
     seq_size, item_num = int(stats["seq_size"].iloc[0]), int(stats["item_num"].iloc[0])
     if seq_size < 1 or item_num < 1:
         raise DataError(f"{folder / STATS_FILE}: seq_size {seq_size} and item_num {item_num} must be positive")
-    train = _read_pickle(folder / TRAIN_FILE, ("seq", "len_seq", "next"))
+    train = read_frame(folder / TRAIN_FILE, ("seq", "len_seq", "next"))
     labels = np.asarray(train.index)
     if not np.array_equal(np.sort(labels), np.arange(len(train))):
         raise DataError(
@@ -392,15 +393,9 @@ def read_official(folder: str | Path) -> OfficialData:
     return OfficialData(*frames, seq_size=seq_size, item_num=item_num, path=folder)
 
 
-def _read_pickle(path: Path, columns) -> pd.DataFrame:
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    try:
-        df = pd.read_pickle(path)
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"{path}: not a pandas pickle ({type(exc).__name__})") from None
-    if not isinstance(df, pd.DataFrame):
-        raise DataError(f"{path}: holds a {type(df).__name__}, expected a DataFrame")
+def read_frame(path: Path, columns) -> pd.DataFrame:
+    """A pickled DataFrame of the official layout with ``columns``; nothing in it runs."""
+    df = read_dataframe_pickle(path)
     missing = set(columns) - set(df.columns)
     if missing:
         raise DataError(f"{path}: lacks column(s) {sorted(missing)} (has {', '.join(map(str, df.columns))})")

@@ -37,6 +37,7 @@ from recnb.dllm2rec.artifacts import (
     OfficialData,
     TeacherArtifacts,
     TrainRows,
+    read_frame,
     scene_rows,
     window_rows,
 )
@@ -332,7 +333,7 @@ class DLLM2RecLoss:
         if self.cand is not None:
             idx = batch["index"]
             cand, dist = self.cand[idx][mask], self.dist[idx][mask]
-            if "negatives" in batch:
+            if "negatives" in batch and batch["negatives"].shape == batch["targets"].shape:  # bce: one per position
                 neg = batch["negatives"][mask]
             else:
                 neg = torch.randint(1, model.config.num_items + 1, (len(cand),), generator=self.gen, device=device)
@@ -363,11 +364,12 @@ class DistillTask:
     valid_scene: Scene  # fit validates on its "valid" split
     test_scene: Scene  # measured once on its "test" split
     official_targets: np.ndarray | None = None  # rows' targets in official ids, for checking files
+    exclude_seen: bool = False  # mask each user's earlier items when measuring (the Amazon protocol)
 
     @classmethod
-    def from_scene(cls, scene: Scene, max_len: int = 50, context: int = 0) -> DistillTask:
+    def from_scene(cls, scene: Scene, max_len: int = 50, context: int = 0, exclude_seen: bool = False) -> DistillTask:
         windows = train_windows(scene, max_len, context) if context else train_windows(scene, max_len)
-        return cls(scene.name, scene.num_items, windows, scene_rows(windows, scene), scene, scene)
+        return cls(scene.name, scene.num_items, windows, scene_rows(windows, scene), scene, scene, exclude_seen=exclude_seen)
 
     @classmethod
     def from_official(cls, data: OfficialData, max_len: int | None = None) -> DistillTask:
@@ -377,7 +379,7 @@ class DistillTask:
 
     def evaluate(self, model: SeqRecModel, split: str) -> dict:
         scene = self.valid_scene if split == "valid" else self.test_scene
-        return flatten(evaluate(model, scene, split, "full", False))
+        return flatten(evaluate(model, scene, split, "full", self.exclude_seen))
 
     def check(self, art: TeacherArtifacts) -> None:
         """Artifacts must fit this task: row count, item count, and (when the artifacts carry
@@ -397,7 +399,7 @@ class DistillTask:
             )
         data_file = Path(art.path) / "data" / TRAIN_FILE if art.path else None
         if data_file is not None and data_file.exists():
-            nxt = pd.read_pickle(data_file).sort_index()["next"].to_numpy(np.int64) + 1
+            nxt = read_frame(data_file, ("next",)).sort_index()["next"].to_numpy(np.int64) + 1
             if len(nxt) != len(self.rows) or not np.array_equal(nxt, self.rows.targets.numpy()):
                 raise DataError(
                     f"{data_file}: the artifacts' training rows are not this scene's "
@@ -488,11 +490,12 @@ def run_dllm2rec(
     out: str | Path | None = None,
     baseline: bool = True,
     log=print,
+    exclude_seen: bool = False,
 ) -> dict:
     """Distilled and baseline students over ``seeds`` (same budget), plus the teacher's report.
 
     Returns ``{"teacher", "distilled", "baseline", "gain", "config"}``; metrics are means over
-    seeds. With ``out``: ``student.pt`` (the distilled student of the seed with the best
+    seeds; ``exclude_seen`` masks each user's earlier items when measuring (a scene's task). With ``out``: ``student.pt`` (the distilled student of the seed with the best
     validation NDCG@10) and ``metrics.json``.
     """
     train = train or TrainConfig(progress=False)
@@ -502,7 +505,7 @@ def run_dllm2rec(
     elif isinstance(data, OfficialData):
         task = DistillTask.from_official(data, train.max_len)
     else:
-        task = DistillTask.from_scene(data, train.max_len, getattr(train, "context", 0))
+        task = DistillTask.from_scene(data, train.max_len, getattr(train, "context", 0), exclude_seen)
     task.check(artifacts)
     runs = {"distilled": [], "baseline": []}
     best_model, best_valid = None, -1.0
@@ -522,7 +525,7 @@ def run_dllm2rec(
         "dataset": task.name,
         "student": student,
         "protocol": "full",
-        "exclude_seen": False,
+        "exclude_seen": task.exclude_seen,
         "teacher": dict(artifacts.info.get("report", {}), **{k: v for k, v in artifacts.info.items() if k != "report"}),
         "distilled": mean_over_seeds(runs["distilled"]),
         "baseline": mean_over_seeds(runs["baseline"]) if baseline else None,
