@@ -1,12 +1,14 @@
-"""DLLM2Rec on ml-100k: semantic teacher, distilled vs plain students, ablation.
+"""DLLM2Rec: a teacher's artifacts, distilled vs plain students, ablation.
 
     RECNB_DATA_DIR=/path/to/data python bench/dllm2rec.py [--seeds 3] [--budget 60]
+    python bench/dllm2rec.py --dataset beauty --exclude-seen --artifacts DIR  # from `recnb teacher-artifacts --teacher CKPT`
 
 Stages (each timed): load the scene, encode titles (cached after the first run), train the
 BIGRec-shaped semantic teacher, write its artifacts, then for each student train the
 distilled and the plain student under the same budget for every seed, and finally the
-ablation (SASRec: full, without each weight, without each channel). Full ranking, no
-masking of seen items, leave-one-out; means over seeds. Prints markdown tables and writes
+ablation (SASRec: full, without each weight, without each channel). Students train on their
+best plain recipe for the scene (the settings `recnb train` uses), with and without the
+teacher. Full ranking (``--exclude-seen`` masks seen items), leave-one-out; means over seeds. Prints markdown tables and writes
 them (and all numbers as JSON) to ``--out``.
 """
 
@@ -25,7 +27,7 @@ from recnb.data import load_scene
 from recnb.dllm2rec.artifacts import load_artifacts
 from recnb.dllm2rec.pipeline import DLLM2RecConfig, mean_over_seeds, run_dllm2rec
 from recnb.dllm2rec.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text, teacher_recipe
-from recnb.train import TrainConfig, fit, recipe
+from recnb.train import TrainConfig, fit, load_checkpoint, recipe
 
 ABLATIONS = {
     "full": {},
@@ -57,7 +59,9 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=0.0,
                    help="seconds of training per student run (same for all; 0 = none: train to early stopping)")
     p.add_argument("--lr", type=float, default=None, help="student lr (default: recnb's recipe for each student)")
-    p.add_argument("--loss", default="ce", help="students' own loss: ce (full softmax) or bce (one negative, the paper's)")
+    p.add_argument("--loss", default=None,
+                   help="students' own loss: ce, sampled or bce (the paper's); default: each student's recipe on the scene")
+    p.add_argument("--exclude-seen", action="store_true", help="mask each user's earlier items when measuring (Amazon protocol)")
     p.add_argument("--teacher-budget", type=float, default=0.0, help="seconds of teacher training (0 = to early stopping)")
     p.add_argument("--top-n", type=int, default=20)
     p.add_argument("--backbone", default="gru", help="the semantic teacher's sequence model: gru or attention")
@@ -82,16 +86,18 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     scene = load_scene(args.dataset)
     stage("load scene", start)
-    start = time.perf_counter()
-    text = scene_text(scene, progress=False)
-    stage("encode titles (cached after the first run)", start)
-
     if args.artifacts:
         start = time.perf_counter()
         art = load_artifacts(args.artifacts, num_items=scene.num_items)
         report = dict(art.info["report"], **{k: art.info[k] for k in ("epochs", "best_epoch", "train_seconds") if k in art.info})
+        if "checkpoint" in art.info and report.get("exclude_seen", False) != args.exclude_seen:  # measure it as the students
+            teacher, _ = load_checkpoint(art.info["checkpoint"], scene=scene, what="the artifacts' teacher")
+            report.update(model_report(teacher, scene, args.exclude_seen))
         stage("reload artifacts", start)
     else:
+        start = time.perf_counter()
+        text = scene_text(scene, progress=False)
+        stage("encode titles (cached after the first run)", start)
         start = time.perf_counter()
         teacher = build_semantic_teacher(scene, text=text, backbone=args.backbone)
         tcfg = teacher_recipe(teacher, epochs=200, patience=args.patience, progress=False, device="cpu",
@@ -99,7 +105,7 @@ def main(argv=None) -> int:
         tres = fit(teacher, scene, tcfg)
         stage("train semantic teacher", start)
         start = time.perf_counter()
-        report = model_report(teacher, scene)
+        report = model_report(teacher, scene, args.exclude_seen)
         report.update(epochs=tres.epochs, best_epoch=tres.best_epoch, train_seconds=round(tres.train_seconds, 1))
         make_artifacts(scene, teacher, args.top_n, out / "artifacts", info={"report": report})
         art = load_artifacts(out / "artifacts", num_items=scene.num_items)
@@ -107,20 +113,21 @@ def main(argv=None) -> int:
     print(f"teacher: test NDCG@10 {report['test']['NDCG@10']:.4f} HR@10 {report['test']['HR@10']:.4f} "
           f"({report.get('epochs')} epochs)", flush=True)
 
-    def student_train(student: str) -> TrainConfig:  # same settings with and without the teacher
+    def student_train(student: str) -> TrainConfig:
+        """The best plain recipe of the student on this scene (what `recnb train` uses), the same
+        with and without the teacher: the twin is never trained on weaker settings."""
         model = "sasrec" if student == "dros" else student
-        # section 3's students: lr 1e-3, no weight average, no label smoothing (the settings its numbers were measured with)
-        pinned = {"lr": 1e-3, "ema": 0.0, "label_smoothing": 0.0} if model == "sasrec" else {}
-        lr = {"lr": args.lr} if args.lr else {}
-        return recipe(model, **{**pinned, **lr}, epochs=args.epochs, patience=args.patience,
-                      progress=False, device="cpu", time_budget=args.budget or None, loss=args.loss)
+        given = {k: v for k, v in (("lr", args.lr), ("loss", args.loss)) if v}
+        return recipe(model, scene.name, **given, epochs=args.epochs, patience=args.patience,
+                      progress=False, device="cpu", time_budget=args.budget or None)
 
     base_cfg = DLLM2RecConfig(lam=args.lam, ed_weight=args.ed_weight)
     seeds = tuple(args.first_seed + i for i in range(args.seeds))
     results = {}
     for student in [s for s in args.students.split(",") if s]:  # --students "" runs the ablation alone
         start = time.perf_counter()
-        results[student] = run_dllm2rec(scene, art, student, seeds, student_train(student), base_cfg, out=out / student)
+        results[student] = run_dllm2rec(scene, art, student, seeds, student_train(student), base_cfg, out=out / student,
+                                        exclude_seen=args.exclude_seen)
         stage(f"{student}: distilled + plain x {len(seeds)} seeds", start)
 
     ab_seeds = seeds[: args.ablation_seeds]
@@ -139,11 +146,14 @@ def main(argv=None) -> int:
             continue
         start = time.perf_counter()
         cfg = dataclasses.replace(base_cfg, **change)
-        ablation[name] = run_dllm2rec(scene, art, ab_student, ab_seeds, student_train(ab_student), cfg, baseline=False)
+        ablation[name] = run_dllm2rec(scene, art, ab_student, ab_seeds, student_train(ab_student), cfg, baseline=False,
+                                      exclude_seen=args.exclude_seen)
         stage(f"ablation {name} x {len(ab_seeds)} seed(s)", start)
     times["total"] = round(time.perf_counter() - t0, 1)
 
-    rows = [[f"teacher (semantic, BIGRec-shaped, {report.get('backbone', args.backbone)})", *[report["test"][c] for c in COLS], report["params"],
+    teacher_name = (f"semantic, BIGRec-shaped, {report.get('backbone', args.backbone)}"
+                    if report.get("model", "semantic_teacher") == "semantic_teacher" else f"{report['model']} checkpoint")
+    rows = [[f"teacher ({teacher_name})", *[report["test"][c] for c in COLS], report["params"],
              report["latency_cpu_b256_ms"]]]
     for student, r in results.items():
         for kind in ("baseline", "distilled"):
@@ -162,8 +172,9 @@ def main(argv=None) -> int:
                 len(r["distilled"]["seeds"])] for name, r in ablation.items()]
     ab_table = table([f"{ab_student} variant", *[f"test {c}" for c in COLS], "valid NDCG@10", "seeds"], ab_rows)
     time_table = table(["stage", "seconds"], [[k, v] for k, v in times.items()])
-    recipes = {s: {k: getattr(student_train(s), k) for k in ("lr", "batch_size", "context", "loss")} for s in results}
-    header = (f"dataset {scene.name}, full ranking, exclude_seen=False, leave-one-out; seeds {list(seeds)} "
+    recipes = {s: {k: getattr(student_train(s), k) for k in ("lr", "batch_size", "batch_targets", "context", "loss", "ema",
+                                                            "label_smoothing")} for s in results}
+    header = (f"dataset {scene.name}, full ranking, exclude_seen={args.exclude_seen}, leave-one-out; seeds {list(seeds)} "
               f"(ablation {list(ab_seeds)}); per-run budget {args.budget or 'none'}s / max {args.epochs} epochs, patience "
               f"{args.patience}, student settings {recipes}; teacher budget {args.teacher_budget}s; threads {args.threads}; "
               f"{platform.processor() or platform.machine()}, torch {torch.__version__}")

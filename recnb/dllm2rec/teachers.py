@@ -329,6 +329,8 @@ def model_report(model: SeqRecModel, scene: Scene, exclude_seen: bool = False) -
         "params": model.num_params(),
         "latency_cpu_b256_ms": round(model_latency(model, "cpu", 256, warmup=1, repeats=5), 4),
         "threads": torch.get_num_threads(),
+        "model": model.name,
+        "exclude_seen": exclude_seen,
         **({"backbone": model.config.backbone} if isinstance(model, SemanticTeacher) else {}),
     }
 
