@@ -1,9 +1,11 @@
 """Data-parallel training under torchrun: two gloo processes train to the numbers of one
-process with the same global batch, rank 0's checkpoint loads in one process, and a bad
-launch environment is one line with exit 2."""
+process with the same global batch, rank 0's checkpoint loads in one process, a killed
+two-process run resumes to the unbroken run's numbers, and a bad launch environment is one
+line with exit 2."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -81,3 +83,59 @@ def test_torchrun_without_torch_distributed_is_one_line(scene_file, tmp_path, ca
     assert main(["train", "--dataset", str(scene_file), *ARGS, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "no torch.distributed" in err and len(err.splitlines()) == 1
+
+
+def _torchrun(scene: Path, out: Path, *extra: str, wait: bool = True):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "recnb", "train", "--dataset", str(scene), *ARGS, "--epochs", "4", "--batch-size", "64", "--out", str(out), *extra]
+    if wait:
+        return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc (Linux)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        out += children
+        todo += children
+    return out
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not Path("/proc").is_dir(),
+                    reason="needs torch.distributed and /proc")
+def test_a_killed_torchrun_resumes_to_the_numbers_of_an_unbroken_one(tmp_path):
+    """Rank 0's per-epoch state carries a two-process run over a kill: resumed with
+    --resume, it ends where the unbroken run ends (weights and metrics)."""
+    import signal
+    import time
+
+    scene = tmp_path / "syn.inter"
+    write_atomic(synthetic_scene(800, 60, 20, seed=2), scene)  # epochs long enough to kill one in the middle
+    straight = _torchrun(scene, tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    run = _torchrun(scene, tmp_path / "killed", wait=False)
+    state = tmp_path / "killed" / "train_state.pt"
+    deadline = time.monotonic() + 240
+    while not state.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in [*_descendants(run.pid), run.pid]:  # torchrun and its ranks (they run in sessions of their own)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    run.wait()
+    assert state.exists(), "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    resumed = _torchrun(scene, tmp_path / "killed", "--resume")
+    assert resumed.returncode == 0, [line for line in resumed.stderr.splitlines() if "recnb" in line or "rror" in line]
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", "killed"))
+    assert a["best_epoch"] == b["best_epoch"] and a["valid"] == pytest.approx(b["valid"], abs=1e-9)
+    wa, wb = (read_torch_file(tmp_path / d / "model.pt")["state_dict"] for d in ("straight", "killed"))
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-6
