@@ -10,13 +10,14 @@ The public API, enough for a notebook or a script::
 
 Layers, lowest first (each imports only from the ones before it): ``errors``; ``data``,
 ``metrics``, ``models``; ``measure``, ``train``, ``kd``, ``experiment``; the methods
-``adarec`` and ``dllm2rec``; ``viz`` and ``widgets``; ``cli`` and ``commands``.
+``adarec`` and ``dllm2rec``; ``analysis``, ``viz`` and ``widgets``; ``cli`` and ``commands``.
 """
 
 from recnb.adarec.architecture import Architecture
-from recnb.adarec.pipeline import DistillConfig, load_summary, run_pipeline
+from recnb.adarec.pipeline import DistillConfig, run_pipeline
 from recnb.adarec.search import SearchConfig, search
 from recnb.adarec.student import Student
+from recnb.adarec.summary import load_summary
 from recnb.data import Scene, describe, from_dataframe, load_scene, synthetic_scene
 from recnb.dllm2rec.pipeline import DLLM2RecConfig, EmbeddingDistilledStudent, run_dllm2rec
 from recnb.dllm2rec.teachers import SemanticTeacher, build_semantic_teacher, make_artifacts

@@ -224,6 +224,70 @@ def idmap_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def _check_options(path: Path, format: str, quantize: str | None, force: bool) -> Path:
+    """Refuse unknown formats, int8 outside ONNX and files that would be overwritten; the id map's path."""
+    if format not in FORMATS:
+        raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ConfigError(f"--quantize: expected one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    if quantize and format != "onnx":
+        raise ConfigError("--quantize int8 applies to --format onnx only")
+    meta_path = idmap_path(path)
+    for p in (path, meta_path):
+        if p.exists() and not force:
+            raise ConfigError(f"--out {p}: exists; pass --force to overwrite")
+    return meta_path
+
+
+def _item_ids(id_maps: dict, num_items: int) -> list[str]:
+    """Raw item id per recnb id (index 0: padding); the recnb ids themselves without id maps."""
+    item_ids = list(id_maps.get("item_ids") or ["<pad>"] + [str(i) for i in range(1, num_items + 1)])
+    if len(item_ids) != num_items + 1:
+        raise ConfigError(f"id maps hold {len(item_ids) - 1} items, the model {num_items}")
+    return [str(i) for i in item_ids]
+
+
+def _write_graph(head: ScoringHead, path: Path, format: str, quantize: str | None) -> str:
+    """Write the verified graph (int8: through a float ONNX twin that is removed); the exporter used."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if format != "onnx":
+        return write_torchscript(head, path)
+    if not quantize:
+        return write_onnx(head, path)
+    fp32 = path.with_name(path.stem + ".fp32.tmp.onnx")
+    exporter = write_onnx(head, fp32)
+    try:
+        quantize_int8(fp32, path)
+    finally:
+        fp32.unlink(missing_ok=True)
+    return exporter
+
+
+def _idmap(head: ScoringHead, path: Path, format: str, exporter: str, quantize: str | None, dataset: str | None,
+           item_ids: list[str], titles) -> dict:
+    """What a server needs beside the graph: its input and outputs, and the ids to map."""
+    return {
+        "format": FORMAT,
+        "file": path.name,
+        "graph": format,
+        "exporter": exporter,
+        "opset": OPSET if exporter == "dynamo" else (17 if format == "onnx" else None),
+        "quantized": quantize,
+        "model": head.name,
+        "dataset": dataset,
+        "num_items": head.num_items,
+        "max_len": head.max_len,
+        "input": {"name": INPUT, "dtype": "int64", "shape": ["batch", head.max_len],
+                  "padding": "left, with 0; the most recent item last; longer histories keep their last max_len items"},
+        "output": head.output,
+        "outputs": list(OUTPUT_NAMES[head.output]),
+        "k": head.k,
+        "exclude_seen": head.exclude_seen,
+        "item_ids": item_ids,
+        "titles": titles,
+    }
+
+
 def export(
     model: SeqRecModel,
     path: str | Path,
@@ -238,56 +302,15 @@ def export(
 ) -> dict:
     """Write ``model`` as a serving graph at ``path`` and its id map beside it; returns the id
     map's content. ``id_maps`` are a checkpoint's (``item_ids``, ``titles``); without them
-    raw ids are the recnb ids. Refuses to overwrite either file unless ``force``."""
-    if format not in FORMATS:
-        raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
-    if quantize is not None and quantize not in QUANTIZE:
-        raise ConfigError(f"--quantize: expected one of {', '.join(QUANTIZE)}, got {quantize!r}")
-    if quantize and format != "onnx":
-        raise ConfigError("--quantize int8 applies to --format onnx only")
+    raw ids are the recnb ids. Refuses to overwrite either file unless ``force``; every
+    check runs before anything is written."""
     path = Path(path)
-    meta_path = idmap_path(path)
-    for p in (path, meta_path):
-        if p.exists() and not force:
-            raise ConfigError(f"--out {p}: exists; pass --force to overwrite")
+    meta_path = _check_options(path, format, quantize, force)
     head = ScoringHead(model, output, k, exclude_seen)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if format == "onnx":
-        if quantize:
-            fp32 = path.with_name(path.stem + ".fp32.tmp.onnx")
-            exporter = write_onnx(head, fp32)
-            try:
-                quantize_int8(fp32, path)
-            finally:
-                fp32.unlink(missing_ok=True)
-        else:
-            exporter = write_onnx(head, path)
-    else:
-        exporter = write_torchscript(head, path)
     maps = id_maps or {}
-    item_ids = list(maps.get("item_ids") or ["<pad>"] + [str(i) for i in range(1, head.num_items + 1)])
-    if len(item_ids) != head.num_items + 1:
-        raise ConfigError(f"id maps hold {len(item_ids) - 1} items, the model {head.num_items}")
-    info = {
-        "format": FORMAT,
-        "file": path.name,
-        "graph": format,
-        "exporter": exporter,
-        "opset": OPSET if exporter == "dynamo" else (17 if format == "onnx" else None),
-        "quantized": quantize,
-        "model": head.name,
-        "dataset": dataset,
-        "num_items": head.num_items,
-        "max_len": head.max_len,
-        "input": {"name": INPUT, "dtype": "int64", "shape": ["batch", head.max_len],
-                  "padding": "left, with 0; the most recent item last; longer histories keep their last max_len items"},
-        "output": output,
-        "outputs": list(OUTPUT_NAMES[output]),
-        "k": head.k,
-        "exclude_seen": head.exclude_seen,
-        "item_ids": [str(i) for i in item_ids],
-        "titles": maps.get("titles"),
-    }
+    item_ids = _item_ids(maps, head.num_items)
+    exporter = _write_graph(head, path, format, quantize)
+    info = _idmap(head, path, format, exporter, quantize, dataset, item_ids, maps.get("titles"))
     meta_path.write_text(json.dumps(info) + "\n")
     return info
 

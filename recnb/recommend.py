@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recnb.adarec.summary import read_summary, summary_file
 from recnb.errors import ConfigError, DataError
 from recnb.export import Exported, ScoringHead, check_k, export
 from recnb.models.base import SeqRecModel
@@ -229,14 +230,12 @@ class _TableWriter:
 
 # ----------------------------------------------------------------------------- notebooks
 def summary_checkpoint(summary_path: str | Path, row: dict) -> Path:
-    """The ``model.pt`` behind a row of an AdaRec ``summary.json`` (teacher, or a student
-    with or without the teacher: its first seed)."""
-    import json
-
-    summary_path = Path(summary_path)
+    """The ``model.pt`` behind a row of an AdaRec ``summary.json`` (or its folder): the
+    teacher, or a student with or without the teacher (its first seed)."""
+    summary_path = summary_file(summary_path)
     root = summary_path.parent
     if row.get("role") == "teacher":
-        return Path(json.loads(summary_path.read_text())["teacher"])
+        return Path(read_summary(summary_path)["teacher"])
     if row.get("role") not in ("student", "student_no_kd"):
         raise ConfigError(f"row {row.get('name')!r}: only the teacher's and students' checkpoints are located")
     kind = "kd" if row["role"] == "student" else "no_kd"

@@ -15,7 +15,7 @@ as a list of lists). The kinds:
 Each trial returns the same flat schema (``valid_<metric>``, ``test_<metric>``, ``params``,
 ``params_no_embedding``, ``latency_cpu_b1_ms``, ``epochs``, ``best_epoch``,
 ``train_seconds``, plus the trial's settings), the columns of a pipeline summary
-(:func:`recnb.adarec.pipeline.summary_frame`). Selection reads validation only.
+(:func:`recnb.adarec.summary.summary_frame`). Selection reads validation only.
 :func:`run_trial` is the objective without Ray, so a sweep's numbers can be checked against
 running its configurations one by one.
 """

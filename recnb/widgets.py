@@ -2,9 +2,9 @@
 
 :class:`BudgetExplorer` trades size for accuracy: a slider sets a budget (parameters,
 FLOPs or latency) and the explorer shows the most accurate architecture within it, its
-diagram and its metrics. The choice itself is the plain function :func:`best_within`, so it
-is tested without a browser. Every widget carries a CSS class (``recnb-*``) so a browser
-test (or a user's stylesheet) can find it.
+diagram and its metrics. The choice itself is the plain function
+:func:`recnb.analysis.best_within`, so it is tested without a browser. Every widget carries
+a CSS class (``recnb-*``) so a browser test (or a user's stylesheet) can find it.
 """
 
 from __future__ import annotations
@@ -15,64 +15,9 @@ import math
 import ipywidgets as W
 from IPython.display import display
 
+from recnb.analysis import COSTS, best_within, metric_of, pareto_front
 from recnb.errors import ConfigError
-
-COSTS = {
-    "params": "parameters",
-    "params_no_embedding": "parameters without embeddings",
-    "flops": "FLOPs per sequence",
-    "latency_cpu_b1_ms": "CPU latency, batch 1 (ms)",
-    "latency_cpu_b256_ms": "CPU latency, batch 256 (ms)",
-}
-
-
-def metric_of(row: dict, metric: str) -> float:
-    """A row's test metric (``row["test"][metric]``), NaN when it has none."""
-    value = (row.get("test") or {}).get(metric)
-    return float(value) if value is not None else float("nan")
-
-
-def candidates(rows: list, cost: str = "params", metric: str = "NDCG@10", roles=("student",)) -> list:
-    """Rows the explorer may pick: those with an architecture, a cost and a metric, and (when
-    rows have a ``role``) one of ``roles`` (by default the distilled students; None = any)."""
-    if cost not in COSTS:
-        raise ConfigError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
-    out = []
-    for r in rows:
-        if roles is not None and r.get("role") is not None and r["role"] not in roles:
-            continue
-        c = r.get(cost)
-        if (
-            r.get("architecture")
-            and c is not None
-            and not math.isnan(float(c))
-            and not math.isnan(metric_of(r, metric))
-        ):
-            out.append(r)
-    return sorted(out, key=lambda r: (float(r[cost]), -metric_of(r, metric)))
-
-
-def best_within(
-    rows: list, budget: float, cost: str = "params", metric: str = "NDCG@10", roles=("student",)
-) -> dict | None:
-    """The most accurate candidate whose ``cost`` is at most ``budget`` (ties: the cheaper);
-    None when nothing fits."""
-    fits = [r for r in candidates(rows, cost, metric, roles) if float(r[cost]) <= budget]
-    if not fits:
-        return None
-    return max(fits, key=lambda r: (metric_of(r, metric), -float(r[cost])))
-
-
-def pareto_front(rows: list, cost: str = "params", metric: str = "NDCG@10", roles=("student",)) -> list:
-    """Candidates no other candidate beats on both cost and metric, cheapest first: exactly
-    the rows :func:`best_within` can return."""
-    front, best = [], -math.inf
-    for r in candidates(rows, cost, metric, roles):
-        m = metric_of(r, metric)
-        if m > best:
-            front.append(r)
-            best = m
-    return front
+from recnb.viz import architecture_svg
 
 
 def format_cost(value: float, cost: str) -> str:
@@ -131,15 +76,13 @@ class BudgetExplorer:
         draw=None,
         roles=("student",),
     ):
-        from recnb import viz
-
         self.rows, self.cost, self.metric, self.reference, self.roles = list(rows), cost, metric, reference, roles
         self.front = pareto_front(self.rows, cost, metric, roles)
         if not self.front:
             raise ConfigError(f"no row has an architecture, a {cost} and a test {metric}: nothing to explore")
         # the diagram is an SVG in an HTML widget: it updates instantly with no JavaScript, and
         # (unlike an Output widget holding a plotly figure) it also runs headless under nbclient
-        self.draw = draw or (lambda row: viz.architecture_svg(row["architecture"]))
+        self.draw = draw or (lambda row: architecture_svg(row["architecture"]))
         options = [(f"≤ {format_cost(float(r[cost]), cost)}", float(r[cost])) for r in self.front]
         self.slider = W.SelectionSlider(
             options=options,

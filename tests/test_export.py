@@ -134,6 +134,12 @@ def test_int8_quantised_graph_runs_and_keeps_float_scores(histories, tmp_path):
         export(model, tmp_path / "q.pt", "torchscript", quantize="int8")
 
 
+def test_export_refuses_bad_id_maps_before_writing_anything(tmp_path):
+    with pytest.raises(ConfigError, match=f"id maps hold 2 items, the model {N}"):
+        export(make("sasrec"), tmp_path / "out" / "m.pt", "torchscript", id_maps={"item_ids": ["<pad>", "a", "b"]})
+    assert not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------- the CLI round trip
 @pytest.fixture(scope="module")
 def checkpoint(scene, tmp_path_factory):

@@ -1,6 +1,8 @@
-"""recnb.viz: analysis tables are right, figures are built from real inputs and render offline."""
+"""recnb.analysis and recnb.viz: analysis tables are right, figures are built from real inputs and
+render offline, and the one summary.json reader resolves what a run wrote."""
 
 import json
+from xml.etree import ElementTree
 
 import numpy as np
 import pandas as pd
@@ -9,9 +11,11 @@ import plotly.io as pio
 import pytest
 import torch
 
-from recnb import viz
+import recnb
+from recnb import analysis, viz
 from recnb.adarec.architecture import Architecture, derive
 from recnb.adarec.search import DEFAULT_PRIMITIVES
+from recnb.adarec.summary import load_summary, read_summary
 from recnb.data import synthetic_scene
 from recnb.errors import ConfigError
 from recnb.models import build_model
@@ -46,7 +50,7 @@ def test_setup_notebook_picks_an_offline_renderer():
 
 
 def test_scene_figures_and_table(scene):
-    table = viz.scene_table(scene)
+    table = analysis.scene_table(scene)
     assert table.loc[scene.name, "users"] == 60 and table["users"].dtype == np.int64
     hist = viz.length_histogram(scene)
     assert sum(len(t.x) for t in hist.data) == scene.num_users
@@ -58,20 +62,20 @@ def test_scene_figures_and_table(scene):
 
 
 def test_user_buckets_split_by_quantiles(scene):
-    labels = viz.user_buckets(scene, "length", buckets=4)
+    labels = analysis.user_buckets(scene, "length", buckets=4)
     assert len(labels) == scene.num_users
-    lengths = viz.sequence_lengths(scene)
+    lengths = analysis.sequence_lengths(scene)
     # every user in a later bucket has a history at least as long as every user in an earlier one
     codes = labels.cat.codes.to_numpy()
     for a in range(codes.max()):
         assert lengths[codes == a].max() <= lengths[codes == a + 1].min()
     with pytest.raises(ConfigError, match="bucket by"):
-        viz.user_buckets(scene, "colour")
+        analysis.user_buckets(scene, "colour")
 
 
 def test_bucket_metrics_recombine_to_overall(scene):
     ranks = torch.arange(scene.num_users) % 15  # a hit@10 for ranks 0..9
-    df = viz.bucket_metrics(scene, ranks, by="popularity", buckets=3, ks=(10,))
+    df = analysis.bucket_metrics(scene, ranks, by="popularity", buckets=3, ks=(10,))
     assert df["users"].sum() == scene.num_users
     overall = float((ranks < 10).float().mean())
     assert (df["HR@10"] * df["users"]).sum() / scene.num_users == pytest.approx(overall)
@@ -83,15 +87,15 @@ def test_linear_cka_properties():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 6, generator=g)
     q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))
-    assert viz.linear_cka(x, x) == pytest.approx(1.0)
-    assert viz.linear_cka(x, 3 * x @ q) == pytest.approx(1.0, abs=1e-5)  # rotation and scale invariant
-    assert viz.linear_cka(x, torch.randn(200, 4, generator=g)) < 0.2
+    assert analysis.linear_cka(x, x) == pytest.approx(1.0)
+    assert analysis.linear_cka(x, 3 * x @ q) == pytest.approx(1.0, abs=1e-5)  # rotation and scale invariant
+    assert analysis.linear_cka(x, torch.randn(200, 4, generator=g)) < 0.2
 
 
 def test_layer_statistics_of_a_model(scene, model):
-    states = viz.hidden_states(model, scene, users=30)
+    states = analysis.hidden_states(model, scene, users=30)
     assert len(states) == len(model(torch.zeros(1, 3, dtype=torch.long)))
-    norms, sim = viz.layer_statistics(states)
+    norms, sim = analysis.layer_statistics(states)
     assert list(norms["layer"]) == list(sim.index) and norms["layer"].iloc[0] == "embedding"
     assert np.allclose(np.diag(sim.to_numpy()), 1.0, atol=1e-5)
     assert np.allclose(sim.to_numpy(), sim.to_numpy().T, atol=1e-6)
@@ -99,7 +103,7 @@ def test_layer_statistics_of_a_model(scene, model):
 
 
 def test_recommendations_show_titles_and_hits(scene, model):
-    df = viz.recommendations(model, scene, users=[0, 1, 2], k=5, history=4)
+    df = analysis.recommendations(model, scene, users=[0, 1, 2], k=5, history=4)
     assert len(df) == 3 and "top-5" in df
     assert df["top-5"].str.count(r" \| ").eq(4).all()
     for _, row in df.iterrows():
@@ -110,7 +114,7 @@ def test_recommendations_show_titles_and_hits(scene, model):
 
 def test_architecture_graph_draws_every_edge(arch):
     fig = viz.architecture_graph(arch)
-    edges = viz.architecture_edges(arch)
+    edges = analysis.architecture_edges(arch)
     assert len(edges) == 3 * (2 + 2 + 2)  # top-2 edges into each of 3 nodes, 3 cells
     marker_points = sum(len(t.x) for t in fig.data if t.mode == "markers" and t.legendgroup)
     assert marker_points == len(edges)
@@ -121,17 +125,17 @@ def test_architecture_graph_draws_every_edge(arch):
 
 def test_architecture_graph_from_path(tmp_path, arch):
     path = arch.save(tmp_path / "architecture.json")
-    assert len(viz.architecture_edges(str(path))) == len(viz.architecture_edges(arch))
+    assert len(analysis.architecture_edges(str(path))) == len(analysis.architecture_edges(arch))
     with pytest.raises(ConfigError):
         viz.architecture_graph(42)
 
 
 def test_architecture_schema_and_table(arch):
-    schema = viz.architecture_schema(arch)
+    schema = analysis.architecture_schema(arch)
     assert schema.loc["format", "value"] == "recnb-architecture/1"
     assert schema.loc["cells", "value"] == 3
     assert schema.loc["edge fields", "value"] == "input, op"
-    table = viz.architecture_table({"a": arch, "b": Architecture(arch.cells[:1])})
+    table = analysis.architecture_table({"a": arch, "b": Architecture(arch.cells[:1])})
     assert table.loc["(cells)"].tolist() == [3, 1]
     assert table.drop("(cells)")["a"].sum() == 18
 
@@ -256,17 +260,45 @@ def _summary(tmp_path, arch):
 
 
 def test_load_rows_inlines_architectures(tmp_path, arch):
-    rows = viz.load_rows(_summary(tmp_path, arch).parent)
+    rows = analysis.load_rows(_summary(tmp_path, arch).parent)
     assert rows[0]["architecture"] is None
     assert rows[1]["architecture"] == arch.to_dict()
     assert rows[2]["architecture"] == arch.to_dict()  # resolved under the summary's folder
     with pytest.raises(ConfigError, match="no such summary"):
-        viz.load_rows(tmp_path / "nothing")
+        analysis.load_rows(tmp_path / "nothing")
+
+
+def test_one_summary_reader_for_paths_frames_and_rows(tmp_path, arch):
+    summary = _summary(tmp_path, arch)
+    rows = read_summary(tmp_path)["rows"]
+    moved = tmp_path / "search" / "beta_0.1" / "architecture.json"
+    assert rows[2]["architecture"] == str(moved)  # the written path did not exist: found under the folder
+    frame = load_summary(summary)
+    assert frame.equals(load_summary(tmp_path)) and frame.equals(recnb.load_summary(tmp_path))
+    assert list(frame["test_NDCG@10"]) == [0.10, 0.08, 0.05] and list(frame["architecture"])[1:] == [str(moved)] * 2
+    summary.write_text('{"rows": [')
+    with pytest.raises(ConfigError, match=r"summary.json:1: malformed JSON"):
+        read_summary(summary)
+    summary.write_text('{"rows": 3}')
+    with pytest.raises(ConfigError, match="no list of rows"):
+        load_summary(tmp_path)
+
+
+def test_architecture_svg_draws_every_edge_and_op(arch):
+    svg = ElementTree.fromstring(viz.architecture_svg(arch, width=600))
+    ns = "{http://www.w3.org/2000/svg}"
+    edges = analysis.architecture_edges(arch)
+    op_lines = [e for e in svg.iter(f"{ns}line") if e.find(f"{ns}title") is not None]
+    assert sorted(e.find(f"{ns}title").text for e in op_lines) == sorted(edges["op"])
+    assert len(list(svg.iter(f"{ns}circle"))) == 1 + 3 * (3 + 1)  # embedding, per cell 3 nodes and its output
+    assert {t.text for t in svg.iter(f"{ns}text")} == set(edges["op"])  # the legend
+    xs = [float(e.get(k)) for e in svg.iter(f"{ns}line") for k in ("x1", "x2")]
+    assert 0 <= min(xs) and max(xs) <= 600
 
 
 def test_comparison_table_and_frontier(tmp_path, arch):
-    rows = viz.load_rows(_summary(tmp_path, arch))
-    table = viz.comparison_table(rows)
+    rows = analysis.load_rows(_summary(tmp_path, arch))
+    table = analysis.comparison_table(rows)
     assert list(table.index) == ["teacher", "s0.1", "s1"]
     assert table.loc["s1", "compression"] == pytest.approx(10.0)
     assert table.loc["s0.1", "speedup_b256"] == pytest.approx(4.0)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from recnb import widgets
+from recnb import analysis, widgets
 from recnb.adarec.architecture import derive
 from recnb.adarec.search import DEFAULT_PRIMITIVES
 from recnb.errors import ConfigError
@@ -58,31 +58,31 @@ def rows():
 
 
 def test_best_within_budget(rows):
-    assert widgets.best_within(rows, 999) is None
-    assert widgets.best_within(rows, 1_000)["name"] == "tiny"
-    assert widgets.best_within(rows, 4_500)["name"] == "small"  # the bigger mid-worse is less accurate
-    assert widgets.best_within(rows, 1e9)["name"] == "big"  # the teacher has no architecture: not a candidate
+    assert analysis.best_within(rows, 999) is None
+    assert analysis.best_within(rows, 1_000)["name"] == "tiny"
+    assert analysis.best_within(rows, 4_500)["name"] == "small"  # the bigger mid-worse is less accurate
+    assert analysis.best_within(rows, 1e9)["name"] == "big"  # the teacher has no architecture: not a candidate
     with pytest.raises(ConfigError, match="cost must be one of"):
-        widgets.best_within(rows, 1, cost="weight")
+        analysis.best_within(rows, 1, cost="weight")
 
 
 def test_only_the_given_roles_are_candidates(rows):
     rows[3]["test"]["NDCG@10"] = 0.095  # a no-KD twin that beats the distilled "small"
-    assert widgets.best_within(rows, 4_500)["name"] == "small"
-    assert widgets.best_within(rows, 4_500, roles=None)["name"] == "mid-worse"
-    assert widgets.best_within(rows, 4_500, roles=("student_no_kd",))["name"] == "mid-worse"
+    assert analysis.best_within(rows, 4_500)["name"] == "small"
+    assert analysis.best_within(rows, 4_500, roles=None)["name"] == "mid-worse"
+    assert analysis.best_within(rows, 4_500, roles=("student_no_kd",))["name"] == "mid-worse"
 
 
 def test_ties_go_to_the_cheaper(rows):
     rows[4]["test"]["NDCG@10"] = 0.09
-    assert widgets.best_within(rows, 1e9)["name"] == "small"
+    assert analysis.best_within(rows, 1e9)["name"] == "small"
 
 
 def test_pareto_front_is_what_best_within_returns(rows):
-    front = widgets.pareto_front(rows)
+    front = analysis.pareto_front(rows)
     assert [r["name"] for r in front] == ["tiny", "small", "big"]
     for budget in (1_000, 2_000, 3_000, 5_000, 9_000, 20_000):
-        assert widgets.best_within(rows, budget) in front
+        assert analysis.best_within(rows, budget) in front
 
 
 def test_metrics_html_lists_sizes_and_metrics(rows):
@@ -125,7 +125,7 @@ def test_explorer_draws_real_architecture_diagrams(rows):
     assert svg.count('stroke-width="2.5"') == n_edges  # one coloured line per kept edge
     ex.slider.value = ex.slider.options[-1][1]
     assert ex.diagram.value != svg and ex.current["name"] == "big"
-    assert not math.isnan(widgets.metric_of(ex.current, "NDCG@10"))
+    assert not math.isnan(analysis.metric_of(ex.current, "NDCG@10"))
 
 
 def test_explorer_needs_candidates(rows):

@@ -6,5 +6,6 @@
   derived network, rebuilt from an architecture without any search code.
 - :mod:`.objective`: the cost-sensitive loss and the target-oriented total;
   :mod:`.search`: the bi-level (DARTS first-order) search and its history.
-- :mod:`.pipeline`: teacher, one search per beta, distillation, twins, baseline, summary.
+- :mod:`.pipeline`: teacher, one search per beta, distillation, twins, baseline, summary;
+  :mod:`.summary`: the one reader of the ``summary.json`` a pipeline run writes.
 """

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from recnb.adarec.architecture import Architecture
 from recnb.adarec.search import SearchConfig, search
 from recnb.adarec.student import Student
+from recnb.adarec.summary import load_summary, summary_frame
 from recnb.data import Scene, load_scene, train_windows
 from recnb.errors import ConfigError, check_fields
 from recnb.kd import EMDLoss, TeacherCache, kd_loss
@@ -203,19 +203,6 @@ def choose_default_beta(students: dict, teacher_params_no_embedding: int, max_pa
 
 def _row(name, role, beta, default, architecture, agg) -> dict:
     return {"name": name, "role": role, "beta": beta, "default": default, "architecture": architecture, **agg}
-
-
-def summary_frame(rows: list[dict]) -> pd.DataFrame:
-    """Rows flattened for CSV: ``test`` becomes ``test_<metric>`` columns."""
-    flat = []
-    for r in rows:
-        f = {k: v for k, v in r.items() if k not in ("test", "valid", "test_sampled100", "seeds", "epochs")}
-        f.update({f"test_{k}": v for k, v in r["test"].items()})
-        f.update({f"valid_{k}": v for k, v in r.get("valid", {}).items()})
-        f.update({f"sampled100_{k}": v for k, v in r.get("test_sampled100", {}).items()})
-        f["seeds"] = len(r.get("seeds", []))
-        flat.append(f)
-    return pd.DataFrame(flat)
 
 
 def run_pipeline(
@@ -431,14 +418,6 @@ def _check_resume_settings(path: Path, settings: dict, reuse: bool) -> None:
             raise ConfigError(f"--resume: {path.parent} was run with other settings ({', '.join(changed)}); "
                               "resume with the same ones or start over with --force")
     write_json(path, settings)
-
-
-def load_summary(out_dir: str | Path) -> pd.DataFrame:
-    """``summary.json`` of a pipeline run as a flat DataFrame (one row per model)."""
-    path = Path(out_dir) / "summary.json"
-    if not path.exists():
-        raise ConfigError(f"{path}: no such summary (run `recnb adarec` first)")
-    return summary_frame(json.loads(path.read_text())["rows"])
 
 
 __all__ = [
