@@ -19,8 +19,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (action.option_strings and not action.required and "default" not in text
-                and action.default not in (None, False, argparse.SUPPRESS)):
+        if (action.option_strings and not action.required and action.default not in (None, False, argparse.SUPPRESS)
+                and f"default {action.default}" not in text):
             text += f" (default {action.default})"
         return text
 

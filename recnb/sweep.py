@@ -44,15 +44,26 @@ EXPERIMENT = "tune"  # Ray Tune's experiment folder inside the sweep's --out
 SWEEP_EXTRA = "pip install recnb[sweep]"
 # settings a trial never takes from the grid: where it runs and whether it prints
 _NOT_IN_GRID = ("device", "progress", "amp", "eval_every")
-ADAREC_DEFAULTS = {"seed": 2020, "search_seed": 2020, "search_epochs": 3, "search_max_steps": 24, "search_width": 32,
-                   "distill_epochs": 30, "distill_patience": 5, "distill_batch_size": 32, "distill_lr": 1e-3,
-                   "student_width": 64, "max_len": 50, "kd": True, "time_budget": None}
 ADAREC_KEYS = {"beta": float, "teacher": str, "seed": int, "search_seed": int, "search_epochs": int,
                "search_max_steps": int, "search_width": int, "distill_epochs": int, "distill_patience": int,
                "distill_batch_size": int, "distill_lr": float, "student_width": int, "max_len": int, "kd": bool,
                "time_budget": float}
 DLLM2REC_KEYS = {"artifacts": str, "student": str, "seed": int, "distill": bool, "epochs": int, "patience": int,
                  "lr": float, "loss": str, "max_len": int, "time_budget": float}
+
+
+def adarec_defaults() -> dict:
+    """An ``adarec`` trial's settings where the grid sets none: those of ``recnb adarec``,
+    read from SearchConfig and DistillConfig (the one place they are written)."""
+    from recnb.adarec.pipeline import DistillConfig
+    from recnb.adarec.search import SearchConfig
+
+    search, distill = SearchConfig(), DistillConfig()
+    return {"seed": distill.train.seed, "search_seed": search.seed, "search_epochs": search.epochs,
+            "search_max_steps": search.max_steps, "search_width": search.width, "distill_epochs": distill.train.epochs,
+            "distill_patience": distill.train.patience, "distill_batch_size": distill.train.batch_size,
+            "distill_lr": distill.train.lr, "student_width": distill.width, "max_len": search.max_len, "kd": True,
+            "time_budget": distill.train.time_budget}
 
 
 # ----------------------------------------------------------------------------- grid files
@@ -215,7 +226,7 @@ def run_trial(kind: str, point: dict, dataset: str, out: str | Path, data_dir: s
         metrics = train_and_report(scene, point["model"], model_cfg, cfg, out)
         metrics["latency_cpu_b1_ms"] = _latency_b1(load_checkpoint(out / "model.pt")[0])
     elif kind == "adarec":
-        metrics = _adarec_trial(scene, {**ADAREC_DEFAULTS, **point}, out)
+        metrics = _adarec_trial(scene, {**adarec_defaults(), **point}, out)
     elif kind == "dllm2rec":
         metrics = _dllm2rec_trial(scene, point)
     else:
@@ -393,7 +404,7 @@ def _adarec_teacher(dataset: str, data_dir, out: Path, grid: dict, log) -> Path:
     from recnb.experiment import train_and_report
     from recnb.train import TrainConfig
 
-    p = {**ADAREC_DEFAULTS, **{k: v for k, v in grid.items() if not _axis(k, v)}}
+    p = {**adarec_defaults(), **{k: v for k, v in grid.items() if not _axis(k, v)}}
     log(f"[sweep] training the AdaRec teacher once -> {out}")
     cfg = TrainConfig(epochs=p["distill_epochs"], batch_size=p["distill_batch_size"], lr=p["distill_lr"],
                       patience=p["distill_patience"], max_len=p["max_len"], seed=p["search_seed"], progress=False,

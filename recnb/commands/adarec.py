@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir
 from recnb.commands.distill import distill_config, distill_flags
-from recnb.commands.search import add_search_args, search_config_from_args
+from recnb.commands.search import add_search_args
+from recnb.commands.search import configs as search_configs
 
 
 def pipeline_distill_flags():
@@ -39,7 +40,7 @@ def register(sub) -> None:
 
 def configs(args):
     """The SearchConfig and DistillConfig of an ``adarec`` command line."""
-    scfg = search_config_from_args(args, seed=args.seed, device=args.device, progress=not args.quiet)
+    scfg = search_configs(args)
     return scfg, distill_config(args, *pipeline_distill_flags(), max_len=scfg.max_len)
 
 
@@ -50,9 +51,9 @@ def run(args) -> int:
     betas = parse_list(args.betas, float, "--betas")
     batches = parse_list(args.latency_batch, int, "--latency-batch")
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
-    summary = run_pipeline(args.dataset, out, args.teacher, betas, args.default_beta, args.seeds, scfg,
-                           dcfg, twins=args.twins,
-                           baseline=not args.no_baseline, batches=batches, data_dir=args.data_dir, reuse=args.resume)
+    summary = run_pipeline(args.dataset, out, args.teacher, betas, args.default_beta, args.seeds, scfg, dcfg,
+                           twins=args.twins, baseline=not args.no_baseline, batches=batches, data_dir=args.data_dir,
+                           reuse=args.resume)
     for r in summary["rows"]:
         print(f"{r['name']:<32} {r['role']:<14} params(no emb) {r['params_no_embedding']:>9} "
               f"NDCG@10 {r['test']['NDCG@10']:.4f} CPU b1 {r.get('latency_cpu_b1_ms', float('nan')):.3f} ms")

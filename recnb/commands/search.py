@@ -55,11 +55,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def configs(args):
+    """The SearchConfig of a ``search`` (or ``adarec``) command line."""
+    return search_config_from_args(args, seed=args.seed, device=args.device, progress=not args.quiet)
+
+
 def run(args) -> int:
     from recnb.adarec.search import search
     from recnb.data import load_scene
 
-    cfg = search_config_from_args(args, seed=args.seed, device=args.device, progress=not args.quiet)
+    cfg = configs(args)
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
     if args.teacher is None and cfg.gamma > 0:
         raise ConfigError("--teacher: required unless --gamma 0 (search without distillation)")
