@@ -44,26 +44,33 @@ EXPERIMENT = "tune"  # Ray Tune's experiment folder inside the sweep's --out
 SWEEP_EXTRA = "pip install recnb[sweep]"
 # settings a trial never takes from the grid: where it runs and whether it prints
 _NOT_IN_GRID = ("device", "progress", "amp", "eval_every")
-ADAREC_KEYS = {"beta": float, "teacher": str, "seed": int, "search_seed": int, "search_epochs": int,
-               "search_max_steps": int, "search_width": int, "distill_epochs": int, "distill_patience": int,
-               "distill_batch_size": int, "distill_lr": float, "student_width": int, "max_len": int, "kd": bool,
-               "time_budget": float}
-DLLM2REC_KEYS = {"artifacts": str, "student": str, "seed": int, "distill": bool, "epochs": int, "patience": int,
-                 "lr": float, "loss": str, "max_len": int, "time_budget": float}
+# an ``adarec`` trial's keys that are config fields: key -> (SearchConfig "search", DistillConfig
+# "distill" or its "train" settings, field); their types and defaults are read from there
+ADAREC_FIELDS = {"seed": ("train", "seed"), "search_seed": ("search", "seed"), "search_epochs": ("search", "epochs"),
+                 "search_max_steps": ("search", "max_steps"), "search_width": ("search", "width"),
+                 "distill_epochs": ("train", "epochs"), "distill_patience": ("train", "patience"),
+                 "distill_batch_size": ("train", "batch_size"), "distill_lr": ("train", "lr"),
+                 "student_width": ("distill", "width"), "max_len": ("search", "max_len"),
+                 "time_budget": ("train", "time_budget")}
+ADAREC_KEYS = {"beta": (int, float), "teacher": (str,), "kd": (bool,)}  # the others
+# the TrainConfig fields a ``dllm2rec`` trial takes (beside DLLM2RecConfig's), and its other keys
+DLLM2REC_TRAIN = ("epochs", "patience", "lr", "loss", "max_len", "time_budget", "seed")
+DLLM2REC_KEYS = {"artifacts": (str,), "student": (str,), "distill": (bool,)}
+
+
+def _adarec_configs() -> dict:
+    from recnb.adarec.pipeline import DistillConfig
+    from recnb.adarec.search import SearchConfig
+
+    distill = DistillConfig()
+    return {"search": SearchConfig(), "distill": distill, "train": distill.train}
 
 
 def adarec_defaults() -> dict:
     """An ``adarec`` trial's settings where the grid sets none: those of ``recnb adarec``,
     read from SearchConfig and DistillConfig (the one place they are written)."""
-    from recnb.adarec.pipeline import DistillConfig
-    from recnb.adarec.search import SearchConfig
-
-    search, distill = SearchConfig(), DistillConfig()
-    return {"seed": distill.train.seed, "search_seed": search.seed, "search_epochs": search.epochs,
-            "search_max_steps": search.max_steps, "search_width": search.width, "distill_epochs": distill.train.epochs,
-            "distill_patience": distill.train.patience, "distill_batch_size": distill.train.batch_size,
-            "distill_lr": distill.train.lr, "student_width": distill.width, "max_len": search.max_len, "kd": True,
-            "time_budget": distill.train.time_budget}
+    configs = _adarec_configs()
+    return {"kd": True, **{key: getattr(configs[cfg], name) for key, (cfg, name) in ADAREC_FIELDS.items()}}
 
 
 # ----------------------------------------------------------------------------- grid files
@@ -78,13 +85,14 @@ def _keys(kind: str, model: str | None = None) -> dict:
     from recnb.train import TrainConfig
 
     if kind == "adarec":
-        return {k: ((int, float) if t is float else (t,)) + ((type(None),) if k == "time_budget" else ())
-                for k, t in ADAREC_KEYS.items()}
+        types = {cfg: {f.name: annotation_types(f.type) for f in dataclasses.fields(obj)}
+                 for cfg, obj in _adarec_configs().items()}
+        return {**ADAREC_KEYS, **{key: types[cfg][name] for key, (cfg, name) in ADAREC_FIELDS.items()}}
     if kind == "dllm2rec":
         from recnb.dllm2rec.pipeline import DLLM2RecConfig
 
-        out = {k: ((int, float) if t is float else (t,)) + ((type(None),) if k == "time_budget" else ())
-               for k, t in DLLM2REC_KEYS.items()}
+        out = dict(DLLM2REC_KEYS)
+        out.update({f.name: annotation_types(f.type) for f in dataclasses.fields(TrainConfig) if f.name in DLLM2REC_TRAIN})
         out.update({f.name: annotation_types(f.type) for f in dataclasses.fields(DLLM2RecConfig)})
         return out
     out = {"model": (str,)}
@@ -182,8 +190,7 @@ def _dllm2rec_configs(point: dict):
 
     names = {f.name for f in dataclasses.fields(DLLM2RecConfig)}
     cfg = DLLM2RecConfig(**{k: v for k, v in point.items() if k in names})
-    train = TrainConfig(**{k: point[k] for k in ("epochs", "patience", "lr", "loss", "max_len", "time_budget", "seed")
-                           if k in point}, progress=False)
+    train = TrainConfig(**{k: point[k] for k in DLLM2REC_TRAIN if k in point}, progress=False)
     return cfg, train
 
 

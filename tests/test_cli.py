@@ -12,7 +12,7 @@ CMD = [sys.executable, "-m", "recnb"]
 
 
 def run(*args, cwd=None):
-    return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, check=False)
 
 
 @pytest.fixture(scope="module")
