@@ -305,3 +305,20 @@ def test_every_option_of_every_command_has_help_and_names_its_default():
                 assert f"default {action.default}" in text, f"{name} {action.option_strings[0]}: {text}"
             checked += 1
     assert checked > 200
+
+
+def test_none_sets_an_optional_field_and_a_bad_value_is_one_line(capsys):
+    from recnb.cli import main
+    from recnb.commands import search
+    from recnb.commands.train import split_options
+
+    parser, _ = command_parser("search")
+    args = parser.parse_args(["search", "--dataset", "x", "--out", "o", "--max-steps", "none"])
+    assert search.configs(args).max_steps is None  # a full pass per epoch
+    args = parser.parse_args(["train", "--dataset", "x", "--out", "o", "--model", "sasrec", "--clip", "None",
+                              "--time-budget", "60"])
+    assert split_options("sasrec", args) == ({}, {"clip": None, "time_budget": 60.0})
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--dataset", "x", "--out", "o", "--max-steps", "many"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "--max-steps: invalid int value: 'many'" in err
