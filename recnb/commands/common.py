@@ -122,12 +122,13 @@ class ConfigFlags:
         for name, f in self.fields().items():
             kw = {"dest": self.dest(name), "default": None, "help": self.help(name)}
             types = annotation_types(f.type)
-            if types is None:
-                raise TypeError(f"{self.cls.__name__}.{name}: no option for a field of type {f.type}; skip it")
+            if types is None or (list in types and name not in self.lists):
+                raise TypeError(f"{self.cls.__name__}.{name}: no option for a field of type {f.type}; skip it "
+                                "(or give a list field a converter)")
             if types == (bool,):
                 container.add_argument(self.option(name), action=argparse.BooleanOptionalAction, **kw)
                 continue
-            if name in self.lists or list in types:
+            if name in self.lists:
                 kind = str  # comma-separated, converted by given()
             else:
                 kind = int if types[0] is int and float not in types else float if float in types else str

@@ -34,7 +34,8 @@ def recipe_note(field: str, models=None) -> str:
 
 
 def train_flags(skip=NOT_FLAGS, models=None, **kw) -> ConfigFlags:
-    """TrainConfig's options, each naming the value the recipe of ``models`` sets."""
+    """TrainConfig's options, each naming the value the recipe of ``models`` sets (every recipe
+    by default, none for ``()``)."""
     return ConfigFlags(TrainConfig, skip=tuple(skip), notes={f.name: recipe_note(f.name, models)
                                                               for f in dataclasses.fields(TrainConfig)}, **kw)
 
