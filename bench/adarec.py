@@ -12,6 +12,7 @@ Every table prints the command line, seeds and hardware beside it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -30,7 +31,7 @@ from recnb.adarec.pipeline import TEACHER_CONFIG, TEACHER_TRAIN, DistillConfig, 
 from recnb.adarec.search import SearchConfig, search
 from recnb.data import load_scene
 from recnb.experiment import train_and_report
-from recnb.train import TrainConfig, load_checkpoint, recipe
+from recnb.train import load_checkpoint, recipe
 
 
 def hardware() -> str:
@@ -146,8 +147,9 @@ def main(argv=None) -> int:
     p.add_argument("--search-epochs", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--time-budget", type=float, default=0.0, help="training seconds per distilled model (0 = none: every model trains to early stopping, the fair way to compare KD with no KD)")
-    p.add_argument("--distill-epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32, help="training windows per batch for every distilled model")
+    p.add_argument("--distill-epochs", type=int, default=DistillConfig().train.epochs)
+    p.add_argument("--batch-size", type=int, default=DistillConfig().train.batch_size,
+                   help="training windows per batch for every distilled model")
     p.add_argument("--twins", default="default")
     p.add_argument("--no-baseline", action="store_true", help="skip the hand-made NextItNet (e.g. a second process sharing --out)")
     p.add_argument("--search-only", action="store_true", help="teacher + one search per beta (scene adaptivity)")
@@ -178,8 +180,8 @@ def main(argv=None) -> int:
                   f"{res.teacher_seconds:.0f}s) -> {res.architecture.signature()}")
         compare([str(out)])
         return 0
-    train = TrainConfig(epochs=args.distill_epochs, batch_size=args.batch_size, lr=1e-3, patience=5, device="cpu", progress=False,
-                        time_budget=args.time_budget or None)
+    train = dataclasses.replace(DistillConfig().train, epochs=args.distill_epochs, batch_size=args.batch_size, device="cpu",
+                                progress=False, time_budget=args.time_budget or None)
     summary = run_pipeline(scene, out, teacher, betas, args.default_beta, args.seeds, scfg, DistillConfig(train=train),
                            twins=args.twins, baseline=not args.no_baseline, devices=("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
     print(f"\n== AdaRec on {scene.name}: full ranking, {args.seeds} seed(s), test split; hardware above ==")

@@ -13,14 +13,27 @@ COMMANDS = ("train", "evaluate", "search", "distill", "adarec", "bench", "teache
             "sweep")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds an option's default to its help where the help does not name it (options
+    generated from a config, :class:`recnb.commands.common.ConfigFlags`, name theirs)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.option_strings and not action.required and action.default not in (None, False, argparse.SUPPRESS)
+                and f"default {action.default}" not in text):
+            text += f" (default {action.default})"
+        return text
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line (no usage dump) with exit code 2."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)  # --epoch must not silently mean --epochs
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str):  # argparse API
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -44,15 +44,33 @@ EXPERIMENT = "tune"  # Ray Tune's experiment folder inside the sweep's --out
 SWEEP_EXTRA = "pip install recnb[sweep]"
 # settings a trial never takes from the grid: where it runs and whether it prints
 _NOT_IN_GRID = ("device", "progress", "amp", "eval_every")
-ADAREC_DEFAULTS = {"seed": 2020, "search_seed": 2020, "search_epochs": 3, "search_max_steps": 24, "search_width": 32,
-                   "distill_epochs": 30, "distill_patience": 5, "distill_batch_size": 32, "distill_lr": 1e-3,
-                   "student_width": 64, "max_len": 50, "kd": True, "time_budget": None}
-ADAREC_KEYS = {"beta": float, "teacher": str, "seed": int, "search_seed": int, "search_epochs": int,
-               "search_max_steps": int, "search_width": int, "distill_epochs": int, "distill_patience": int,
-               "distill_batch_size": int, "distill_lr": float, "student_width": int, "max_len": int, "kd": bool,
-               "time_budget": float}
-DLLM2REC_KEYS = {"artifacts": str, "student": str, "seed": int, "distill": bool, "epochs": int, "patience": int,
-                 "lr": float, "loss": str, "max_len": int, "time_budget": float}
+# an ``adarec`` trial's keys that are config fields: key -> (SearchConfig "search", DistillConfig
+# "distill" or its "train" settings, field); their types and defaults are read from there
+ADAREC_FIELDS = {"seed": ("train", "seed"), "search_seed": ("search", "seed"), "search_epochs": ("search", "epochs"),
+                 "search_max_steps": ("search", "max_steps"), "search_width": ("search", "width"),
+                 "distill_epochs": ("train", "epochs"), "distill_patience": ("train", "patience"),
+                 "distill_batch_size": ("train", "batch_size"), "distill_lr": ("train", "lr"),
+                 "student_width": ("distill", "width"), "max_len": ("search", "max_len"),
+                 "time_budget": ("train", "time_budget")}
+ADAREC_KEYS = {"beta": (int, float), "teacher": (str,), "kd": (bool,)}  # the others
+# the TrainConfig fields a ``dllm2rec`` trial takes (beside DLLM2RecConfig's), and its other keys
+DLLM2REC_TRAIN = ("epochs", "patience", "lr", "loss", "max_len", "time_budget", "seed")
+DLLM2REC_KEYS = {"artifacts": (str,), "student": (str,), "distill": (bool,)}
+
+
+def _adarec_configs() -> dict:
+    from recnb.adarec.pipeline import DistillConfig
+    from recnb.adarec.search import SearchConfig
+
+    distill = DistillConfig()
+    return {"search": SearchConfig(), "distill": distill, "train": distill.train}
+
+
+def adarec_defaults() -> dict:
+    """An ``adarec`` trial's settings where the grid sets none: those of ``recnb adarec``,
+    read from SearchConfig and DistillConfig (the one place they are written)."""
+    configs = _adarec_configs()
+    return {"kd": True, **{key: getattr(configs[cfg], name) for key, (cfg, name) in ADAREC_FIELDS.items()}}
 
 
 # ----------------------------------------------------------------------------- grid files
@@ -67,13 +85,14 @@ def _keys(kind: str, model: str | None = None) -> dict:
     from recnb.train import TrainConfig
 
     if kind == "adarec":
-        return {k: ((int, float) if t is float else (t,)) + ((type(None),) if k == "time_budget" else ())
-                for k, t in ADAREC_KEYS.items()}
+        types = {cfg: {f.name: annotation_types(f.type) for f in dataclasses.fields(obj)}
+                 for cfg, obj in _adarec_configs().items()}
+        return {**ADAREC_KEYS, **{key: types[cfg][name] for key, (cfg, name) in ADAREC_FIELDS.items()}}
     if kind == "dllm2rec":
         from recnb.dllm2rec.pipeline import DLLM2RecConfig
 
-        out = {k: ((int, float) if t is float else (t,)) + ((type(None),) if k == "time_budget" else ())
-               for k, t in DLLM2REC_KEYS.items()}
+        out = dict(DLLM2REC_KEYS)
+        out.update({f.name: annotation_types(f.type) for f in dataclasses.fields(TrainConfig) if f.name in DLLM2REC_TRAIN})
         out.update({f.name: annotation_types(f.type) for f in dataclasses.fields(DLLM2RecConfig)})
         return out
     out = {"model": (str,)}
@@ -171,8 +190,7 @@ def _dllm2rec_configs(point: dict):
 
     names = {f.name for f in dataclasses.fields(DLLM2RecConfig)}
     cfg = DLLM2RecConfig(**{k: v for k, v in point.items() if k in names})
-    train = TrainConfig(**{k: point[k] for k in ("epochs", "patience", "lr", "loss", "max_len", "time_budget", "seed")
-                           if k in point}, progress=False)
+    train = TrainConfig(**{k: point[k] for k in DLLM2REC_TRAIN if k in point}, progress=False)
     return cfg, train
 
 
@@ -215,7 +233,7 @@ def run_trial(kind: str, point: dict, dataset: str, out: str | Path, data_dir: s
         metrics = train_and_report(scene, point["model"], model_cfg, cfg, out)
         metrics["latency_cpu_b1_ms"] = _latency_b1(load_checkpoint(out / "model.pt")[0])
     elif kind == "adarec":
-        metrics = _adarec_trial(scene, {**ADAREC_DEFAULTS, **point}, out)
+        metrics = _adarec_trial(scene, {**adarec_defaults(), **point}, out)
     elif kind == "dllm2rec":
         metrics = _dllm2rec_trial(scene, point)
     else:
@@ -393,7 +411,7 @@ def _adarec_teacher(dataset: str, data_dir, out: Path, grid: dict, log) -> Path:
     from recnb.experiment import train_and_report
     from recnb.train import TrainConfig
 
-    p = {**ADAREC_DEFAULTS, **{k: v for k, v in grid.items() if not _axis(k, v)}}
+    p = {**adarec_defaults(), **{k: v for k, v in grid.items() if not _axis(k, v)}}
     log(f"[sweep] training the AdaRec teacher once -> {out}")
     cfg = TrainConfig(epochs=p["distill_epochs"], batch_size=p["distill_batch_size"], lr=p["distill_lr"],
                       patience=p["distill_patience"], max_len=p["max_len"], seed=p["search_seed"], progress=False,

@@ -12,7 +12,7 @@ CMD = [sys.executable, "-m", "recnb"]
 
 
 def run(*args, cwd=None):
-    return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,192 @@ def test_train_flags_are_generated_from_the_config_dataclasses():
         if name in expected:
             assert "default" in action.help, name
     assert "nextitnet 0.3" in flags["dropout"].help and "sasrec 0.003" in flags["lr"].help
+
+
+# ----------------------------------------------------------------------------- options from the configs
+COMMON = {"--dataset", "--data-dir", "--out", "--force", "--device", "--seed", "--quiet"}
+HAND_WRITTEN = {  # options that are no config field (the rest must be generated)
+    "search": COMMON | {"--teacher", "--resume", "--search-config"},
+    "distill": COMMON | {"--arch", "--teacher", "--no-teacher", "--latency-batch"},
+    "adarec": COMMON | {"--teacher", "--betas", "--default-beta", "--seeds", "--twins", "--no-baseline", "--resume",
+                        "--latency-batch", "--search-config"},
+    "dllm2rec": COMMON | {"--artifacts", "--student", "--seeds", "--no-baseline"},
+    "teacher-artifacts": COMMON | {"--teacher", "--top-n"},
+}
+REQUIRED = {"search": [], "distill": ["--arch", "a.json", "--no-teacher"], "adarec": [],
+            "dllm2rec": ["--artifacts", "a"], "teacher-artifacts": ["--teacher", "semantic"]}
+
+
+def option_specs(command: str) -> list:
+    """``(config class, defaults instance, fields set otherwise, renamed options, prefix, built config)``
+    per group of a command: what the generated options must match, written out by hand here."""
+    from recnb.adarec.pipeline import DistillConfig
+    from recnb.adarec.search import SearchConfig
+    from recnb.commands import adarec, distill, dllm2rec, search, teacher_artifacts
+    from recnb.dllm2rec.pipeline import DLLM2RecConfig
+    from recnb.dllm2rec.teachers import SemanticTeacherConfig
+    from recnb.train import TrainConfig
+
+    run = {"device", "seed", "progress"}
+    kd = {"T": "--temperature", "T_emd": "--temperature-emd"}
+    search_spec = (SearchConfig, SearchConfig(), run, {**kd, "num_cells": "--cells", "num_nodes": "--nodes",
+                                                       "primitives": "--ops"}, "", search.configs)
+    return {
+        "search": [search_spec],
+        "distill": [(DistillConfig, DistillConfig(), {"train"}, kd, "", distill.configs),
+                    (TrainConfig, DistillConfig().train, run, {}, "", lambda a: distill.configs(a).train)],
+        "adarec": [(*search_spec[:5], lambda a: adarec.configs(a)[0]),
+                   (DistillConfig, DistillConfig(), {"train"}, {"T": "--distill-temperature", "width": "--student-width",
+                    "T_emd": "--distill-temperature-emd"}, "distill-", lambda a: adarec.configs(a)[1]),
+                   (TrainConfig, DistillConfig().train, run | {"max_len"}, {"time_budget": "--time-budget"}, "distill-",
+                    lambda a: adarec.configs(a)[1].train)],
+        "dllm2rec": [(DLLM2RecConfig, DLLM2RecConfig(), set(), {}, "", lambda a: dllm2rec.configs(a)[0]),
+                     (TrainConfig, TrainConfig(), run, {}, "", lambda a: dllm2rec.configs(a)[1])],
+        "teacher-artifacts": [
+            (SemanticTeacherConfig, SemanticTeacherConfig(backbone="gru"), {"num_items", "max_len", "text_dim"}, {}, "",
+             lambda a: SemanticTeacherConfig(**teacher_artifacts.settings(a)[0])),
+            (TrainConfig, TrainConfig(**teacher_artifacts.TRAINING), run, {}, "",
+             lambda a: TrainConfig(**teacher_artifacts.settings(a)[1]))],
+    }[command]
+
+
+def command_parser(command: str):
+    from recnb.cli import build_parser
+
+    parser = build_parser()
+    return parser, next(a for a in parser._actions if a.dest == "command").choices[command]
+
+
+@pytest.mark.parametrize("command", list(HAND_WRITTEN))
+def test_config_options_are_generated_from_the_dataclasses(command):
+    """Every field of a command's configs is an option whose help is the field's HELP and names
+    the default the command uses; every other option is one of the few hand-written ones."""
+    import dataclasses
+
+    from recnb.commands.common import show
+
+    _, sub = command_parser(command)
+    options = {o: a for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")}
+    generated = set()
+    for cls, defaults, skip, rename, prefix, _ in option_specs(command):
+        for f in dataclasses.fields(cls):
+            if f.name in skip:
+                continue
+            option = rename.get(f.name, f"--{prefix}{f.name.replace('_', '-')}")
+            assert option in options, f"{command}: {cls.__name__}.{f.name} has no option {option}"
+            action = options[option]
+            assert action.help.startswith(cls.HELP[f.name].split(" --")[0]), (command, option)
+            assert f"default {show(getattr(defaults, f.name))}" in action.help, (command, option, action.help)
+            generated |= set(action.option_strings)
+    assert set(options) - generated == HAND_WRITTEN[command]
+
+
+def _other_value(f, default):
+    """A valid value of field ``f`` unlike ``default``, and how the command line writes it."""
+    choices = {"loss": "bce", "lr_decay": "cosine", "relaxation": "gumbel", "cost": "flops", "emd_update": "normalize",
+               "projector": "mlp", "backbone": "attention", "primitives": ["skip", "conv_k3"], "cost_device": "cuda",
+               "cache_dir": "cache", "encoder": "enc", "positions": "first_item"}
+    if f.name in choices:
+        value = choices[f.name]
+    elif isinstance(default, bool):
+        value = not default
+    elif isinstance(default, int):
+        value = default + 1
+    elif default is None:
+        value = 2.0
+    else:
+        value = default / 2 if default else 0.5
+    return value, ",".join(value) if isinstance(value, list) else str(value)
+
+
+@pytest.mark.parametrize("command", list(HAND_WRITTEN))
+def test_each_option_reaches_its_config_field(command):
+    """Set one option at a time: the config the command builds changes in that field, so a
+    generated option cannot be left unwired."""
+    import dataclasses
+
+    parser, _ = command_parser(command)
+    base = [command, "--dataset", "x", "--out", "o", *REQUIRED[command]]
+    for cls, defaults, skip, rename, prefix, built in option_specs(command):
+        for f in dataclasses.fields(cls):
+            if f.name in skip:
+                continue
+            option = rename.get(f.name, f"--{prefix}{f.name.replace('_', '-')}")
+            value, text = _other_value(f, getattr(defaults, f.name))
+            argv = [option if value else f"--no-{option[2:]}"] if isinstance(value, bool) else [option, text]
+            got = getattr(built(parser.parse_args(base + argv)), f.name)
+            assert got == value, (command, argv, got)
+
+
+def test_a_command_line_without_options_builds_the_config_defaults():
+    """The CLI's defaults are the dataclasses' (DistillConfig's training settings for the
+    students, build_semantic_teacher's for the semantic teacher), so the CLI cannot drift."""
+    import torch
+
+    from recnb.adarec.pipeline import DistillConfig
+    from recnb.adarec.search import SearchConfig
+    from recnb.commands import adarec, distill, dllm2rec, search, teacher_artifacts
+    from recnb.dllm2rec.pipeline import DLLM2RecConfig
+    from recnb.dllm2rec.teachers import build_semantic_teacher, teacher_recipe
+    from recnb.train import TrainConfig
+
+    parser, _ = command_parser("search")
+
+    def parse(command, *more):
+        return parser.parse_args([command, "--dataset", "x", "--out", "o", *REQUIRED[command], *more])
+
+    assert search.configs(parse("search")) == SearchConfig()
+    assert distill.configs(parse("distill")) == DistillConfig()
+    assert adarec.configs(parse("adarec")) == (SearchConfig(), DistillConfig())
+    assert dllm2rec.configs(parse("dllm2rec")) == (DLLM2RecConfig(), TrainConfig())
+    assert dllm2rec.configs(parse("dllm2rec", "--student", "dros"))[0] == DLLM2RecConfig(dros_alpha=1.0)
+    model, train = teacher_artifacts.settings(parse("teacher-artifacts"))
+    scene = synthetic_scene(num_users=20, num_items=15, seq_len=8, seed=1)
+    text = torch.randn(scene.num_items + 1, 12)
+    reference = build_semantic_teacher(scene, text=text)
+    built = build_semantic_teacher(scene, text=text, **model)
+    assert built.config == reference.config
+    assert teacher_recipe(built, **train) == teacher_recipe(reference, **teacher_artifacts.TRAINING)
+
+
+def test_every_option_of_every_command_has_help_and_names_its_default():
+    import argparse
+
+    from recnb.cli import build_parser
+
+    def parsers(parser, name="recnb"):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from parsers(sub, f"{name} {sub_name}")
+
+    checked = 0
+    for name, parser in parsers(build_parser()):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.default is argparse.SUPPRESS:
+                continue
+            text = formatter._get_help_string(action)
+            assert text and text.strip(), f"{name} {action.option_strings[0]}: no help"
+            if action.default not in (None, False):
+                assert f"default {action.default}" in text, f"{name} {action.option_strings[0]}: {text}"
+            checked += 1
+    assert checked > 200
+
+
+def test_none_sets_an_optional_field_and_a_bad_value_is_one_line(capsys):
+    from recnb.cli import main
+    from recnb.commands import search
+    from recnb.commands.train import split_options
+
+    parser, _ = command_parser("search")
+    args = parser.parse_args(["search", "--dataset", "x", "--out", "o", "--max-steps", "none"])
+    assert search.configs(args).max_steps is None  # a full pass per epoch
+    args = parser.parse_args(["train", "--dataset", "x", "--out", "o", "--model", "sasrec", "--clip", "None",
+                              "--time-budget", "60"])
+    assert split_options("sasrec", args) == ({}, {"clip": None, "time_budget": 60.0})
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--dataset", "x", "--out", "o", "--max-steps", "many"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "--max-steps: invalid int value: 'many'" in err

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -67,6 +68,14 @@ class DistillConfig:
     T_emd: float = 10.0
     width: int = 64
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=32, lr=1e-3, patience=5))
+
+    # one line of help per field: the options of `recnb distill` and `recnb adarec` are generated from it
+    HELP: ClassVar[dict] = {
+        "gamma": "weight of KD against CE: the KD and EMD terms are weighted gamma / (1 - gamma)",
+        "T": "KD temperature", "emd": "EMD distillation of the hidden states besides prediction-layer KD",
+        "emd_update": "softmax, normalize or none: how the EMD layer weights are updated",
+        "T_emd": "temperature of the softmax EMD layer-weight update", "width": "student width",
+    }
 
     def __post_init__(self):
         check_fields(self, {"T": "(0, inf)", "T_emd": "(0, inf)", "width": "[1, inf)"}, "distillation options")

@@ -110,6 +110,31 @@ class SearchConfig:
         "max_steps": "[1, inf)", "max_len": "[1, inf)", "alpha_every": "[1, inf)", "T_emd": "(0, inf)",
     }
 
+    # one line of help per field: the options of `recnb search` and `recnb adarec` are generated from it
+    HELP: ClassVar[dict] = {
+        "width": "supernet (proxy) width during the search", "num_cells": "K, cells",
+        "num_nodes": "N, intermediate nodes per cell", "primitives": "comma-separated candidate ops",
+        "share_alphas": "one set of alphas for all cells", "relaxation": "softmax or gumbel",
+        "hard": "straight-through one-hot Gumbel samples", "tau": "initial Gumbel temperature",
+        "tau_decay": "factor applied to the Gumbel temperature every --tau-every epochs",
+        "tau_every": "epochs between Gumbel temperature decays", "tau_min": "lowest Gumbel temperature",
+        "gamma": "weight of KD against CE (0 = search without the teacher)", "beta": "weight of the cost loss",
+        "T": "KD temperature", "cost": "params, flops or latency",
+        "emd": "EMD distillation of the hidden states besides prediction-layer KD",
+        "emd_update": "softmax, normalize or none: how the EMD layer weights are updated",
+        "T_emd": "temperature of the softmax EMD layer-weight update",
+        "epochs": "search epochs", "warmup_epochs": "first epochs training the weights only, alphas frozen",
+        "batch_size": "training windows per batch", "lr": "learning rate of the weights",
+        "lr_alpha": "learning rate of the architecture parameters",
+        "weight_decay_alpha": "weight decay of the architecture parameters", "clip": "gradient norm clip (none = off)",
+        "patience": "epochs without a better validation NDCG@10 before stopping",
+        "max_steps": "cap on steps per epoch (none = a full pass over the halves)", "max_len": "history window length",
+        "seed": "seed of weights, order and sampling", "device": "auto, cpu or cuda", "progress": "progress bars",
+        "cost_device": "where op latencies are measured for --cost latency",
+        "cache_dir": "folder of the op latency tables (none = RECNB_CACHE)",
+        "alpha_every": "record softmax(alpha) every this many steps",
+    }
+
     def __post_init__(self):
         check_fields(self, self.RANGES, "search config")
         if self.cost not in COSTS:

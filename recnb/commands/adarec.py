@@ -5,7 +5,16 @@ distillation, no-KD twins, a hand-made small NextItNet with the same KD), writin
 from __future__ import annotations
 
 from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir
-from recnb.commands.search import add_search_args, search_config_from_args
+from recnb.commands.distill import distill_config, distill_flags
+from recnb.commands.search import add_search_args
+from recnb.commands.search import configs as search_configs
+
+
+def pipeline_distill_flags():
+    """The students' DistillConfig options, ``--distill-*`` beside the search's (the search's
+    ``--max-len`` is theirs too: the teacher cache holds windows of that length)."""
+    return distill_flags(prefix="distill-", rename={"width": "student-width", "time_budget": "time-budget"},
+                         skip=("max_len",))
 
 
 def register(sub) -> None:
@@ -20,31 +29,31 @@ def register(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="distillation seeds per student")
     p.add_argument("--twins", default="all", help="no-KD twins for: all, default or none")
     p.add_argument("--no-baseline", action="store_true", help="skip the hand-made small NextItNet")
-    p.add_argument("--distill-epochs", type=int, default=30)
-    p.add_argument("--distill-patience", type=int, default=5)
-    p.add_argument("--distill-batch-size", type=int, default=32, help="training windows per batch (default 32)")
-    p.add_argument("--time-budget", type=float, default=None, help="seconds of training per model")
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
-    p.add_argument("--latency-batch", default="1,256")
-    p.add_argument("--student-width", type=int, default=64, help="width of the distilled students (default 64)")
+    p.add_argument("--latency-batch", default="1,256", help="batch sizes for the latency measurement")
     add_search_args(p)
+    own, train = pipeline_distill_flags()
+    own.add_to(p.add_argument_group("distillation options of the students (DistillConfig)"))
+    train.add_to(p.add_argument_group("training options of the students and of a trained teacher (DistillConfig.train)"))
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from recnb.adarec.pipeline import DistillConfig, run_pipeline
-    from recnb.train import TrainConfig
+def configs(args):
+    """The SearchConfig and DistillConfig of an ``adarec`` command line."""
+    scfg = search_configs(args)
+    return scfg, distill_config(args, *pipeline_distill_flags(), max_len=scfg.max_len)
 
-    scfg = search_config_from_args(args, seed=args.seed, device=args.device, progress=not args.quiet)
+
+def run(args) -> int:
+    from recnb.adarec.pipeline import run_pipeline
+
+    scfg, dcfg = configs(args)
     betas = parse_list(args.betas, float, "--betas")
     batches = parse_list(args.latency_batch, int, "--latency-batch")
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
-    train = TrainConfig(epochs=args.distill_epochs, batch_size=args.distill_batch_size, lr=1e-3, patience=args.distill_patience,
-                        max_len=scfg.max_len, device=args.device, seed=args.seed, progress=not args.quiet,
-                        time_budget=args.time_budget)
-    summary = run_pipeline(args.dataset, out, args.teacher, betas, args.default_beta, args.seeds, scfg,
-                           DistillConfig(width=args.student_width, train=train), twins=args.twins,
-                           baseline=not args.no_baseline, batches=batches, data_dir=args.data_dir, reuse=args.resume)
+    summary = run_pipeline(args.dataset, out, args.teacher, betas, args.default_beta, args.seeds, scfg, dcfg,
+                           twins=args.twins, baseline=not args.no_baseline, batches=batches, data_dir=args.data_dir,
+                           reuse=args.resume)
     for r in summary["rows"]:
         print(f"{r['name']:<32} {r['role']:<14} params(no emb) {r['params_no_embedding']:>9} "
               f"NDCG@10 {r['test']['NDCG@10']:.4f} CPU b1 {r.get('latency_cpu_b1_ms', float('nan')):.3f} ms")

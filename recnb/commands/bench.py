@@ -18,8 +18,8 @@ def register(sub) -> None:
     lat.add_argument("--device", default="cpu", help="cpu or cuda")
     lat.add_argument("--batch", default="1,256", help="comma-separated batch sizes")
     lat.add_argument("--seq-len", type=int, default=None, help="history length (default: the model's max_len)")
-    lat.add_argument("--warmup", type=int, default=5)
-    lat.add_argument("--repeats", type=int, default=20)
+    lat.add_argument("--warmup", type=int, default=5, help="untimed batches before the timed ones")
+    lat.add_argument("--repeats", type=int, default=20, help="timed batches (their median is reported)")
     lat.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     lat.set_defaults(func=run)
 

@@ -1,10 +1,14 @@
-"""Arguments and helpers shared by several commands."""
+"""Arguments and helpers shared by several commands, and :class:`ConfigFlags`, the one
+place where options are generated from a config dataclass."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import re
 from pathlib import Path
 
-from recnb.errors import ConfigError
+from recnb.errors import ConfigError, annotation_types
 
 
 def add_data_args(p) -> None:
@@ -18,6 +22,10 @@ def add_run_args(p) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, default=2020, help="seed of weights, data order and dropout (default 2020)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# the run arguments every config with these fields takes from add_run_args (--quiet is progress)
+RUN_FIELDS = ("device", "seed", "progress")
 
 
 def prepare_out_dir(path: str | Path, force: bool, resume: bool = False) -> Path:
@@ -36,3 +44,106 @@ def parse_list(text: str, kind=float, what: str = "list") -> list:
         return [kind(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+
+
+# ----------------------------------------------------------------------------- generated options
+_NONE = object()  # "none" given for an optional field (a flag left out is None)
+
+
+def _optional(kind):
+    """argparse type of an ``X | None`` field: ``none`` gives None."""
+
+    def parse(text: str):
+        return _NONE if text.strip().lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value"
+    return parse
+
+
+def field_default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def show(value) -> str:
+    """A default as a user types it on the command line."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(show(v) for v in value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "none" if value is None else str(value)
+
+
+@dataclasses.dataclass
+class ConfigFlags:
+    """The options of one config dataclass: one per field (minus ``skip``), named after it,
+    typed by its annotation, helped by ``cls.HELP`` and showing its default, so options, help
+    and defaults cannot drift from the config. Flags are left unset (``None``) when not given:
+    :meth:`given` returns only what the command line set, and the caller lays it over its
+    defaults (a recipe, a config file, the dataclass)."""
+
+    cls: type
+    skip: tuple = ()  # fields the command sets otherwise (run arguments, another group's flag)
+    rename: dict = dataclasses.field(default_factory=dict)  # field -> option name without "--" (no prefix)
+    prefix: str = ""  # "distill-": field epochs is --distill-epochs
+    defaults: dict = dataclasses.field(default_factory=dict)  # the command's defaults, where not the dataclass's
+    notes: dict = dataclasses.field(default_factory=dict)  # field -> text after the default ("; recipe: ...")
+    lists: dict = dataclasses.field(default_factory=dict)  # list field -> converter of its comma-separated text
+    label: str = ""  # "SASRec": "(SASRec default 64)"
+
+    def fields(self) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(self.cls) if f.name not in self.skip}
+
+    def option(self, name: str) -> str:
+        return "--" + self.rename.get(name, self.prefix + name.replace("_", "-"))
+
+    def dest(self, name: str) -> str:
+        return self.option(name)[2:].replace("-", "_")
+
+    def default(self, name: str):
+        if name in self.defaults:
+            return self.defaults[name]
+        return field_default({f.name: f for f in dataclasses.fields(self.cls)}[name])
+
+    def help(self, name: str) -> str:
+        what = f"{self.label} default" if self.label else "default"
+        fields = self.fields()
+
+        def option(match):  # "--batch-size" in a help names this command's option for that field
+            other = match.group(1).replace("-", "_")
+            return self.option(other) if other in fields else match.group(0)
+
+        text = re.sub(r"--([a-z][a-z-]*[a-z])", option, self.cls.HELP[name])
+        return f"{text} ({what} {show(self.default(name))}{self.notes.get(name, '')})"
+
+    def add_to(self, container) -> None:
+        """Add the options to a parser or an argument group."""
+        for name, f in self.fields().items():
+            kw = {"dest": self.dest(name), "default": None, "help": self.help(name)}
+            types = annotation_types(f.type)
+            if types is None or (list in types and name not in self.lists):
+                raise TypeError(f"{self.cls.__name__}.{name}: no option for a field of type {f.type}; skip it "
+                                "(or give a list field a converter)")
+            if types == (bool,):
+                container.add_argument(self.option(name), action=argparse.BooleanOptionalAction, **kw)
+                continue
+            if name in self.lists:
+                kind = str  # comma-separated, converted by given()
+            else:
+                kind = int if types[0] is int and float not in types else float if float in types else str
+            if type(None) in types:
+                kind = _optional(kind)
+            container.add_argument(self.option(name), type=kind, **kw)
+
+    def given(self, args) -> dict:
+        """``{field: value}`` for the options set on the command line."""
+        out = {}
+        for name in self.fields():
+            value = getattr(args, self.dest(name), None)
+            if value is None:
+                continue
+            if name in self.lists:
+                value = self.lists[name](value)
+            out[name] = None if value is _NONE else value
+        return out

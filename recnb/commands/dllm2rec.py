@@ -6,8 +6,17 @@ from __future__ import annotations
 
 import time
 
-from recnb.commands.common import add_data_args, add_run_args, prepare_out_dir
+from recnb.commands.common import ConfigFlags, add_data_args, add_run_args, prepare_out_dir
+from recnb.commands.train import train_flags
 from recnb.errors import ConfigError
+
+
+def dllm2rec_flags() -> tuple[ConfigFlags, ConfigFlags]:
+    """DLLM2RecConfig's options and the students' training options (TrainConfig's defaults)."""
+    from recnb.dllm2rec.pipeline import DLLM2RecConfig
+
+    return (ConfigFlags(DLLM2RecConfig, notes={"dros_alpha": "; 1 with --student dros"}),
+            train_flags(models=()))
 
 
 def register(sub) -> None:
@@ -18,46 +27,34 @@ def register(sub) -> None:
     p.add_argument("--student", default="sasrec", help="sasrec, gru4rec or dros (SASRec + DROS loss)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...)")
     p.add_argument("--no-baseline", action="store_true", help="skip the same student without the teacher")
-    for part in ("ranking", "embedding", "position", "confidence", "consistency"):
-        p.add_argument(f"--no-{part}", action="store_true", help=f"switch off {part} {'distillation' if part in ('ranking', 'embedding') else 'weight'}")
-    p.add_argument("--lam", type=float, default=2.0,
-                   help="weight of ranking distillation (default 2, chosen on ml-100k validation; the reference is 0.8)")
-    p.add_argument("--ed-weight", type=float, default=0.2)
-    p.add_argument("--candidate-topk", type=int, default=10)
-    p.add_argument("--gamma-position", type=float, default=0.3)
-    p.add_argument("--gamma-confidence", type=float, default=0.5)
-    p.add_argument("--gamma-consistency", type=float, default=0.1)
-    p.add_argument("--projector", default="linear", help="linear or mlp")
-    p.add_argument("--dros-alpha", type=float, default=None, help="DROS weight (default: 1 for dros, else 0)")
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--loss", default="ce", help="student L_rec: ce (full softmax) or bce (one negative, the paper's)")
-    p.add_argument("--max-len", type=int, default=50)
-    p.add_argument("--time-budget", type=float, default=None, help="seconds per training run (same for both)")
+    own, train = dllm2rec_flags()
+    own.add_to(p.add_argument_group("distillation options (DLLM2RecConfig)"))
+    train.add_to(p.add_argument_group("training options of each student (TrainConfig; --seed/--seeds set the seeds)"))
     p.set_defaults(func=run)
+
+
+def configs(args):
+    """The DLLM2RecConfig and TrainConfig of a ``dllm2rec`` command line."""
+    from recnb.dllm2rec.pipeline import DLLM2RecConfig
+    from recnb.train import TrainConfig
+
+    own, train = dllm2rec_flags()
+    given = own.given(args)
+    if args.student == "dros":
+        given.setdefault("dros_alpha", 1.0)
+    return DLLM2RecConfig(**given), TrainConfig(**train.given(args), device=args.device, progress=not args.quiet)
 
 
 def run(args) -> int:
     from recnb.data import load_scene
     from recnb.dllm2rec.artifacts import is_official_dir, load_artifacts, read_official
-    from recnb.dllm2rec.pipeline import STUDENTS, DLLM2RecConfig, run_dllm2rec
-    from recnb.train import TrainConfig
+    from recnb.dllm2rec.pipeline import STUDENTS, run_dllm2rec
 
     if args.student not in STUDENTS:
         raise ConfigError(f"--student: unknown student '{args.student}'; choose one of {', '.join(STUDENTS)}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
-    cfg = DLLM2RecConfig(
-        ranking=not args.no_ranking, embedding=not args.no_embedding, position=not args.no_position,
-        confidence=not args.no_confidence, consistency=not args.no_consistency, lam=args.lam,
-        candidate_topk=args.candidate_topk, gamma_position=args.gamma_position,
-        gamma_confidence=args.gamma_confidence, gamma_consistency=args.gamma_consistency,
-        ed_weight=args.ed_weight, projector=args.projector,
-        dros_alpha=args.dros_alpha if args.dros_alpha is not None else (1.0 if args.student == "dros" else 0.0),
-    )
-    train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, loss=args.loss, max_len=args.max_len,
-                        device=args.device, progress=not args.quiet, time_budget=args.time_budget)
+    cfg, train = configs(args)
     if is_official_dir(args.dataset):
         data = read_official(args.dataset)
         num_items = data.item_num

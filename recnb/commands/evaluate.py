@@ -14,8 +14,8 @@ def register(sub) -> None:
     add_data_args(p)
     p.add_argument("--split", default="test", help="valid or test")
     p.add_argument("--protocol", default="full", help="full or sampled100")
-    p.add_argument("--exclude-seen", action="store_true")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--kcore", type=int, default=None, help="k-core filter (default: the one the model was trained with)")
     p.set_defaults(func=run)
 

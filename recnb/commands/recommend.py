@@ -14,14 +14,14 @@ def register(sub) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--users", default=None, help="comma-separated raw user ids")
     who.add_argument("--all", action="store_true", help="every user of the scene")
-    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--top-k", type=int, default=10, help="recommendations per user")
     p.add_argument("--exclude-seen", action="store_true", help="never recommend an item the user interacted with")
     p.add_argument("--history", default="full",
                    help="full (every interaction, default), test or valid (the history evaluate scores that item from)")
     p.add_argument("--out", default=None, help="FILE.csv or FILE.parquet (required with --all; else printed)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument("--batch-size", type=int, default=256, help="users scored at once (bounds memory)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

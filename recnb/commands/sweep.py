@@ -12,7 +12,7 @@ def register(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of trainings or distillations on Ray Tune")
     add_data_args(p)
     p.add_argument("--grid", required=True, help="JSON object: one value = fixed, a list of values = a grid axis")
-    p.add_argument("--kind", default="train", help="train (default), adarec (beta x seed) or dllm2rec (lam, ed_weight)")
+    p.add_argument("--kind", default="train", help="train, adarec (beta x seed) or dllm2rec (lam, ed_weight)")
     p.add_argument("--address", default=None, help="a Ray cluster to join (auto or HOST:PORT); default: a local Ray")
     p.add_argument("--resources-per-trial", default="cpu=1,gpu=0", help="cpu=N,gpu=M per trial (default cpu=1,gpu=0)")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at a time (default: as resources allow)")

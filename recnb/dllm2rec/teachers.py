@@ -144,6 +144,15 @@ class SemanticTeacherConfig(ModelConfig):
     encoder: str = DEFAULT_ENCODER  # what produced the text table (recorded, not reloaded)
     backbone: str = "attention"  # "attention" or "gru" (build_semantic_teacher's default; this one reads old checkpoints)
     gru_hidden: int = 128  # the GRU's state width (backbone "gru" only)
+    HELP: ClassVar[dict] = {
+        "text_dim": "width of the title embeddings", "hidden_size": "model width",
+        "num_layers": "transformer blocks (attention backbone)", "num_heads": "attention heads (attention backbone)",
+        "inner_size": "feed-forward width (attention backbone)", "dropout": "hidden dropout",
+        "attn_dropout": "attention dropout (attention backbone)",
+        "encoder": "sentence-transformers model name or path that encodes the titles",
+        "backbone": "attention (SASRec-shaped, trained with SASRec's recipe) or gru (GRU4Rec-shaped, GRU4Rec's recipe)",
+        "gru_hidden": "GRU state width (gru backbone)",
+    }
     RANGES: ClassVar[dict] = {"text_dim": "[1, inf)", "hidden_size": "[1, inf)", "num_layers": "[1, inf)", "num_heads": "[1, inf)", "inner_size": "[1, inf)", "dropout": "[0, 1)", "attn_dropout": "[0, 1)", "gru_hidden": "[1, inf)"}
 
     def __post_init__(self):
