@@ -142,7 +142,7 @@ HAND_WRITTEN = {  # options that are no config field (the rest must be generated
     "distill": COMMON | {"--arch", "--teacher", "--no-teacher", "--latency-batch"},
     "adarec": COMMON | {"--teacher", "--betas", "--default-beta", "--seeds", "--twins", "--no-baseline", "--resume",
                         "--latency-batch", "--search-config"},
-    "dllm2rec": COMMON | {"--artifacts", "--student", "--seeds", "--no-baseline"},
+    "dllm2rec": COMMON | {"--artifacts", "--student", "--seeds", "--no-baseline", "--exclude-seen"},
     "teacher-artifacts": COMMON | {"--teacher", "--top-n"},
 }
 REQUIRED = {"search": [], "distill": ["--arch", "a.json", "--no-teacher"], "adarec": [],
@@ -252,7 +252,8 @@ def test_each_option_reaches_its_config_field(command):
 
 def test_a_command_line_without_options_builds_the_config_defaults():
     """The CLI's defaults are the dataclasses' (DistillConfig's training settings for the
-    students, build_semantic_teacher's for the semantic teacher), so the CLI cannot drift."""
+    students, build_semantic_teacher's for the semantic teacher, the student's recipe for
+    DLLM2Rec's students and twins), so the CLI cannot drift."""
     import torch
 
     from recnb.adarec.pipeline import DistillConfig
@@ -260,7 +261,7 @@ def test_a_command_line_without_options_builds_the_config_defaults():
     from recnb.commands import adarec, distill, dllm2rec, search, teacher_artifacts
     from recnb.dllm2rec.pipeline import DLLM2RecConfig
     from recnb.dllm2rec.teachers import build_semantic_teacher, teacher_recipe
-    from recnb.train import TrainConfig
+    from recnb.train import TrainConfig, recipe
 
     parser, _ = command_parser("search")
 
@@ -270,7 +271,9 @@ def test_a_command_line_without_options_builds_the_config_defaults():
     assert search.configs(parse("search")) == SearchConfig()
     assert distill.configs(parse("distill")) == DistillConfig()
     assert adarec.configs(parse("adarec")) == (SearchConfig(), DistillConfig())
-    assert dllm2rec.configs(parse("dllm2rec")) == (DLLM2RecConfig(), TrainConfig())
+    assert dllm2rec.configs(parse("dllm2rec")) == (DLLM2RecConfig(), recipe("sasrec"))  # the twin trains as recnb train
+    assert dllm2rec.configs(parse("dllm2rec", "--student", "gru4rec"), "beauty")[1] == recipe("gru4rec", "beauty")
+    assert dllm2rec.configs(parse("dllm2rec"), "beauty")[1] == recipe("sasrec", "beauty")
     assert dllm2rec.configs(parse("dllm2rec", "--student", "dros"))[0] == DLLM2RecConfig(dros_alpha=1.0)
     model, train = teacher_artifacts.settings(parse("teacher-artifacts"))
     scene = synthetic_scene(num_users=20, num_items=15, seq_len=8, seed=1)

@@ -12,11 +12,12 @@ from recnb.errors import ConfigError
 
 
 def dllm2rec_flags() -> tuple[ConfigFlags, ConfigFlags]:
-    """DLLM2RecConfig's options and the students' training options (TrainConfig's defaults)."""
+    """DLLM2RecConfig's options and the students' training options (unset ones come from the
+    student's recipe, so the plain twin is trained as well as `recnb train` trains it)."""
     from recnb.dllm2rec.pipeline import DLLM2RecConfig
 
     return (ConfigFlags(DLLM2RecConfig, notes={"dros_alpha": "; 1 with --student dros"}),
-            train_flags(models=()))
+            train_flags(models=("sasrec", "gru4rec")))
 
 
 def register(sub) -> None:
@@ -27,22 +28,26 @@ def register(sub) -> None:
     p.add_argument("--student", default="sasrec", help="sasrec, gru4rec or dros (SASRec + DROS loss)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...)")
     p.add_argument("--no-baseline", action="store_true", help="skip the same student without the teacher")
+    p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with when measuring")
     own, train = dllm2rec_flags()
     own.add_to(p.add_argument_group("distillation options (DLLM2RecConfig)"))
-    train.add_to(p.add_argument_group("training options of each student (TrainConfig; --seed/--seeds set the seeds)"))
+    train.add_to(p.add_argument_group("training options of each student, with and without the teacher (unset ones come "
+                                      "from the student's recipe for the scene, recnb.train.recipe; --seed/--seeds set the seeds)"))
     p.set_defaults(func=run)
 
 
-def configs(args):
-    """The DLLM2RecConfig and TrainConfig of a ``dllm2rec`` command line."""
+def configs(args, scene: str | None = None):
+    """The DLLM2RecConfig and TrainConfig of a ``dllm2rec`` command line on ``scene``: the
+    student's recipe there (DROS trains a SASRec), the flags given on top."""
     from recnb.dllm2rec.pipeline import DLLM2RecConfig
-    from recnb.train import TrainConfig
+    from recnb.train import recipe
 
     own, train = dllm2rec_flags()
     given = own.given(args)
     if args.student == "dros":
         given.setdefault("dros_alpha", 1.0)
-    return DLLM2RecConfig(**given), TrainConfig(**train.given(args), device=args.device, progress=not args.quiet)
+    model = "sasrec" if args.student == "dros" else args.student
+    return DLLM2RecConfig(**given), recipe(model, scene, **train.given(args), device=args.device, progress=not args.quiet)
 
 
 def run(args) -> int:
@@ -54,19 +59,19 @@ def run(args) -> int:
         raise ConfigError(f"--student: unknown student '{args.student}'; choose one of {', '.join(STUDENTS)}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
-    cfg, train = configs(args)
     if is_official_dir(args.dataset):
         data = read_official(args.dataset)
-        num_items = data.item_num
+        num_items, scene = data.item_num, None
     else:
         data = load_scene(args.dataset, args.data_dir)
-        num_items = data.num_items
+        num_items, scene = data.num_items, data.name
+    cfg, train = configs(args, scene)
     art = load_artifacts(args.artifacts, num_items=num_items, ranking=cfg.ranking, embeddings=cfg.embedding)
     out = prepare_out_dir(args.out, args.force)
     start = time.perf_counter()
     seeds = tuple(args.seed + i for i in range(args.seeds))
     res = run_dllm2rec(data, art, args.student, seeds, train, cfg, out=out, baseline=not args.no_baseline,
-                       log=None if args.quiet else print)
+                       log=None if args.quiet else print, exclude_seen=args.exclude_seen)
     d = res["distilled"]["test"]
     if res["baseline"] is None:
         print(f"{args.student} on {res['dataset']} ({len(seeds)} seeds): NDCG@10 {d['NDCG@10']:.4f} "
