@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from recnb.data import load_scene
-from recnb.experiment import train_and_report
+from recnb.runs import train_and_report
 from recnb.metrics import flatten
 from recnb.models import build_model
 from recnb.train import TrainConfig, evaluate, fit, recipe, recipe_model_config, resolve_device, seed_everything

@@ -4,7 +4,7 @@ A grid file is a JSON object whose values are either one value (fixed for every 
 list of values (an axis of the grid; a list-valued setting such as ``dilations`` is written
 as a list of lists). The kinds:
 
-- ``train``: one model trained on the scene (:func:`recnb.experiment.train_and_report` with
+- ``train``: one model trained on the scene (:func:`recnb.runs.train_and_report` with
   :func:`recnb.train.recipe`); keys ``model``, ``seed``, training and model settings.
 - ``adarec``: one AdaRec unit for a ``(beta, seed)``: the search with that ``beta`` (same
   search seed for every trial), then the derived student distilled from the frozen teacher
@@ -207,7 +207,7 @@ def run_trial(kind: str, point: dict, dataset: str, out: str | Path, data_dir: s
     out.mkdir(parents=True, exist_ok=True)
     scene = load_scene(dataset, data_dir)
     if kind == "train":
-        from recnb.experiment import train_and_report
+        from recnb.runs import train_and_report
         from recnb.train import load_checkpoint, recipe
 
         model_cfg, train_cfg = split_train(point)
@@ -390,7 +390,7 @@ def _adarec_teacher(dataset: str, data_dir, out: Path, grid: dict, log) -> Path:
         return path
     from recnb.adarec.pipeline import TEACHER_CONFIG, TEACHER_TRAIN
     from recnb.data import load_scene
-    from recnb.experiment import train_and_report
+    from recnb.runs import train_and_report
     from recnb.train import TrainConfig
 
     p = {**ADAREC_DEFAULTS, **{k: v for k, v in grid.items() if not _axis(k, v)}}
