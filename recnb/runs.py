@@ -86,7 +86,8 @@ def run_model(
     if hasattr(extra_loss, "finish"):
         extra_loss.finish(model)
     metrics = {"dataset": scene.name, "model": model.name, **(info or {}),
-               **evaluate_and_measure(model, scene, evaluation, latency), **_training(result, cfg), "config": model.config.to_dict(), "train": dataclasses.asdict(cfg)}
+               **evaluate_and_measure(model, scene, evaluation, latency), **_training(result, cfg),
+               "config": model.config.to_dict(), "train": dataclasses.asdict(cfg)}
     if out is not None and distributed.current().is_main:  # under torchrun rank 0 writes the files
         save_checkpoint(out / "model.pt", model, scene, extra={"metrics": metrics})
         write_json(out / "metrics.json", metrics)
