@@ -239,31 +239,11 @@ def export(
     """Write ``model`` as a serving graph at ``path`` and its id map beside it; returns the id
     map's content. ``id_maps`` are a checkpoint's (``item_ids``, ``titles``); without them
     raw ids are the recnb ids. Refuses to overwrite either file unless ``force``."""
-    if format not in FORMATS:
-        raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
-    if quantize is not None and quantize not in QUANTIZE:
-        raise ConfigError(f"--quantize: expected one of {', '.join(QUANTIZE)}, got {quantize!r}")
-    if quantize and format != "onnx":
-        raise ConfigError("--quantize int8 applies to --format onnx only")
     path = Path(path)
     meta_path = idmap_path(path)
-    for p in (path, meta_path):
-        if p.exists() and not force:
-            raise ConfigError(f"--out {p}: exists; pass --force to overwrite")
+    _check_options(format, quantize, (path, meta_path), force)
     head = ScoringHead(model, output, k, exclude_seen)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if format == "onnx":
-        if quantize:
-            fp32 = path.with_name(path.stem + ".fp32.tmp.onnx")
-            exporter = write_onnx(head, fp32)
-            try:
-                quantize_int8(fp32, path)
-            finally:
-                fp32.unlink(missing_ok=True)
-        else:
-            exporter = write_onnx(head, path)
-    else:
-        exporter = write_torchscript(head, path)
+    exporter = _write_graph(head, path, format, quantize)
     maps = id_maps or {}
     item_ids = list(maps.get("item_ids") or ["<pad>"] + [str(i) for i in range(1, head.num_items + 1)])
     if len(item_ids) != head.num_items + 1:
@@ -290,6 +270,34 @@ def export(
     }
     meta_path.write_text(json.dumps(info) + "\n")
     return info
+
+
+def _check_options(format: str, quantize: str | None, paths, force: bool) -> None:
+    if format not in FORMATS:
+        raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ConfigError(f"--quantize: expected one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    if quantize and format != "onnx":
+        raise ConfigError("--quantize int8 applies to --format onnx only")
+    for p in paths:
+        if p.exists() and not force:
+            raise ConfigError(f"--out {p}: exists; pass --force to overwrite")
+
+
+def _write_graph(head: ScoringHead, path: Path, format: str, quantize: str | None) -> str:
+    """The graph file in ``format`` (int8 weights through a temporary float graph); the exporter used."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if format != "onnx":
+        return write_torchscript(head, path)
+    if not quantize:
+        return write_onnx(head, path)
+    fp32 = path.with_name(path.stem + ".fp32.tmp.onnx")
+    exporter = write_onnx(head, fp32)
+    try:
+        quantize_int8(fp32, path)
+    finally:
+        fp32.unlink(missing_ok=True)
+    return exporter
 
 
 def load_idmap(path: str | Path) -> dict:

@@ -256,8 +256,7 @@ def _dllm2rec_trial(scene, point: dict) -> dict:
     task = DistillTask.from_scene(scene, train.max_len)
     task.check(art)
     model, metrics = train_student(task, point.get("student", "sasrec"), art, train, cfg, distill=point.get("distill", True))
-    metrics.update(dataset=scene.name, model=point.get("student", "sasrec"), params_no_embedding=model.num_params(embeddings=False),
-                   latency_cpu_b1_ms=_latency_b1(model))
+    metrics.update(model=point.get("student", "sasrec"), latency_cpu_b1_ms=_latency_b1(model))
     return metrics
 
 
