@@ -30,7 +30,7 @@ from recnb.adarec.architecture import Architecture
 from recnb.adarec.pipeline import TEACHER_CONFIG, TEACHER_TRAIN, DistillConfig, run_pipeline
 from recnb.adarec.search import SearchConfig, search
 from recnb.data import load_scene
-from recnb.experiment import train_and_report
+from recnb.runs import train_and_report
 from recnb.train import load_checkpoint, recipe
 
 

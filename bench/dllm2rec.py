@@ -25,8 +25,9 @@ import torch
 
 from recnb.data import load_scene
 from recnb.dllm2rec.artifacts import load_artifacts
-from recnb.dllm2rec.pipeline import DLLM2RecConfig, mean_over_seeds, run_dllm2rec
+from recnb.dllm2rec.pipeline import DLLM2RecConfig, run_dllm2rec
 from recnb.dllm2rec.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text, teacher_recipe
+from recnb.runs import mean_over_seeds
 from recnb.train import TrainConfig, fit, load_checkpoint, recipe
 
 ABLATIONS = {
@@ -164,7 +165,7 @@ def main(argv=None) -> int:
     gain_rows = [[s, r["baseline"]["test"]["NDCG@10"], r["distilled"]["test"]["NDCG@10"],
                   f"{100 * r['gain']['NDCG@10']:+.1f}%", r["baseline"]["test"]["HR@10"],
                   r["distilled"]["test"]["HR@10"], f"{100 * r['gain']['HR@10']:+.1f}%",
-                  f"{r['distilled']['test_std']['NDCG@10']:.4f} / {r['baseline']['test_std']['NDCG@10']:.4f}"]
+                  f"{r['distilled']['test']['NDCG@10_std']:.4f} / {r['baseline']['test']['NDCG@10_std']:.4f}"]
                  for s, r in results.items()]
     gain_table = table(["student", "plain NDCG@10", "DLLM2Rec NDCG@10", "gain", "plain HR@10", "DLLM2Rec HR@10",
                         "gain", "std NDCG@10 (distilled / plain)"], gain_rows)

@@ -41,7 +41,7 @@ def adarec_sweep(args, work: Path, lines: list) -> None:
     teacher = args.teacher
     if teacher is None:
         from recnb.adarec.pipeline import TEACHER_CONFIG
-        from recnb.experiment import train_and_report
+        from recnb.runs import train_and_report
         from recnb.train import TrainConfig
 
         train_and_report(load_scene(args.dataset), "nextitnet", dict(TEACHER_CONFIG),

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from recnb.data import load_scene
-from recnb.experiment import train_and_report
 from recnb.metrics import flatten
 from recnb.models import build_model
+from recnb.runs import train_and_report
 from recnb.train import TrainConfig, evaluate, fit, recipe, recipe_model_config, resolve_device, seed_everything
 
 # RecBole 1.2.1 on ml-100k, same protocol, measured on a 2-core CPU like CI's (issue #3)

@@ -14,6 +14,8 @@ import time
 import torch
 from torch import nn
 
+COST_KEYS = ("params", "flops", "latency_")  # the prefixes of the keys that measure a model's size and cost
+
 
 def median_ms(fn, warmup: int = 3, repeats: int = 10, device: torch.device | str = "cpu") -> float:
     """Median wall-clock milliseconds of ``fn()`` after ``warmup`` calls (CUDA synchronised)."""
@@ -61,15 +63,16 @@ def model_latency(model: nn.Module, device: str = "cpu", batch: int = 1, seq_len
     return median_ms(lambda: model.score(model.output(seq)[:, -1]), warmup, repeats, dev)
 
 
+def size(model: nn.Module) -> dict:
+    """Parameters, all and without the item embeddings (what grows with the catalogue)."""
+    return {"params": model.num_params(), "params_no_embedding": model.num_params(embeddings=False)}
+
+
 def efficiency(model: nn.Module, devices=("cpu",), batches=(1, 256)) -> dict:
     """Size, FLOPs per inference and median latency per batch on each device, under the
     key names every recnb table uses. The model is left on the CPU in eval mode."""
     model = model.cpu().eval()
-    out = {
-        "params": model.num_params(),
-        "params_no_embedding": model.num_params(embeddings=False),
-        "flops": model_flops(model),
-    }
+    out = {**size(model), "flops": model_flops(model)}
     for dev in devices:
         for b in batches:
             small = b <= 16

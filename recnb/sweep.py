@@ -4,7 +4,7 @@ A grid file is a JSON object whose values are either one value (fixed for every 
 list of values (an axis of the grid; a list-valued setting such as ``dilations`` is written
 as a list of lists). The kinds:
 
-- ``train``: one model trained on the scene (:func:`recnb.experiment.train_and_report` with
+- ``train``: one model trained on the scene (:func:`recnb.runs.train_and_report` with
   :func:`recnb.train.recipe`); keys ``model``, ``seed``, training and model settings.
 - ``adarec``: one AdaRec unit for a ``(beta, seed)``: the search with that ``beta`` (same
   search seed for every trial), then the derived student distilled from the frozen teacher
@@ -225,7 +225,7 @@ def run_trial(kind: str, point: dict, dataset: str, out: str | Path, data_dir: s
     out.mkdir(parents=True, exist_ok=True)
     scene = load_scene(dataset, data_dir)
     if kind == "train":
-        from recnb.experiment import train_and_report
+        from recnb.runs import train_and_report
         from recnb.train import load_checkpoint, recipe
 
         model_cfg, train_cfg = split_train(point)
@@ -274,8 +274,7 @@ def _dllm2rec_trial(scene, point: dict) -> dict:
     task = DistillTask.from_scene(scene, train.max_len)
     task.check(art)
     model, metrics = train_student(task, point.get("student", "sasrec"), art, train, cfg, distill=point.get("distill", True))
-    metrics.update(dataset=scene.name, model=point.get("student", "sasrec"), params_no_embedding=model.num_params(embeddings=False),
-                   latency_cpu_b1_ms=_latency_b1(model))
+    metrics.update(model=point.get("student", "sasrec"), latency_cpu_b1_ms=_latency_b1(model))
     return metrics
 
 
@@ -408,7 +407,7 @@ def _adarec_teacher(dataset: str, data_dir, out: Path, grid: dict, log) -> Path:
         return path
     from recnb.adarec.pipeline import TEACHER_CONFIG, TEACHER_TRAIN
     from recnb.data import load_scene
-    from recnb.experiment import train_and_report
+    from recnb.runs import train_and_report
     from recnb.train import TrainConfig
 
     p = {**adarec_defaults(), **{k: v for k, v in grid.items() if not _axis(k, v)}}

@@ -360,126 +360,190 @@ def fit(
     """
     cfg = config or recipe(model.name)  # the measured settings, as the CLI uses
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    model.to(device)
-    ddp = distributed.current()  # distributed: under torchrun, this rank's share of each batch (else no-op)
-    forward = ddp.wrap(model)  # distributed: DistributedDataParallel(model) under torchrun
-    windows = windows if windows is not None else train_windows(scene, cfg.max_len, cfg.context)
-    # an extra loss may hold per-window caches of the full width: its batches stay uncut
-    batches = Batches(windows, cfg.batch_size, cfg.batch_targets, model.cuts_padding and extra_loss is None, device)
-    # foreach: one kernel per step for all tensors instead of one per tensor (torch's default on
-    # CUDA only); on CPU 2.6x cheaper steps for NextItNet's 93 tensors, same numbers to the bit
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                           weight_decay=cfg.weight_decay, foreach=True)
-    # a lower lr once validation stalls: the late epochs settle instead of jittering around the optimum
-    plateau = None
-    if cfg.lr_plateau:
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=cfg.lr_plateau - 1)
-    steps_per_epoch = len(batches)
-    average = WeightAverage(model, cfg.ema, cfg.ema_warmup, round(cfg.ema_start * steps_per_epoch)) if cfg.ema else None
-    warmup_steps = round(cfg.warmup * steps_per_epoch)
-    use_amp = cfg.amp and device.type == "cuda"
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    best, best_state, best_epoch, seconds_to_best = -1.0, None, -1, 0.0
-    history, bad, trained, first, done = [], 0, 0.0, 0, False
-    if state is not None and Path(state).exists():
-        saved = _load_state(state, cfg, model)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        if plateau is not None:
-            plateau.load_state_dict(saved["plateau"])
-        if average is not None:
-            average.load_state_dict(saved["average"])
-        gen.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        if saved.get("cuda_rng") is not None and device.type == "cuda":
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        best, best_state, best_epoch, seconds_to_best = saved["best"], saved["best_state"], saved["best_epoch"], saved["seconds_to_best"]
-        history, bad, trained, first, done = saved["history"], saved["bad"], saved["trained"], saved["epoch"] + 1, saved["done"]
-    bar = tqdm(range(first, cfg.epochs if not done else first), desc=f"train {model.name}", disable=not cfg.progress, leave=False)
+    run = _Run.start(model, scene, cfg, extra_loss, windows, checkpoint, log, state)
+    bar = tqdm(range(run.first, cfg.epochs if not run.done else run.first), desc=f"train {model.name}",
+               disable=not cfg.progress, leave=False)
     for epoch in bar:
+        row = run.train_epoch(epoch)
+        run.end_epoch(epoch, row, bar)
+        if run.done:
+            break
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+    hist = pd.DataFrame(run.history)
+    valid_best = ({k[6:]: v for k, v in hist.loc[hist["epoch"] == run.best_epoch].iloc[0].items() if k.startswith("valid_")}
+                  if run.best_epoch >= 0 else {})
+    return TrainResult(model, run.best_epoch, len(run.history), run.trained, run.seconds_to_best, valid_best, hist)
+
+
+@dataclass
+class _Run:
+    """One :func:`fit`: what it trains with (set up once) and what it carries from epoch to
+    epoch (the best weights, the history, the patience count: what the state file holds)."""
+
+    model: SeqRecModel
+    scene: Scene
+    cfg: TrainConfig
+    extra_loss: ExtraLoss | None
+    checkpoint: str | Path | None
+    log: Callable[[dict], None] | None
+    state: str | Path | None
+    device: torch.device
+    ddp: object
+    forward: Callable
+    windows: Windows
+    batches: Batches
+    opt: torch.optim.Optimizer
+    plateau: object
+    average: WeightAverage | None
+    warmup_steps: int
+    gen: torch.Generator
+    best: float = -1.0
+    best_state: dict | None = None
+    best_epoch: int = -1
+    seconds_to_best: float = 0.0
+    history: list = field(default_factory=list)
+    bad: int = 0
+    trained: float = 0.0
+    first: int = 0
+    done: bool = False
+
+    # the fields a state file keeps, besides the model, optimiser, schedulers and generators
+    CARRIED: ClassVar[tuple[str, ...]] = ("best", "best_state", "best_epoch", "seconds_to_best", "history", "bad", "trained")
+
+    @classmethod
+    def start(cls, model, scene, cfg: TrainConfig, extra_loss, windows, checkpoint, log, state) -> _Run:
+        device = resolve_device(cfg.device)
+        model.to(device)
+        ddp = distributed.current()  # distributed: under torchrun, this rank's share of each batch (else no-op)
+        forward = ddp.wrap(model)  # distributed: DistributedDataParallel(model) under torchrun
+        windows = windows if windows is not None else train_windows(scene, cfg.max_len, cfg.context)
+        # an extra loss may hold per-window caches of the full width: its batches stay uncut
+        batches = Batches(windows, cfg.batch_size, cfg.batch_targets, model.cuts_padding and extra_loss is None, device)
+        # foreach: one kernel per step for all tensors instead of one per tensor (torch's default on
+        # CUDA only); on CPU 2.6x cheaper steps for NextItNet's 93 tensors, same numbers to the bit
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                               weight_decay=cfg.weight_decay, foreach=True)
+        # a lower lr once validation stalls: the late epochs settle instead of jittering around the optimum
+        plateau = None
+        if cfg.lr_plateau:
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=cfg.lr_plateau - 1)
+        steps = len(batches)
+        average = WeightAverage(model, cfg.ema, cfg.ema_warmup, round(cfg.ema_start * steps)) if cfg.ema else None
+        run = cls(model, scene, cfg, extra_loss, checkpoint, log, state, device, ddp, forward, windows, batches, opt,
+                  plateau, average, round(cfg.warmup * steps), torch.Generator(device=device).manual_seed(cfg.seed))
+        if state is not None and Path(state).exists():
+            run.resume(_load_state(state, cfg, model))
+        return run
+
+    def resume(self, saved: dict) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["optimizer"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(saved["plateau"])
+        if self.average is not None:
+            self.average.load_state_dict(saved["average"])
+        self.gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        for name in self.CARRIED:
+            setattr(self, name, saved[name])
+        self.first, self.done = saved["epoch"] + 1, saved["done"]
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One pass over the windows; the epoch's history row (mean loss and extra terms)."""
         start = time.perf_counter()
-        model.train()
-        order = ddp.order(len(windows), gen, epoch, cfg.seed)  # distributed: torch.randperm(len(windows), generator=gen) on one process
+        self.model.train()
+        steps = len(self.batches)
+        order = self.ddp.order(len(self.windows), self.gen, epoch, self.cfg.seed)  # distributed: torch.randperm(len(windows), generator=gen) on one process
         total, terms_sum = 0.0, {}
         # distributed: ddp.shard keeps this rank's windows of each batch, and its share of the targets (1.0 on one process)
-        for j, (idx, inp, tgt, offset, share) in enumerate(batches.epoch(gen, order, ddp.shard)):
-            step = epoch * steps_per_epoch + j
-            if step < warmup_steps or cfg.lr_decay != "none":
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr * lr_factor(step, warmup_steps, cfg.epochs * steps_per_epoch, cfg.lr_decay)
-            batch = {"index": idx, "inputs": inp, "targets": tgt}
-            if cfg.reorder:
-                batch["inputs"], batch["targets"] = reorder_windows(batch["inputs"], batch["targets"], cfg.reorder, gen)
-            if cfg.loss == "bce":
-                batch["negatives"] = sample_negatives(batch["inputs"], batch["targets"], model.config.num_items, gen)
-            elif cfg.loss == "sampled":
-                batch["negatives"] = torch.randint(1, model.config.num_items + 1, (cfg.negatives,), generator=gen, device=device)
-            with torch.autocast(device.type, enabled=use_amp, dtype=torch.bfloat16):
-                states = forward(batch["inputs"], offset=offset) if offset else forward(batch["inputs"])
-                loss, logits = rec_loss(model, states[-1], batch, cfg.loss, cfg.label_smoothing)
-                if extra_loss is not None:
-                    extra = extra_loss(model, batch, states, logits)
-                    if isinstance(extra, dict):
-                        for k, v in extra.items():
-                            terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
-                        extra = sum(extra.values())
-                    loss = loss + extra
-                loss = loss * share  # distributed: DDP's average of the ranks' losses = the whole batch's mean
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            if average is not None:
-                average.update()
-            value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingDiverged(_diverged(epoch, f"loss {value} at step {j + 1}", state))
-            total += value
-        trained += time.perf_counter() - start
-        if not all_finite(model.parameters()):
-            raise TrainingDiverged(_diverged(epoch, "non-finite weights", state))
-        row = {"epoch": epoch, "loss": total / max(1, steps_per_epoch), "seconds": trained,
-               "lr": opt.param_groups[0]["lr"]}
-        row.update({k: v / max(1, steps_per_epoch) for k, v in terms_sum.items()})
-        with average.swapped_in() if average is not None else contextlib.nullcontext():
+        for j, (idx, inp, tgt, offset, share) in enumerate(self.batches.epoch(self.gen, order, self.ddp.shard)):
+            total += self.step(epoch, j, epoch * steps + j, {"index": idx, "inputs": inp, "targets": tgt}, offset, share,
+                               terms_sum)
+        self.trained += time.perf_counter() - start
+        if not all_finite(self.model.parameters()):
+            raise TrainingDiverged(_diverged(epoch, "non-finite weights", self.state))
+        row = {"epoch": epoch, "loss": total / max(1, steps), "seconds": self.trained, "lr": self.opt.param_groups[0]["lr"]}
+        row.update({k: v / max(1, steps) for k, v in terms_sum.items()})
+        return row
+
+    def step(self, epoch: int, j: int, step: int, batch: dict, offset, share: float, terms_sum: dict) -> float:
+        """One optimiser step on ``batch``; adds the extra loss's terms to ``terms_sum``."""
+        cfg, model, gen = self.cfg, self.model, self.gen
+        if step < self.warmup_steps or cfg.lr_decay != "none":
+            for group in self.opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, self.warmup_steps, cfg.epochs * len(self.batches), cfg.lr_decay)
+        if cfg.reorder:
+            batch["inputs"], batch["targets"] = reorder_windows(batch["inputs"], batch["targets"], cfg.reorder, gen)
+        if cfg.loss == "bce":
+            batch["negatives"] = sample_negatives(batch["inputs"], batch["targets"], model.config.num_items, gen)
+        elif cfg.loss == "sampled":
+            batch["negatives"] = torch.randint(1, model.config.num_items + 1, (cfg.negatives,), generator=gen, device=self.device)
+        with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda", dtype=torch.bfloat16):
+            states = self.forward(batch["inputs"], offset=offset) if offset else self.forward(batch["inputs"])
+            loss, logits = rec_loss(model, states[-1], batch, cfg.loss, cfg.label_smoothing)
+            if self.extra_loss is not None:
+                extra = self.extra_loss(model, batch, states, logits)
+                if isinstance(extra, dict):
+                    for k, v in extra.items():
+                        terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+                    extra = sum(extra.values())
+                loss = loss + extra
+            loss = loss * share  # distributed: DDP's average of the ranks' losses = the whole batch's mean
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        self.opt.step()
+        if self.average is not None:
+            self.average.update()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(_diverged(epoch, f"loss {value} at step {j + 1}", self.state))
+        return value
+
+    def end_epoch(self, epoch: int, row: dict, bar) -> None:
+        """Validate (with the weight average in), keep the best, decide whether to stop, save the state."""
+        cfg = self.cfg
+        with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
             if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
-                valid = flatten(ddp.evaluate(model, scene, "valid", max_len=cfg.max_len, cut_padding=bool(cfg.batch_targets)))  # distributed: users split over ranks, ranks gathered
-                row.update({f"valid_{k}": v for k, v in valid.items()})
-                if valid["NDCG@10"] > best:
-                    best, best_epoch, bad = valid["NDCG@10"], epoch, 0
-                    best_state = copy.deepcopy(model.state_dict())
-                    seconds_to_best = trained
-                else:
-                    bad += cfg.eval_every
-                # the plateau watches only after warm-up: a halving during it would be overwritten
-                if plateau is not None and (epoch + 1) * steps_per_epoch >= warmup_steps:
-                    plateau.step(valid["NDCG@10"])
-                bar.set_postfix(ndcg10=f"{valid['NDCG@10']:.4f}", best=f"{best:.4f}")
-            history.append(row)
-            if log:
-                log(row)
-            if checkpoint is not None and best_epoch == epoch and ddp.is_main:  # distributed: rank 0 writes
-                save_checkpoint(checkpoint, model, scene, extra={"epoch": epoch})
-        done = bad >= cfg.patience or bool(cfg.time_budget and trained >= cfg.time_budget)
-        done = ddp.any(done)  # distributed: the ranks' clocks differ; one that is out of time stops all
-        if state is not None and ddp.is_main:  # distributed: rank 0 writes
-            _save_state(state, cfg, {
-                "epoch": epoch, "done": done, "model": model.state_dict(), "model_config": model.config.to_dict(), "optimizer": opt.state_dict(),
-                "plateau": plateau.state_dict() if plateau is not None else None,
-                "average": average.state_dict() if average is not None else None,
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None, "best": best, "best_state": best_state,
-                "best_epoch": best_epoch, "seconds_to_best": seconds_to_best, "history": history, "bad": bad,
-                "trained": trained})
-        if done:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    hist = pd.DataFrame(history)
-    valid_best = {k[6:]: v for k, v in hist.loc[hist["epoch"] == best_epoch].iloc[0].items() if k.startswith("valid_")} if best_epoch >= 0 else {}
-    return TrainResult(model, best_epoch, len(history), trained, seconds_to_best, valid_best, hist)
+                self.validate(epoch, row, bar)
+            self.history.append(row)
+            if self.log:
+                self.log(row)
+            if self.checkpoint is not None and self.best_epoch == epoch and self.ddp.is_main:  # distributed: rank 0 writes
+                save_checkpoint(self.checkpoint, self.model, self.scene, extra={"epoch": epoch})
+        done = self.bad >= cfg.patience or bool(cfg.time_budget and self.trained >= cfg.time_budget)
+        self.done = self.ddp.any(done)  # distributed: the ranks' clocks differ; one that is out of time stops all
+        if self.state is not None and self.ddp.is_main:  # distributed: rank 0 writes
+            self.save(epoch)
+
+    def validate(self, epoch: int, row: dict, bar) -> None:
+        # distributed: users split over ranks, ranks gathered
+        valid = flatten(self.ddp.evaluate(self.model, self.scene, "valid", max_len=self.cfg.max_len,
+                                          cut_padding=bool(self.cfg.batch_targets)))
+        row.update({f"valid_{k}": v for k, v in valid.items()})
+        if valid["NDCG@10"] > self.best:
+            self.best, self.best_epoch, self.bad = valid["NDCG@10"], epoch, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.seconds_to_best = self.trained
+        else:
+            self.bad += self.cfg.eval_every
+        # the plateau watches only after warm-up: a halving during it would be overwritten
+        if self.plateau is not None and (epoch + 1) * len(self.batches) >= self.warmup_steps:
+            self.plateau.step(valid["NDCG@10"])
+        bar.set_postfix(ndcg10=f"{valid['NDCG@10']:.4f}", best=f"{self.best:.4f}")
+
+    def save(self, epoch: int) -> None:
+        _save_state(self.state, self.cfg, {
+            "epoch": epoch, "done": self.done, "model": self.model.state_dict(), "model_config": self.model.config.to_dict(),
+            "optimizer": self.opt.state_dict(), "plateau": self.plateau.state_dict() if self.plateau is not None else None,
+            "average": self.average.state_dict() if self.average is not None else None,
+            "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            **{name: getattr(self, name) for name in self.CARRIED}})
 
 
 def all_finite(tensors) -> bool:

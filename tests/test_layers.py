@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "recnb"
 LAYERS = {
     "recnb.errors": 0, "recnb.files": 0,
     "recnb.data": 1, "recnb.metrics": 1, "recnb.models": 1,
-    "recnb.measure": 2, "recnb.train": 2, "recnb.kd": 2, "recnb.experiment": 2, "recnb.export": 2, "recnb.distributed": 2,
+    "recnb.measure": 2, "recnb.train": 2, "recnb.kd": 2, "recnb.runs": 2, "recnb.export": 2, "recnb.distributed": 2,
     "recnb.recommend": 3,
     "recnb.adarec": 3, "recnb.dllm2rec": 3,
     "recnb.analysis": 4, "recnb.viz": 4, "recnb.widgets": 4, "recnb.sweep": 4,

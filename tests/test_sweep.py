@@ -136,7 +136,7 @@ def test_an_adarec_trial_is_the_pipelines_student_for_that_beta_and_seed(scene_f
     from recnb.adarec.pipeline import DistillConfig, run_pipeline
     from recnb.adarec.search import SearchConfig
     from recnb.data import load_scene
-    from recnb.experiment import train_and_report
+    from recnb.runs import train_and_report
     from recnb.train import TrainConfig
 
     threads = torch.get_num_threads()

@@ -2,8 +2,9 @@
 
 - :func:`distillation_loss`: the ``extra_loss`` that ``recnb.train.fit`` adds to CE for a
   student learning from a frozen teacher (prediction KD + EMD over cached teacher layers).
-- :func:`train_model`: train one model with or without the teacher, evaluate it, measure
-  its size, FLOPs and latency, and write ``model.pt``, ``metrics.json``, ``history.csv``.
+- :func:`train_model`: one student's run (:func:`recnb.runs.run_model`) with or without
+  the teacher: train, evaluate, measure size, FLOPs and latency, write ``model.pt``,
+  ``metrics.json``, ``history.csv``.
 - :func:`run_pipeline`: the whole experiment, writing ``summary.csv`` and
   ``summary.json`` = ``{"rows": [...], ...}`` (one row per model, test metrics averaged
   over seeds).
@@ -34,17 +35,14 @@ from recnb.adarec.summary import load_summary, summary_frame
 from recnb.data import Scene, load_scene, train_windows
 from recnb.errors import ConfigError, check_fields
 from recnb.kd import EMDLoss, TeacherCache, kd_loss
-from recnb.measure import efficiency, model_flops
-from recnb.metrics import flatten
+from recnb.measure import COST_KEYS, model_flops
 from recnb.models import SeqRecModel, build_model
+from recnb.runs import Evaluation, evaluate_and_measure, mean_over_seeds, run_model, train_and_report
 from recnb.train import (
     TrainConfig,
     changed_settings,
-    evaluate,
-    fit,
     load_checkpoint,
     resolve_device,
-    save_checkpoint,
     seed_everything,
     write_json,
 )
@@ -84,27 +82,37 @@ class DistillConfig:
 
 
 # ----------------------------------------------------------------------------- distillation
-def distillation_loss(cache: TeacherCache, student: SeqRecModel, cfg: DistillConfig) -> Callable:
+class DistillationLoss:
     """``extra_loss`` for ``fit``: ``g * KD`` and ``g * EMD`` (``g = gamma / (1 - gamma)``),
     logged per epoch as ``kd`` and ``emd``. With ``cfg.emd`` the learned map student ->
     teacher width is attached to the student as ``distill_emd`` so ``fit`` trains it;
-    :func:`train_model` removes it afterwards."""
-    g = cfg.gamma / (1.0 - cfg.gamma)
-    emd = None
-    if cfg.emd:
-        n_student = len(student(torch.zeros(1, 2, dtype=torch.long, device=next(student.parameters()).device))) - 1
-        emd = EMDLoss(cache.num_layers, n_student, _width(student), cache.width, cfg.emd_update, cfg.T_emd)
-        student.add_module("distill_emd", emd.to(next(student.parameters()).device))
+    :meth:`finish` removes it when training ends (the model keeps its contract)."""
 
-    def extra(model, batch, states, logits):
+    def __init__(self, cache: TeacherCache, student: SeqRecModel, cfg: DistillConfig):
+        self.cache, self.T, self.g = cache, cfg.T, cfg.gamma / (1.0 - cfg.gamma)
+        self.emd = None
+        if cfg.emd:
+            device = next(student.parameters()).device
+            n_student = len(student(torch.zeros(1, 2, dtype=torch.long, device=device))) - 1
+            self.emd = EMDLoss(cache.num_layers, n_student, _width(student), cache.width, cfg.emd_update, cfg.T_emd)
+            student.add_module("distill_emd", self.emd.to(device))
+
+    def __call__(self, model, batch, states, logits) -> dict:
         mask = batch["targets"] > 0
-        out = {"kd": g * kd_loss(logits, cache.logits(batch["index"], mask), cfg.T)}
-        if emd is not None:
-            out["emd"] = g * emd([s[mask] for s in states[1:]], cache.layers(batch["index"], mask))
-            emd.update_weights()
+        out = {"kd": self.g * kd_loss(logits, self.cache.logits(batch["index"], mask), self.T)}
+        if self.emd is not None:
+            out["emd"] = self.g * self.emd([s[mask] for s in states[1:]], self.cache.layers(batch["index"], mask))
+            self.emd.update_weights()
         return out
 
-    return extra
+    def finish(self, model: SeqRecModel) -> None:
+        if hasattr(model, "distill_emd"):
+            del model.distill_emd  # the map only serves training
+
+
+def distillation_loss(cache: TeacherCache, student: SeqRecModel, cfg: DistillConfig) -> DistillationLoss:
+    """The ``extra_loss`` of a student learning from ``cache``'s teacher (:class:`DistillationLoss`)."""
+    return DistillationLoss(cache, student, cfg)
 
 
 def _width(model: SeqRecModel) -> int:
@@ -122,45 +130,17 @@ def train_model(
     reuse: bool = False,
 ) -> dict:
     """Train ``model`` from its current (fresh) weights with CE, plus KD + EMD when a
-    teacher ``cache`` is given; evaluate on test (full ranking and sampled100); measure.
-    With ``reuse`` and an existing ``out/metrics.json``, return that instead."""
-    out = Path(out) if out is not None else None
-    if reuse and out is not None and (out / "metrics.json").exists():
-        metrics = json.loads((out / "metrics.json").read_text())
-        if (out / "model.pt").exists():  # FLOPs are cheap: recount with the current counter
-            metrics["flops"] = model_flops(load_checkpoint(out / "model.pt")[0])
-            write_json(out / "metrics.json", metrics)
-        return metrics
-    tcfg = cfg.train
-    if cache is not None and tcfg.reorder:
+    teacher ``cache`` is given; evaluate on test (full ranking and sampled100); measure
+    (:func:`recnb.runs.run_model`). With ``reuse`` and an existing ``out/metrics.json``,
+    return that instead (and continue a killed run from its training state)."""
+    if reuse and out is not None and (Path(out) / "metrics.json").exists():
+        return run_model(scene, model, cfg.train, out, reuse=True)
+    if cache is not None and cfg.train.reorder:
         raise ConfigError("reorder: cannot be combined with a teacher, whose cached outputs belong to the unshuffled windows")
-    windows = train_windows(scene, tcfg.max_len)
+    windows = train_windows(scene, cfg.train.max_len)
     extra = distillation_loss(cache, model, cfg) if cache is not None else None
-    result = fit(model, scene, tcfg, extra_loss=extra, windows=windows)
-    if hasattr(model, "distill_emd"):
-        del model.distill_emd  # the map only serves training; the model keeps its contract
-    metrics = {
-        "dataset": scene.name,
-        "model": model.name,
-        "teacher": cache is not None,
-        "protocol": "full",
-        "test": flatten(evaluate(model, scene, "test")),
-        "test_sampled100": flatten(evaluate(model, scene, "test", protocol="sampled100")),
-        "valid": flatten(evaluate(model, scene, "valid")),
-        "epochs": result.epochs,
-        "best_epoch": result.best_epoch,
-        "train_seconds": round(result.train_seconds, 2),
-        "seed": tcfg.seed,
-        "config": model.config.to_dict(),
-        **efficiency(model, devices, batches),
-        "threads": torch.get_num_threads(),
-    }
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(out / "model.pt", model, scene, extra={"metrics": metrics})
-        write_json(out / "metrics.json", metrics)
-        result.history.to_csv(out / "history.csv", index=False)
-    return metrics
+    return run_model(scene, model, cfg.train, out, extra_loss=extra, windows=windows, info={"teacher": cache is not None},
+                     evaluation=Evaluation(also=("sampled100",)), latency=(tuple(devices), tuple(batches)), resume=reuse)
 
 
 def build_student(scene: Scene, architecture: Architecture | str | Path, width: int = 64, max_len: int = 50, seed: int = 2020) -> Student:
@@ -182,21 +162,6 @@ def baseline_config(target_params: int, width: int = 64, dilations=(1, 4)) -> di
 
 
 # ----------------------------------------------------------------------------- pipeline
-def _aggregate(runs: list[dict]) -> dict:
-    """Mean (and std) of each test metric over seeds; size/latency from the first seed."""
-    first = runs[0]
-    test = {}
-    for key in first["test"]:
-        vals = [r["test"][key] for r in runs]
-        test[key] = float(np.mean(vals))
-        test[f"{key}_std"] = float(np.std(vals))
-    sampled = {k: float(np.mean([r["test_sampled100"][k] for r in runs])) for k in first.get("test_sampled100", {})}
-    valid = {k: float(np.mean([r["valid"][k] for r in runs])) for k in first.get("valid", {})}
-    keep = {k: v for k, v in first.items() if k.startswith(("params", "flops", "latency_"))}
-    return {**keep, "test": test, "valid": valid, "test_sampled100": sampled, "seeds": [r["seed"] for r in runs],
-            "train_seconds": float(np.mean([r["train_seconds"] for r in runs])), "epochs": [r["epochs"] for r in runs]}
-
-
 def choose_default_beta(students: dict, teacher_params_no_embedding: int, max_param_ratio: float = 1 / 8) -> float:
     """The beta whose distilled student has the best mean validation NDCG@10 among those
     with at most ``max_param_ratio`` of the teacher's non-embedding parameters (the
@@ -247,10 +212,28 @@ def run_pipeline(
     ``reuse``, finished pieces (a ``metrics.json`` or ``architecture.json`` on disk) are
     read back instead of recomputed. ``log=None`` keeps it quiet. Returns the summary dict.
     """
-    log = log or (lambda message: None)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    betas, default_beta = _check_options(betas, default_beta, max_param_ratio, twins)
     scene = scene if isinstance(scene, Scene) else load_scene(scene, data_dir)
+    run = _Pipeline(scene, Path(out_dir), search_config or SearchConfig(), distill_config or DistillConfig(), seeds,
+                    tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)),
+                    batches, reuse, log or (lambda message: None))
+    run.out.mkdir(parents=True, exist_ok=True)
+    _check_resume_settings(run.out / "settings.json", {
+        "dataset": scene.name, "teacher": str(teacher) if teacher else None,
+        "teacher_train": dataclasses.asdict(teacher_train) if teacher_train else None,
+        "search": run.scfg.to_dict(), "distill": dataclasses.asdict(run.dcfg), "max_param_ratio": max_param_ratio}, reuse)
+    run.prepare_teacher(teacher, teacher_train)
+    run.search_all(betas)
+    rows, default_beta = run.student_rows(betas, default_beta, max_param_ratio, twins)
+    if baseline:
+        rows += run.baseline_rows(twins)
+    summary = run.summary(rows, betas, default_beta, twins)
+    write_json(run.out / "summary.json", summary)
+    summary_frame(rows).to_csv(run.out / "summary.csv", index=False)
+    return summary
+
+
+def _check_options(betas, default_beta, max_param_ratio: float, twins: str) -> tuple[list[float], float | None]:
     betas = [float(b) for b in betas]
     if not betas:
         raise ConfigError("betas: give at least one value")
@@ -261,146 +244,168 @@ def run_pipeline(
         raise ConfigError(f"max_param_ratio must be in (0, 1], got {max_param_ratio}")
     if twins not in ("all", "default", "none"):
         raise ConfigError(f"twins: expected all, default or none, got {twins!r}")
-    scfg = search_config or SearchConfig()
-    dcfg = distill_config or DistillConfig()
-    devices = tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
-    device = resolve_device(dcfg.train.device)
-    _check_resume_settings(out / "settings.json", {
-        "dataset": scene.name, "teacher": str(teacher) if teacher else None,
-        "teacher_train": dataclasses.asdict(teacher_train) if teacher_train else None,
-        "search": scfg.to_dict(), "distill": dataclasses.asdict(dcfg), "max_param_ratio": max_param_ratio}, reuse)
-    stages: dict = {}
+    return betas, default_beta
 
-    def stage(name, t0):
-        stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - t0, 2)
-        log(f"[adarec {scene.name}] {name}: {stages[name]:.1f}s")
 
-    # 1. teacher
-    t0 = time.perf_counter()
-    if teacher is None:
-        teacher_path = out / "teacher" / "model.pt"
-        if not (reuse and teacher_path.exists()):
-            from recnb.experiment import train_and_report
+@dataclass
+class _Pipeline:
+    """What the stages of :func:`run_pipeline` share: settings, the teacher and its cache,
+    the searched architectures and the seconds each stage took."""
 
-            tcfg = teacher_train or dataclasses.replace(dcfg.train, **TEACHER_TRAIN)
-            train_and_report(scene, "nextitnet", dict(TEACHER_CONFIG), tcfg, out / "teacher", resume=reuse)
-    else:
-        teacher_path = Path(teacher)
-    teacher_model, meta = load_checkpoint(teacher_path, device=str(device), scene=scene, what="--teacher")
-    stage("teacher", t0)
-    t0 = time.perf_counter()
-    teacher_metrics_path = out / "teacher_metrics.json"
-    if reuse and teacher_metrics_path.exists():
-        tm = json.loads(teacher_metrics_path.read_text())
-        tm["flops"] = model_flops(teacher_model)
-        write_json(teacher_metrics_path, tm)
-    else:
-        tm = {"test": flatten(evaluate(teacher_model, scene, "test")),
-              "test_sampled100": flatten(evaluate(teacher_model, scene, "test", protocol="sampled100")),
-              **efficiency(teacher_model, devices, batches), "seed": (meta.get("extra") or {}).get("metrics", {}).get("seed"),
-              "train_seconds": (meta.get("extra") or {}).get("metrics", {}).get("train_seconds", float("nan")), "epochs": None}
-        write_json(teacher_metrics_path, tm)
-    teacher_model.to(device)
-    stage("teacher_eval_and_latency", t0)
+    scene: Scene
+    out: Path
+    scfg: SearchConfig
+    dcfg: DistillConfig
+    seeds: int
+    devices: tuple
+    batches: tuple
+    reuse: bool
+    log: Callable[[str], None]
+    stages: dict = field(default_factory=dict)
+    teacher_path: Path | None = None
+    teacher_model: SeqRecModel | None = None
+    teacher_metrics: dict = field(default_factory=dict)
+    cache: TeacherCache | None = None
+    archs: dict = field(default_factory=dict)
+    students: dict = field(default_factory=dict)
+    default_beta: float | None = None
 
-    # 2. the teacher runs once per training window
-    t0 = time.perf_counter()
-    cache = TeacherCache(teacher_model, train_windows(scene, scfg.max_len), device=device)
-    stage("teacher_cache", t0)
-    log(f"[adarec {scene.name}] teacher cache: {cache.windows_computed} windows, {cache.nbytes() / 2**20:.0f} MiB")
+    def stage(self, name: str, t0: float) -> None:
+        self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t0, 2)
+        self.log(f"[adarec {self.scene.name}] {name}: {self.stages[name]:.1f}s")
 
-    # 3. one search per beta
-    archs = {}
-    for beta in betas:
+    # 1. the teacher: trained unless given, evaluated, measured; then run once per training window
+    def prepare_teacher(self, teacher: str | Path | None, teacher_train: TrainConfig | None) -> None:
         t0 = time.perf_counter()
-        sdir = out / "search" / f"beta_{beta:g}"
-        if reuse and (sdir / "architecture.json").exists():
-            archs[beta] = Architecture.load(sdir / "architecture.json")
+        device = resolve_device(self.dcfg.train.device)
+        self.teacher_path = Path(teacher) if teacher is not None else self.out / "teacher" / "model.pt"
+        if teacher is None and not (self.reuse and self.teacher_path.exists()):
+            tcfg = teacher_train or dataclasses.replace(self.dcfg.train, **TEACHER_TRAIN)
+            train_and_report(self.scene, "nextitnet", dict(TEACHER_CONFIG), tcfg, self.out / "teacher", resume=self.reuse)
+        self.teacher_model, meta = load_checkpoint(self.teacher_path, device=str(device), scene=self.scene, what="--teacher")
+        self.stage("teacher", t0)
+        t0 = time.perf_counter()
+        self.teacher_metrics = self._teacher_metrics(meta)
+        self.teacher_model.to(device)
+        self.stage("teacher_eval_and_latency", t0)
+        t0 = time.perf_counter()
+        self.cache = TeacherCache(self.teacher_model, train_windows(self.scene, self.scfg.max_len), device=device)
+        self.stage("teacher_cache", t0)
+        self.log(f"[adarec {self.scene.name}] teacher cache: {self.cache.windows_computed} windows, "
+                 f"{self.cache.nbytes() / 2**20:.0f} MiB")
+
+    def _teacher_metrics(self, meta: dict) -> dict:
+        path = self.out / "teacher_metrics.json"
+        if self.reuse and path.exists():
+            tm = json.loads(path.read_text())
+            tm["flops"] = model_flops(self.teacher_model)
         else:
-            res = search(scene, teacher_model, dataclasses.replace(scfg, beta=beta), sdir, cache=cache, resume=reuse)
-            archs[beta] = res.architecture
-        stage(f"search_beta_{beta:g}", t0)
-        log(f"[adarec {scene.name}] beta={beta:g}: {archs[beta].signature()} ({archs[beta].params(scfg.width)} cell params)")
+            trained = (meta.get("extra") or {}).get("metrics", {})
+            scores = evaluate_and_measure(self.teacher_model, self.scene, Evaluation(also=("sampled100",)),
+                                          (self.devices, self.batches))
+            tm = {"test": scores["test"], "test_sampled100": scores["test_sampled100"], "valid": scores["valid"],
+                  **{k: v for k, v in scores.items() if k.startswith(COST_KEYS)}, "seed": trained.get("seed"),
+                  "train_seconds": trained.get("train_seconds", float("nan")), "epochs": None}
+        write_json(path, tm)
+        return tm
 
-    # 4. students with and without the teacher, per seed; the default beta, unless given,
+    # 2. one search per beta
+    def search_all(self, betas: list[float]) -> None:
+        for beta in betas:
+            t0 = time.perf_counter()
+            sdir = self.out / "search" / f"beta_{beta:g}"
+            if self.reuse and (sdir / "architecture.json").exists():
+                self.archs[beta] = Architecture.load(sdir / "architecture.json")
+            else:
+                cfg = dataclasses.replace(self.scfg, beta=beta)
+                self.archs[beta] = search(self.scene, self.teacher_model, cfg, sdir, cache=self.cache, resume=self.reuse).architecture
+            self.stage(f"search_beta_{beta:g}", t0)
+            self.log(f"[adarec {self.scene.name}] beta={beta:g}: {self.archs[beta].signature()} "
+                     f"({self.archs[beta].params(self.scfg.width)} cell params)")
+
+    # 3. students with and without the teacher, per seed; the default beta, unless given,
     #    is chosen on validation among the students small enough (see choose_default_beta)
-    rows = [_row(f"{teacher_model.name}-teacher", "teacher", None, False, None, {
-        **{k: v for k, v in tm.items() if k.startswith(("params", "flops", "latency_"))},
-        "test": {**tm["test"], **{f"{k}_std": 0.0 for k in tm["test"]}}, "test_sampled100": tm["test_sampled100"],
-        "seeds": [tm.get("seed")], "train_seconds": tm.get("train_seconds"), "epochs": []})]
-
-    def train_seeds(make_model: Callable[[int], SeqRecModel], run_dir: Path, use_teacher: bool) -> dict:
-        """One model per seed (``run_dir/seed_<seed>``), aggregated over the seeds."""
+    def train_seeds(self, make_model: Callable[[int], SeqRecModel], run_dir: Path, use_teacher: bool) -> dict:
+        """One model per seed (``run_dir/seed_<seed>``), as one row over the seeds."""
         runs = []
-        for s in range(seeds):
-            seed = dcfg.train.seed + s
-            cfg = dataclasses.replace(dcfg, train=dataclasses.replace(dcfg.train, seed=seed))
-            runs.append(train_model(scene, make_model(seed), cfg, cache if use_teacher else None, run_dir / f"seed_{seed}",
-                                    devices, batches, reuse))
-        return _aggregate(runs)
+        for s in range(self.seeds):
+            seed = self.dcfg.train.seed + s
+            cfg = dataclasses.replace(self.dcfg, train=dataclasses.replace(self.dcfg.train, seed=seed))
+            runs.append(train_model(self.scene, make_model(seed), cfg, self.cache if use_teacher else None,
+                                    run_dir / f"seed_{seed}", self.devices, self.batches, self.reuse))
+        return mean_over_seeds(runs)
 
-    def distil_all(beta: float, use_teacher: bool) -> dict:
+    def distil_all(self, beta: float, use_teacher: bool) -> dict:
         t0 = time.perf_counter()
-        agg = train_seeds(lambda seed: build_student(scene, archs[beta], dcfg.width, scfg.max_len, seed),
-                          out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd"), use_teacher)
-        stage(f"{'student' if use_teacher else 'student_no_kd'}_beta_{beta:g}", t0)
-        log(f"[adarec {scene.name}] student-beta{beta:g}{'' if use_teacher else '-no-kd'}: NDCG@10 "
-            f"{agg['test']['NDCG@10']:.4f} ± {agg['test']['NDCG@10_std']:.4f} (valid {agg['valid']['NDCG@10']:.4f})")
+        agg = self.train_seeds(lambda seed: build_student(self.scene, self.archs[beta], self.dcfg.width, self.scfg.max_len, seed),
+                               self.out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd"), use_teacher)
+        self.stage(f"{'student' if use_teacher else 'student_no_kd'}_beta_{beta:g}", t0)
+        self.log(f"[adarec {self.scene.name}] student-beta{beta:g}{'' if use_teacher else '-no-kd'}: NDCG@10 "
+                 f"{agg['test']['NDCG@10']:.4f} ± {agg['test']['NDCG@10_std']:.4f} (valid {agg['valid']['NDCG@10']:.4f})")
         return agg
 
-    students = {beta: distil_all(beta, True) for beta in betas}
-    if default_beta is None:
-        default_beta = choose_default_beta(students, tm["params_no_embedding"], max_param_ratio)
-        log(f"[adarec {scene.name}] default beta {default_beta:g}: best validation NDCG@10 among students with "
-            f"<= {max_param_ratio:g} of the teacher's non-embedding parameters")
-    twin_betas = {"all": betas, "default": [default_beta], "none": []}[twins]
-    twins_agg = {beta: distil_all(beta, False) for beta in twin_betas}
-    for beta in betas:
-        arch_path = str(out / "search" / f"beta_{beta:g}" / "architecture.json")
-        rows.append(_row(f"student-beta{beta:g}", "student", beta, beta == default_beta, arch_path, students[beta]))
-        if beta in twins_agg:
-            rows.append(_row(f"student-beta{beta:g}-no-kd", "student_no_kd", beta, beta == default_beta, arch_path, twins_agg[beta]))
-    default_student_params = students[default_beta]["params_no_embedding"]
+    def student_rows(self, betas: list[float], default_beta: float | None, max_param_ratio: float,
+                     twins: str) -> tuple[list[dict], float]:
+        """The teacher's row, then each beta's student (and its no-teacher twin)."""
+        tm = self.teacher_metrics
+        rows = [_row(f"{self.teacher_model.name}-teacher", "teacher", None, False, None, {
+            **{k: v for k, v in tm.items() if k.startswith(COST_KEYS)},
+            "test": {**tm["test"], **{f"{k}_std": 0.0 for k in tm["test"]}}, "test_sampled100": tm["test_sampled100"],
+            "seeds": [tm.get("seed")], "train_seconds": tm.get("train_seconds"), "epochs": []})]
+        self.students = {beta: self.distil_all(beta, True) for beta in betas}
+        if default_beta is None:
+            default_beta = choose_default_beta(self.students, tm["params_no_embedding"], max_param_ratio)
+            self.log(f"[adarec {self.scene.name}] default beta {default_beta:g}: best validation NDCG@10 among students "
+                     f"with <= {max_param_ratio:g} of the teacher's non-embedding parameters")
+        twin_betas = {"all": betas, "default": [default_beta], "none": []}[twins]
+        twins_agg = {beta: self.distil_all(beta, False) for beta in twin_betas}
+        for beta in betas:
+            arch_path = str(self.out / "search" / f"beta_{beta:g}" / "architecture.json")
+            rows.append(_row(f"student-beta{beta:g}", "student", beta, beta == default_beta, arch_path, self.students[beta]))
+            if beta in twins_agg:
+                rows.append(_row(f"student-beta{beta:g}-no-kd", "student_no_kd", beta, beta == default_beta, arch_path,
+                                 twins_agg[beta]))
+        self.default_beta = default_beta
+        return rows, default_beta
 
-    # 5. a hand-made NextItNet of the default student's size, same KD
-    if baseline:
-        t0 = time.perf_counter()
-        bcfg = baseline_config(default_student_params, dcfg.width)
+    # 4. a hand-made NextItNet of the default student's size, same KD (and, with every twin, without)
+    def baseline_rows(self, twins: str) -> list[dict]:
+        bcfg = baseline_config(self.students[self.default_beta]["params_no_embedding"], self.dcfg.width)
         blocks = f"{bcfg['num_blocks'] * len(bcfg['dilations'])}blocks"
 
         def small_nextitnet(seed: int) -> SeqRecModel:
             seed_everything(seed)
-            return build_model("nextitnet", num_items=scene.num_items, max_len=scfg.max_len, **bcfg)
+            return build_model("nextitnet", num_items=self.scene.num_items, max_len=self.scfg.max_len, **bcfg)
 
-        agg = train_seeds(small_nextitnet, out / "baseline" / blocks, True)  # keyed by size: reuse never mixes sizes
-        stage("baseline", t0)
-        rows.append(_row(f"nextitnet-small-kd-{blocks}", "baseline", None, False, None, agg))
-        log(f"[adarec {scene.name}] baseline: NDCG@10 {agg['test']['NDCG@10']:.4f}")
-        if twins == "all":  # does the teacher help a hand-made conv student too?
+        out = []
+        for kd in (True, False) if twins == "all" else (True,):  # does the teacher help a hand-made conv student too?
             t0 = time.perf_counter()
-            agg = train_seeds(small_nextitnet, out / "baseline" / f"{blocks}-no-kd", False)
-            stage("baseline_no_kd", t0)
-            rows.append(_row(f"nextitnet-small-{blocks}-no-kd", "baseline_no_kd", None, False, None, agg))
-            log(f"[adarec {scene.name}] baseline without teacher: NDCG@10 {agg['test']['NDCG@10']:.4f}")
+            agg = self.train_seeds(small_nextitnet, self.out / "baseline" / (blocks if kd else f"{blocks}-no-kd"), kd)
+            self.stage("baseline" if kd else "baseline_no_kd", t0)  # keyed by size: reuse never mixes sizes
+            out.append(_row(f"nextitnet-small-kd-{blocks}" if kd else f"nextitnet-small-{blocks}-no-kd",
+                            "baseline" if kd else "baseline_no_kd", None, False, None, agg))
+            self.log(f"[adarec {self.scene.name}] baseline{'' if kd else ' without teacher'}: NDCG@10 {agg['test']['NDCG@10']:.4f}")
+        return out
 
-    summary = {
-        "rows": rows,
-        "scene": {k: (float(v) if isinstance(v, (int, float, np.number)) else str(v)) for k, v in scene.describe().items()},
-        "dataset": scene.name,
-        "protocol": "full ranking (test_sampled100: 100 sampled negatives)",
-        "teacher": str(teacher_path),
-        "betas": betas,
-        "default_beta": default_beta,
-        "architectures": {f"{b:g}": archs[b].signature() for b in betas},
-        "stages_seconds": stages,
-        "hardware": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                     "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "settings": {"search": scfg.to_dict(), "distill": {**{k: v for k, v in dataclasses.asdict(dcfg).items() if k != "train"},
-                                                           "train": dataclasses.asdict(dcfg.train)}, "seeds": seeds, "twins": twins},
-    }
-    write_json(out / "summary.json", summary)
-    summary_frame(rows).to_csv(out / "summary.csv", index=False)
-    return summary
+    def summary(self, rows: list[dict], betas: list[float], default_beta: float, twins: str) -> dict:
+        scene, dcfg = self.scene, self.dcfg
+        return {
+            "rows": rows,
+            "scene": {k: (float(v) if isinstance(v, (int, float, np.number)) else str(v)) for k, v in scene.describe().items()},
+            "dataset": scene.name,
+            "protocol": "full ranking (test_sampled100: 100 sampled negatives)",
+            "teacher": str(self.teacher_path),
+            "betas": betas,
+            "default_beta": default_beta,
+            "architectures": {f"{b:g}": self.archs[b].signature() for b in betas},
+            "stages_seconds": self.stages,
+            "hardware": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                         "torch_threads": torch.get_num_threads(),
+                         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+            "settings": {"search": self.scfg.to_dict(),
+                         "distill": {**{k: v for k, v in dataclasses.asdict(dcfg).items() if k != "train"},
+                                     "train": dataclasses.asdict(dcfg.train)}, "seeds": self.seeds, "twins": twins},
+        }
 
 
 # settings that change no finished piece: where it runs, how it reports, how long a run may take

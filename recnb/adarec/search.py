@@ -288,71 +288,131 @@ def search(
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     out = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out / "checkpoint.pt" if out else None
     if out:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg_path = out / "config.json"
-        if cfg_path.exists() and resume:
-            saved = json.loads(cfg_path.read_text())
-            diff = changed_settings(saved, json.loads(json.dumps(cfg.to_dict())))
-            if diff:
-                raise ConfigError(f"{out}: holds a search with different settings ({', '.join(diff)}); use another --out or --force")
-        if not resume:
-            for name in HISTORY_FILES:
-                (out / f"{name}.csv").unlink(missing_ok=True)
-            if ckpt_path.exists():
-                ckpt_path.unlink()
-        write_json(cfg_path, cfg.to_dict())
-
+        _prepare_out(out, cfg, resume)
     windows = train_windows(scene, cfg.max_len)
     t0 = time.perf_counter()
     if cache is None and teacher is not None and cfg.gamma > 0:
         cache = TeacherCache(_teacher_model(teacher, device, scene), windows, device=device)
-    teacher_seconds = time.perf_counter() - t0
-
-    model = Supernet(SupernetConfig(
-        num_items=scene.num_items, max_len=cfg.max_len, width=cfg.width, num_cells=cfg.num_cells,
-        num_nodes=cfg.num_nodes, primitives=list(cfg.primitives), share_alphas=cfg.share_alphas,
-        relaxation=cfg.relaxation, hard=cfg.hard)).to(device)
-    emd = None
-    if cache is not None and cfg.emd:
-        emd = EMDLoss(cache.num_layers, cfg.num_cells, cfg.width, cache.width, cfg.emd_update, cfg.T_emd).to(device)
-    costs = normalised_costs(cfg.cost, cfg.width, cfg.max_len, cfg.primitives, cfg.cost_device, cfg.cache_dir).to(device)
-    params_cost = op_costs("params", cfg.width, cfg.max_len, cfg.primitives)
-    w_params = model.weight_parameters() + (list(emd.parameters()) if emd is not None else [])
-    w_opt = torch.optim.Adam(w_params, lr=cfg.lr, foreach=True)  # same numbers as per-tensor, cheaper on CPU
-    a_opt = torch.optim.Adam(model.arch_parameters(), lr=cfg.lr_alpha, betas=(0.5, 0.999), weight_decay=cfg.weight_decay_alpha,
-                             foreach=True)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model.generator = gen
-    perm = torch.randperm(len(windows), generator=gen)
-    half_a, half_b = perm[: len(perm) // 2], perm[len(perm) // 2 :]
-    inputs, targets = windows.inputs.to(device), windows.targets.to(device)
-
-    state = {"epoch": -1, "step": 0, "best": -1.0, "best_epoch": -1, "bad": 0, "best_alphas": None, "seconds": 0.0}
-    if ckpt_path is not None and ckpt_path.exists() and resume:
-        ck = read_torch_file(ckpt_path, "recnb search state")
-        model.load_state_dict(ck["model"])
-        if emd is not None:
-            emd.load_state_dict(ck["emd"])
-        w_opt.load_state_dict(ck["w_opt"])
-        a_opt.load_state_dict(ck["a_opt"])
-        gen.set_state(ck["generator"])
-        state = ck["state"]
-        _truncate_history(out, state["epoch"])
-
-    def batch(idx):
-        idx = idx.to(device)
-        return {"index": idx, "inputs": inputs[idx], "targets": targets[idx]}
-
-    bar = tqdm(range(state["epoch"] + 1, cfg.epochs), desc=f"search {scene.name} beta={cfg.beta}", disable=not cfg.progress, leave=False)
+    run = _Search.start(scene, cfg, device, windows, cache, out, time.perf_counter() - t0)
+    if out and resume and (out / "checkpoint.pt").exists():
+        run.resume()
+    bar = tqdm(range(run.state["epoch"] + 1, cfg.epochs), desc=f"search {scene.name} beta={cfg.beta}",
+               disable=not cfg.progress, leave=False)
     for epoch in bar:
-        if state["bad"] >= cfg.patience:
+        if run.state["bad"] >= cfg.patience:
             break
+        row = run.epoch(epoch)
+        bar.set_postfix(ndcg10=f"{row['valid_NDCG@10']:.4f}", params=row["architecture_params"])
+        if on_epoch:
+            on_epoch(epoch, row)
+    return run.finish()
+
+
+def _prepare_out(out: Path, cfg: SearchConfig, resume: bool) -> None:
+    """``out`` holds this search's settings: a resumed one must match them, a fresh one starts clean."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    if cfg_path.exists() and resume:
+        diff = changed_settings(json.loads(cfg_path.read_text()), json.loads(json.dumps(cfg.to_dict())))
+        if diff:
+            raise ConfigError(f"{out}: holds a search with different settings ({', '.join(diff)}); use another --out or --force")
+    if not resume:
+        for name in HISTORY_FILES:
+            (out / f"{name}.csv").unlink(missing_ok=True)
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+    write_json(cfg_path, cfg.to_dict())
+
+
+@dataclass
+class _Search:
+    """One :func:`search`: the supernet, its optimisers and the two halves of the windows
+    (set up once), and ``state``, what it carries from epoch to epoch (checkpointed)."""
+
+    scene: Scene
+    cfg: SearchConfig
+    device: torch.device
+    out: Path | None
+    cache: TeacherCache | None
+    teacher_seconds: float
+    model: Supernet
+    emd: EMDLoss | None
+    costs: torch.Tensor
+    params_cost: dict
+    w_opt: torch.optim.Optimizer
+    a_opt: torch.optim.Optimizer
+    gen: torch.Generator
+    halves: tuple[torch.Tensor, torch.Tensor]
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    state: dict = field(default_factory=lambda: {"epoch": -1, "step": 0, "best": -1.0, "best_epoch": -1, "bad": 0,
+                                                 "best_alphas": None, "seconds": 0.0})
+
+    @classmethod
+    def start(cls, scene: Scene, cfg: SearchConfig, device, windows, cache, out, teacher_seconds: float) -> _Search:
+        model = Supernet(SupernetConfig(
+            num_items=scene.num_items, max_len=cfg.max_len, width=cfg.width, num_cells=cfg.num_cells,
+            num_nodes=cfg.num_nodes, primitives=list(cfg.primitives), share_alphas=cfg.share_alphas,
+            relaxation=cfg.relaxation, hard=cfg.hard)).to(device)
+        emd = None
+        if cache is not None and cfg.emd:
+            emd = EMDLoss(cache.num_layers, cfg.num_cells, cfg.width, cache.width, cfg.emd_update, cfg.T_emd).to(device)
+        costs = normalised_costs(cfg.cost, cfg.width, cfg.max_len, cfg.primitives, cfg.cost_device, cfg.cache_dir).to(device)
+        params_cost = op_costs("params", cfg.width, cfg.max_len, cfg.primitives)
+        w_params = model.weight_parameters() + (list(emd.parameters()) if emd is not None else [])
+        w_opt = torch.optim.Adam(w_params, lr=cfg.lr, foreach=True)  # same numbers as per-tensor, cheaper on CPU
+        a_opt = torch.optim.Adam(model.arch_parameters(), lr=cfg.lr_alpha, betas=(0.5, 0.999),
+                                 weight_decay=cfg.weight_decay_alpha, foreach=True)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        model.generator = gen
+        perm = torch.randperm(len(windows), generator=gen)
+        halves = perm[: len(perm) // 2], perm[len(perm) // 2 :]
+        return cls(scene, cfg, device, out, cache, teacher_seconds, model, emd, costs, params_cost, w_opt, a_opt, gen,
+                   halves, windows.inputs.to(device), windows.targets.to(device))
+
+    def resume(self) -> None:
+        ck = read_torch_file(self.out / "checkpoint.pt", "recnb search state")
+        self.model.load_state_dict(ck["model"])
+        if self.emd is not None:
+            self.emd.load_state_dict(ck["emd"])
+        self.w_opt.load_state_dict(ck["w_opt"])
+        self.a_opt.load_state_dict(ck["a_opt"])
+        self.gen.set_state(ck["generator"])
+        self.state = ck["state"]
+        _truncate_history(self.out, self.state["epoch"])
+
+    def batch(self, idx: torch.Tensor) -> dict:
+        idx = idx.to(self.device)
+        return {"index": idx, "inputs": self.inputs[idx], "targets": self.targets[idx]}
+
+    def epoch(self, epoch: int) -> dict:
+        """One epoch of bilevel steps, then validation; its row of ``epochs.csv``."""
+        cfg, model = self.cfg, self.model
         start = time.perf_counter()
         model.tau = max(cfg.tau_min, cfg.tau * cfg.tau_decay ** (epoch // cfg.tau_every))
-        order_a = half_a[torch.randperm(len(half_a), generator=gen)]
-        order_b = half_b[torch.randperm(len(half_b), generator=gen)]
+        steps, loss_rows, alpha_rows, flows = self.steps(epoch)
+        valid = flatten(evaluate(model, self.scene, "valid", max_len=cfg.max_len))
+        self.state["seconds"] += time.perf_counter() - start
+        arch = model.genotype()
+        self.keep_best(epoch, valid["NDCG@10"])
+        row = {
+            "epoch": epoch, "steps": steps, "warmup": epoch < cfg.warmup_epochs, "seconds": self.state["seconds"], "tau": model.tau,
+            **{f"valid_{k}": v for k, v in valid.items()},
+            "loss": float(np.mean([r["total"] for r in loss_rows if r["phase"] == "weights"])) if loss_rows else float("nan"),
+            "expected_cost": float(cost_loss(model.op_weights(sample=False), self.costs).detach()),
+            "architecture_params": arch.params(cfg.width),
+            "architecture": arch.signature(),
+        }
+        if self.out:
+            self.write_epoch(epoch, row, loss_rows, alpha_rows, flows)
+        return row
+
+    def steps(self, epoch: int) -> tuple[int, list, list, list]:
+        """The epoch's steps: the number, loss rows, alpha rows and EMD flows."""
+        cfg, model, state = self.cfg, self.model, self.state
+        half_a, half_b = self.halves
+        order_a = half_a[torch.randperm(len(half_a), generator=self.gen)]
+        order_b = half_b[torch.randperm(len(half_b), generator=self.gen)]
         steps = -(-min(len(order_a), len(order_b)) // cfg.batch_size)
         if cfg.max_steps:
             steps = min(steps, cfg.max_steps)
@@ -360,76 +420,74 @@ def search(
         for s in range(steps):
             sl = slice(s * cfg.batch_size, (s + 1) * cfg.batch_size)
             warm = epoch < cfg.warmup_epochs
-            a_terms, w_terms = bilevel_step(model, batch(order_a[sl]), None if warm else batch(order_b[sl]), w_opt, a_opt, cache, emd, costs, cfg)
+            a_terms, w_terms = bilevel_step(model, self.batch(order_a[sl]), None if warm else self.batch(order_b[sl]),
+                                            self.w_opt, self.a_opt, self.cache, self.emd, self.costs, cfg)
             step = state["step"]
             for phase, terms in (("alphas", a_terms), ("weights", w_terms)):
                 if terms is not None:
                     loss_rows.append({"step": step, "epoch": epoch, "phase": phase, **terms, "tau": model.tau})
-            if emd is not None and emd.last_flow is not None:
-                flows.append(emd.last_flow)
+            if self.emd is not None and self.emd.last_flow is not None:
+                flows.append(self.emd.last_flow)
             if step % cfg.alpha_every == 0:
                 alpha_rows.extend(_alpha_rows(model, step, epoch))
             state["step"] += 1
-        valid = flatten(evaluate(model, scene, "valid", max_len=cfg.max_len))
-        state["seconds"] += time.perf_counter() - start
-        arch = model.genotype()
-        improved = valid["NDCG@10"] > state["best"] or epoch == cfg.warmup_epochs
-        if epoch < cfg.warmup_epochs:
-            pass  # the alphas have not moved yet: nothing to keep or stop on
-        elif improved:
-            state.update(best=valid["NDCG@10"], best_epoch=epoch, bad=0, best_alphas=model.alphas.detach().cpu().clone())
-        else:
-            state["bad"] += 1
-        state["epoch"] = epoch
-        row = {
-            "epoch": epoch, "steps": steps, "warmup": epoch < cfg.warmup_epochs, "seconds": state["seconds"], "tau": model.tau,
-            **{f"valid_{k}": v for k, v in valid.items()},
-            "loss": float(np.mean([r["total"] for r in loss_rows if r["phase"] == "weights"])) if loss_rows else float("nan"),
-            "expected_cost": float(cost_loss(model.op_weights(sample=False), costs).detach()),
-            "architecture_params": arch.params(cfg.width),
-            "architecture": arch.signature(),
-        }
-        if out:
-            _append_csv(out / "losses.csv", loss_rows)
-            _append_csv(out / "alphas.csv", alpha_rows)
-            if flows:
-                mean = np.mean(flows, axis=0)
-                _append_csv(out / "flows.csv", [
-                    {"epoch": epoch, "teacher_layer": i, "student_layer": j, "flow": float(mean[i, j])}
-                    for i in range(mean.shape[0]) for j in range(mean.shape[1])])
-            if emd is not None:
-                _append_csv(out / "layer_weights.csv", [
-                    {"epoch": epoch, "side": side, "layer": i, "weight": float(w)}
-                    for side, buf in (("teacher", emd.teacher_weights), ("student", emd.student_weights))
-                    for i, w in enumerate(buf.cpu().tolist())])
-            _append_csv(out / "epochs.csv", [row])
-            payload = {"model": model.state_dict(), "emd": emd.state_dict() if emd is not None else None,
-                       "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "generator": gen.get_state(),
-                       "state": state, "config": cfg.to_dict()}
-            atomic_write(ckpt_path, lambda tmp: torch.save(payload, tmp))
-        bar.set_postfix(ndcg10=f"{valid['NDCG@10']:.4f}", params=row["architecture_params"])
-        if on_epoch:
-            on_epoch(epoch, row)
+        return steps, loss_rows, alpha_rows, flows
 
-    alphas = state["best_alphas"] if state["best_alphas"] is not None else model.alphas.detach().cpu()
-    probs = F.softmax(alphas, -1).expand(cfg.num_cells, -1, -1).numpy()
-    meta = {
-        "scene": scene.name, "beta": cfg.beta, "gamma": cfg.gamma, "cost": cfg.cost, "width": cfg.width,
-        "best_epoch": state["best_epoch"], "valid_NDCG@10": state["best"],
-        "expected_cost": float((torch.as_tensor(probs) * costs.cpu()).sum()),
-    }
-    arch = derive(probs, cfg.primitives, meta=meta)
-    arch.meta["params_cells"] = arch.params(cfg.width)
-    result = SearchResult(arch, out, state["best_epoch"], state["epoch"] + 1, state["seconds"], teacher_seconds, supernet=model)
-    if out:
-        arch.save(out / "architecture.json")
-        write_json(out / "result.json", {
-            "architecture": "architecture.json", "signature": arch.signature(), "best_epoch": state["best_epoch"],
-            "epochs": state["epoch"] + 1, "search_seconds": round(state["seconds"], 2),
-            "teacher_cache_seconds": round(teacher_seconds, 2), "params_cost": params_cost, **{k: arch.meta[k] for k in ("expected_cost", "params_cells")},
-        })
-        result.history = load_history(out)
-    return result
+    def keep_best(self, epoch: int, ndcg: float) -> None:
+        warmup = self.cfg.warmup_epochs
+        if epoch < warmup:
+            pass  # the alphas have not moved yet: nothing to keep or stop on
+        elif ndcg > self.state["best"] or epoch == warmup:
+            self.state.update(best=ndcg, best_epoch=epoch, bad=0, best_alphas=self.model.alphas.detach().cpu().clone())
+        else:
+            self.state["bad"] += 1
+        self.state["epoch"] = epoch
+
+    def write_epoch(self, epoch: int, row: dict, loss_rows: list, alpha_rows: list, flows: list) -> None:
+        """The epoch's history rows, then the checkpoint a killed search resumes from."""
+        out, emd = self.out, self.emd
+        _append_csv(out / "losses.csv", loss_rows)
+        _append_csv(out / "alphas.csv", alpha_rows)
+        if flows:
+            mean = np.mean(flows, axis=0)
+            _append_csv(out / "flows.csv", [
+                {"epoch": epoch, "teacher_layer": i, "student_layer": j, "flow": float(mean[i, j])}
+                for i in range(mean.shape[0]) for j in range(mean.shape[1])])
+        if emd is not None:
+            _append_csv(out / "layer_weights.csv", [
+                {"epoch": epoch, "side": side, "layer": i, "weight": float(w)}
+                for side, buf in (("teacher", emd.teacher_weights), ("student", emd.student_weights))
+                for i, w in enumerate(buf.cpu().tolist())])
+        _append_csv(out / "epochs.csv", [row])
+        payload = {"model": self.model.state_dict(), "emd": emd.state_dict() if emd is not None else None,
+                   "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(), "generator": self.gen.get_state(),
+                   "state": self.state, "config": self.cfg.to_dict()}
+        atomic_write(out / "checkpoint.pt", lambda tmp: torch.save(payload, tmp))
+
+    def finish(self) -> SearchResult:
+        """The architecture derived from the best alphas (written with ``result.json``)."""
+        cfg, state, out = self.cfg, self.state, self.out
+        alphas = state["best_alphas"] if state["best_alphas"] is not None else self.model.alphas.detach().cpu()
+        probs = F.softmax(alphas, -1).expand(cfg.num_cells, -1, -1).numpy()
+        meta = {
+            "scene": self.scene.name, "beta": cfg.beta, "gamma": cfg.gamma, "cost": cfg.cost, "width": cfg.width,
+            "best_epoch": state["best_epoch"], "valid_NDCG@10": state["best"],
+            "expected_cost": float((torch.as_tensor(probs) * self.costs.cpu()).sum()),
+        }
+        arch = derive(probs, cfg.primitives, meta=meta)
+        arch.meta["params_cells"] = arch.params(cfg.width)
+        result = SearchResult(arch, out, state["best_epoch"], state["epoch"] + 1, state["seconds"], self.teacher_seconds,
+                              supernet=self.model)
+        if out:
+            arch.save(out / "architecture.json")
+            write_json(out / "result.json", {
+                "architecture": "architecture.json", "signature": arch.signature(), "best_epoch": state["best_epoch"],
+                "epochs": state["epoch"] + 1, "search_seconds": round(state["seconds"], 2),
+                "teacher_cache_seconds": round(self.teacher_seconds, 2), "params_cost": self.params_cost,
+                **{k: arch.meta[k] for k in ("expected_cost", "params_cells")},
+            })
+            result.history = load_history(out)
+        return result
 
 
 __all__ = ["DEFAULT_PRIMITIVES", "SearchConfig", "SearchResult", "bilevel_step", "edges_per_cell", "load_history", "loss_terms", "search"]

@@ -110,7 +110,7 @@ def run(args) -> int:
 
 def _run(args, group) -> int:
     from recnb.data import load_scene
-    from recnb.experiment import train_and_report
+    from recnb.runs import train_and_report
 
     if args.model not in BASE_MODELS:
         raise ConfigError(f"--model: unknown model '{args.model}'; choose one of {', '.join(BASE_MODELS)}")

@@ -43,11 +43,10 @@ from recnb.dllm2rec.artifacts import (
     window_rows,
 )
 from recnb.errors import ConfigError, DataError, check_fields
-from recnb.measure import model_latency
-from recnb.metrics import flatten
 from recnb.models import build_model, model_class, register_model
 from recnb.models.base import ModelConfig, SeqRecModel
-from recnb.train import TrainConfig, evaluate, fit, save_checkpoint, write_json
+from recnb.runs import Evaluation, mean_over_seeds, run_model
+from recnb.train import TrainConfig, save_checkpoint, write_json
 
 STUDENTS = ("sasrec", "gru4rec", "dros")  # dros = SASRec trained with the DROS loss
 
@@ -395,10 +394,6 @@ class DistillTask:
         name = data.path.name if data.path else "official"
         return cls(name, data.item_num, windows, window_rows(windows), data.scene("valid"), data.scene("test"))
 
-    def evaluate(self, model: SeqRecModel, split: str) -> dict:
-        scene = self.valid_scene if split == "valid" else self.test_scene
-        return flatten(evaluate(model, scene, split, "full", self.exclude_seen))
-
     def check(self, art: TeacherArtifacts) -> None:
         """Artifacts must fit this task: row count, item count, and (when the artifacts carry
         the scene they were made for) the same training targets in the same order."""
@@ -454,7 +449,7 @@ def train_student(
     distill: bool = True,
 ) -> tuple[SeqRecModel, dict]:
     """Train one student (with the teacher when ``distill``, else the plain baseline under the
-    same budget) and measure it. Returns the model and ``{valid, test, params, ...}``."""
+    same budget) and measure it (:func:`recnb.runs.run_model`). Returns the model and its results."""
     train = train or TrainConfig()
     cfg = cfg or DLLM2RecConfig()
     if student == "dros" and cfg.dros_alpha == 0:
@@ -469,32 +464,18 @@ def train_student(
     ps = propensity(task.windows.targets, task.num_items) if cfg.dros_alpha > 0 else None
     loss = DLLM2RecLoss(cfg, task.rows, artifacts if cfg.ranking else None, ps, seed=train.seed)
     needs_loss = loss.cand is not None or ps is not None
-    result = fit(model, task.valid_scene, train, extra_loss=loss if needs_loss else None, windows=task.windows)
-    metrics = {
-        "valid": task.evaluate(model, "valid"),
-        "test": task.evaluate(model, "test"),
-        "params": model.num_params(),
-        "latency_cpu_b256_ms": round(model_latency(model, "cpu", 256, warmup=1, repeats=5), 4),
-        "epochs": result.epochs,
-        "best_epoch": result.best_epoch,
-        "train_seconds": round(result.train_seconds, 2),
-        "seed": train.seed,
-    }
+    metrics = run_model(task.valid_scene, model, train, extra_loss=loss if needs_loss else None, windows=task.windows,
+                        evaluation=Evaluation(exclude_seen=task.exclude_seen, test_scene=task.test_scene), latency=(("cpu",), (256,)))
     return model, metrics
 
 
-def mean_over_seeds(runs: list[dict]) -> dict:
-    """Means over seeds for metric dicts and numbers; std of test metrics beside them."""
-    out = {}
-    for split in ("valid", "test"):
-        keys = runs[0][split].keys()
-        out[split] = {k: float(np.mean([r[split][k] for r in runs])) for k in keys}
-    out["test_std"] = {k: float(np.std([r["test"][k] for r in runs])) for k in runs[0]["test"]}
-    for k in ("params", "latency_cpu_b256_ms", "epochs", "best_epoch", "train_seconds"):
-        out[k] = float(np.mean([r[k] for r in runs]))
-    out["params"] = int(out["params"])
-    out["seeds"] = [r["seed"] for r in runs]
-    return out
+def task_of(data: Scene | OfficialData | DistillTask, train: TrainConfig, exclude_seen: bool = False) -> DistillTask:
+    """Where the students of :func:`run_dllm2rec` train: ``data`` as a :class:`DistillTask`."""
+    if isinstance(data, DistillTask):
+        return data
+    if isinstance(data, OfficialData):
+        return DistillTask.from_official(data, train.max_len)
+    return DistillTask.from_scene(data, train.max_len, getattr(train, "context", 0), exclude_seen)
 
 
 def run_dllm2rec(
@@ -513,32 +494,15 @@ def run_dllm2rec(
     """Distilled and baseline students over ``seeds`` (same budget), plus the teacher's report.
 
     Returns ``{"teacher", "distilled", "baseline", "gain", "config"}``; metrics are means over
-    seeds; ``exclude_seen`` masks each user's earlier items when measuring (a scene's task). With ``out``: ``student.pt`` (the distilled student of the seed with the best
-    validation NDCG@10) and ``metrics.json``.
+    seeds (:func:`recnb.runs.mean_over_seeds`); ``exclude_seen`` masks each user's earlier items
+    when measuring (a scene's task). With ``out``: ``student.pt`` (the distilled student of the
+    seed with the best validation NDCG@10) and ``metrics.json``.
     """
     train = train or TrainConfig(progress=False)
     cfg = cfg or DLLM2RecConfig()
-    if isinstance(data, DistillTask):
-        task = data
-    elif isinstance(data, OfficialData):
-        task = DistillTask.from_official(data, train.max_len)
-    else:
-        task = DistillTask.from_scene(data, train.max_len, getattr(train, "context", 0), exclude_seen)
+    task = task_of(data, train, exclude_seen)
     task.check(artifacts)
-    runs = {"distilled": [], "baseline": []}
-    best_model, best_valid = None, -1.0
-    for seed in seeds:
-        tc = dataclasses.replace(train, seed=seed)
-        for kind in ("distilled", "baseline") if baseline else ("distilled",):
-            start = time.perf_counter()
-            model, m = train_student(task, student, artifacts, tc, cfg, student_config, distill=kind == "distilled")
-            runs[kind].append(m)
-            if log:
-                log(f"{student} {kind} seed {seed}: test NDCG@10 {m['test']['NDCG@10']:.4f} HR@10 "
-                    f"{m['test']['HR@10']:.4f} (valid {m['valid']['NDCG@10']:.4f}, {m['epochs']} epochs, "
-                    f"{time.perf_counter() - start:.0f}s)")
-            if kind == "distilled" and m["valid"]["NDCG@10"] > best_valid:
-                best_model, best_valid = copy.deepcopy(model).cpu(), m["valid"]["NDCG@10"]
+    runs, best = _train_all(task, artifacts, student, seeds, train, cfg, student_config, baseline, log)
     result = {
         "dataset": task.name,
         "student": student,
@@ -558,10 +522,31 @@ def run_dllm2rec(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        best_model, best_valid = best
         save_checkpoint(out / "student.pt", best_model, task.valid_scene if task.valid_scene is task.test_scene else None,
                         extra={"dllm2rec": cfg.to_dict(), "valid_NDCG@10": best_valid})
         write_json(out / "metrics.json", result)
     return result
+
+
+def _train_all(task, artifacts, student, seeds, train, cfg, student_config, baseline, log) -> tuple[dict, tuple]:
+    """Every seed's distilled (and baseline) student; and the distilled one with the best
+    validation NDCG@10, with that score."""
+    runs = {"distilled": [], "baseline": []}
+    best_model, best_valid = None, -1.0
+    for seed in seeds:
+        tc = dataclasses.replace(train, seed=seed)
+        for kind in ("distilled", "baseline") if baseline else ("distilled",):
+            start = time.perf_counter()
+            model, m = train_student(task, student, artifacts, tc, cfg, student_config, distill=kind == "distilled")
+            runs[kind].append(m)
+            if log:
+                log(f"{student} {kind} seed {seed}: test NDCG@10 {m['test']['NDCG@10']:.4f} HR@10 "
+                    f"{m['test']['HR@10']:.4f} (valid {m['valid']['NDCG@10']:.4f}, {m['epochs']} epochs, "
+                    f"{time.perf_counter() - start:.0f}s)")
+            if kind == "distilled" and m["valid"]["NDCG@10"] > best_valid:
+                best_model, best_valid = copy.deepcopy(model).cpu(), m["valid"]["NDCG@10"]
+    return runs, (best_model, best_valid)
 
 
 def relative_gain(new: float, old: float) -> float:
@@ -583,5 +568,6 @@ __all__ = [
     "ranking_distillation_loss",
     "relative_gain",
     "run_dllm2rec",
+    "task_of",
     "train_student",
 ]
