@@ -98,7 +98,7 @@ read_sasrec_txt = read_text  # the name of the ``user item`` reader before other
 def _text_format(path: Path, users: np.ndarray, counts: np.ndarray, line_of, starts) -> str:
     repeat = len(pd.unique(users)) < len(users)
     lo, hi = int(counts.min()), int(counts.max())
-    how = f"pass format= one of {', '.join(TEXT_FORMATS)} to load_scene"
+    how = f"say which with --data-format (format= in load_scene): one of {', '.join(TEXT_FORMATS)}"
     if lo == hi == 2:
         return "user-item"
     if lo == hi == 3:
@@ -214,7 +214,7 @@ def read_atomic(path: str | Path) -> tuple[pd.DataFrame, dict]:
     return df, titles
 
 
-def write_atomic(scene: "Scene", path: str | Path) -> None:
+def write_atomic(scene: Scene, path: str | Path) -> None:
     """Write a scene as RecBole atomic files (``.inter`` and, with titles, ``.item``)."""
     path = Path(path)
     users, items, times = [], [], []
@@ -231,7 +231,7 @@ def write_atomic(scene: "Scene", path: str | Path) -> None:
         ).to_csv(path.with_suffix(".item"), sep="\t", index=False)
 
 
-def from_dataframe(df: pd.DataFrame, name: str = "dataframe", titles: dict | None = None, **kw) -> "Scene":
+def from_dataframe(df: pd.DataFrame, name: str = "dataframe", titles: dict | None = None, **kw) -> Scene:
     """A scene from a DataFrame with columns ``user``, ``item`` and (optional) ``timestamp``."""
     missing = {"user", "item"} - set(df.columns)
     if missing:

@@ -136,7 +136,7 @@ def test_train_flags_are_generated_from_the_config_dataclasses():
 
 
 # ----------------------------------------------------------------------------- options from the configs
-COMMON = {"--dataset", "--data-dir", "--out", "--force", "--device", "--seed", "--quiet"}
+COMMON = {"--dataset", "--data-dir", "--data-format", "--out", "--force", "--device", "--seed", "--quiet"}
 HAND_WRITTEN = {  # options that are no config field (the rest must be generated)
     "search": COMMON | {"--teacher", "--resume", "--search-config"},
     "distill": COMMON | {"--arch", "--teacher", "--no-teacher", "--latency-batch"},
@@ -325,3 +325,16 @@ def test_none_sets_an_optional_field_and_a_bad_value_is_one_line(capsys):
         main(["search", "--dataset", "x", "--out", "o", "--max-steps", "many"])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and len(err.splitlines()) == 1 and "--max-steps: invalid int value: 'many'" in err
+
+
+def test_an_ambiguous_text_file_is_read_as_data_format_says(tmp_path):
+    """Three fields per line and no repeated user: 'user item timestamp' or one line per user?
+    The CLI refuses to guess and names --data-format; with it, the file is read that way (here
+    40 users of 2 items each, which leave-one-out then refuses by name)."""
+    f = tmp_path / "three.txt"
+    f.write_text("".join(f"u{u} {u % 7 + 1} {u % 5 + 1}\n" for u in range(40)))
+    base = ["train", "--dataset", f, "--model", "gru4rec", "--epochs", "1", "--quiet", "--device", "cpu"]
+    one_line_error(run(*base, "--out", tmp_path / "a"), "three.txt", "--data-format")
+    one_line_error(run(*base, "--data-format", "user-items", "--out", tmp_path / "b"), "three.txt",
+                   "no user has at least 3 interactions")
+    one_line_error(run(*base, "--data-format", "pairs", "--out", tmp_path / "c"), "--data-format", "invalid choice")

@@ -164,7 +164,7 @@ def test_text_with_a_timestamp_column_is_read_by_time(tmp_path):
 def test_ambiguous_or_mixed_text_is_refused_with_the_way_out(tmp_path):
     f = tmp_path / "three.txt"
     f.write_text("1 5 6\n2 7 8\n3 9 5\n")  # user item timestamp, or user item item?
-    with pytest.raises(DataError, match=r"three\.txt: every line has 3 fields.*format="):
+    with pytest.raises(DataError, match=r"three\.txt: every line has 3 fields.*--data-format \(format= in load_scene\)"):
         load_scene(f)
     df, _ = read_text(f, format="user-items")
     assert df[df.user == "1"]["item"].tolist() == ["5", "6"]

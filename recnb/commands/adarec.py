@@ -4,7 +4,7 @@ distillation, no-KD twins, a hand-made small NextItNet with the same KD), writin
 
 from __future__ import annotations
 
-from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir
+from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir, scene_of
 from recnb.commands.distill import distill_config, distill_flags
 from recnb.commands.search import add_search_args
 from recnb.commands.search import configs as search_configs
@@ -51,7 +51,7 @@ def run(args) -> int:
     betas = parse_list(args.betas, float, "--betas")
     batches = parse_list(args.latency_batch, int, "--latency-batch")
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
-    summary = run_pipeline(args.dataset, out, args.teacher, betas, args.default_beta, args.seeds, scfg, dcfg,
+    summary = run_pipeline(scene_of(args), out, args.teacher, betas, args.default_beta, args.seeds, scfg, dcfg,
                            twins=args.twins, baseline=not args.no_baseline, batches=batches, data_dir=args.data_dir,
                            reuse=args.resume)
     for r in summary["rows"]:

@@ -11,9 +11,21 @@ from pathlib import Path
 from recnb.errors import ConfigError, annotation_types
 
 
-def add_data_args(p) -> None:
+def add_data_args(p, data_format: bool = True) -> None:
     p.add_argument("--dataset", required=True, help="known name (ml-100k, wikipedia, beauty, sports) or a file/folder path")
     p.add_argument("--data-dir", default=None, help="folder holding datasets (else RECNB_DATA_DIR, then ~/.cache/recnb)")
+    if data_format:
+        from recnb.data import TEXT_FORMATS
+
+        p.add_argument("--data-format", default=None, choices=TEXT_FORMATS,
+                       help="how to read a text --dataset that could be read two ways (default: told by the file)")
+
+
+def scene_of(args, **kw):
+    """The scene ``--dataset`` names, read as ``--data-format`` says."""
+    from recnb.data import load_scene
+
+    return load_scene(args.dataset, args.data_dir, format=getattr(args, "data_format", None), **kw)
 
 
 def add_run_args(p) -> None:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from recnb.commands.common import RUN_FIELDS, ConfigFlags, add_data_args, add_run_args, parse_list, prepare_out_dir
+from recnb.commands.common import (
+    RUN_FIELDS,
+    ConfigFlags,
+    add_data_args,
+    add_run_args,
+    parse_list,
+    prepare_out_dir,
+    scene_of,
+)
 from recnb.commands.train import train_flags
 from recnb.errors import ConfigError
 
@@ -58,7 +66,7 @@ def run(args) -> int:
 
     from recnb.adarec.architecture import Architecture
     from recnb.adarec.pipeline import build_student, train_model
-    from recnb.data import load_scene, train_windows
+    from recnb.data import train_windows
     from recnb.kd import TeacherCache
     from recnb.train import load_checkpoint, resolve_device
 
@@ -69,7 +77,7 @@ def run(args) -> int:
     max_len = cfg.train.max_len
     batches = parse_list(args.latency_batch, int, "--latency-batch")
     out = prepare_out_dir(args.out, args.force)
-    scene = load_scene(args.dataset, args.data_dir)
+    scene = scene_of(args)
     cache = None
     if args.teacher:
         device = resolve_device(args.device)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from recnb.commands.common import ConfigFlags, add_data_args, add_run_args, prepare_out_dir
+from recnb.commands.common import ConfigFlags, add_data_args, add_run_args, prepare_out_dir, scene_of
 from recnb.commands.train import train_flags
 from recnb.errors import ConfigError
 
@@ -51,7 +51,6 @@ def configs(args, scene: str | None = None):
 
 
 def run(args) -> int:
-    from recnb.data import load_scene
     from recnb.dllm2rec.artifacts import is_official_dir, load_artifacts, read_official
     from recnb.dllm2rec.pipeline import STUDENTS, run_dllm2rec
 
@@ -63,7 +62,7 @@ def run(args) -> int:
         data = read_official(args.dataset)
         num_items, scene = data.item_num, None
     else:
-        data = load_scene(args.dataset, args.data_dir)
+        data = scene_of(args)
         num_items, scene = data.num_items, data.name
     cfg, train = configs(args, scene)
     art = load_artifacts(args.artifacts, num_items=num_items, ranking=cfg.ranking, embeddings=cfg.embedding)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from recnb.commands.common import add_data_args
+from recnb.commands.common import add_data_args, scene_of
 from recnb.errors import ConfigError
 
 
@@ -21,7 +21,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from recnb.data import load_scene
     from recnb.metrics import flatten
     from recnb.train import check_compatible, evaluate, load_checkpoint
 
@@ -29,7 +28,7 @@ def run(args) -> int:
         raise ConfigError(f"--split: expected valid or test, got {args.split!r}")
     model, meta = load_checkpoint(args.model, args.device)
     kcore = args.kcore if args.kcore is not None else (meta.get("scene") or {}).get("kcore")
-    scene = load_scene(args.dataset, args.data_dir, kcore=kcore)  # built as the model's scene was
+    scene = scene_of(args, kcore=kcore)  # built as the model's scene was
     check_compatible(model, meta, scene, args.model)
     df = evaluate(model, scene, args.split, args.protocol, args.exclude_seen)
     print(json.dumps({"dataset": scene.name, "model": model.name, "split": args.split,

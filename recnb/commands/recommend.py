@@ -3,7 +3,7 @@ written to CSV or parquet in chunks."""
 
 from __future__ import annotations
 
-from recnb.commands.common import add_data_args
+from recnb.commands.common import add_data_args, scene_of
 from recnb.errors import ConfigError
 
 
@@ -33,7 +33,7 @@ def run(args) -> int:
         raise ConfigError("--all writes a file: give --out FILE.csv or FILE.parquet")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be at least 1, got {args.batch_size}")
-    rec = Recommender.load(args.model, args.dataset, args.data_dir, args.device)
+    rec = Recommender.load(args.model, scene_of(args), device=args.device)
     users = None if args.all else [u.strip() for u in args.users.split(",") if u.strip()]
     if users is not None and not users:
         raise ConfigError("--users: give at least one user id")

@@ -7,7 +7,7 @@ search from its last epoch checkpoint.
 
 from __future__ import annotations
 
-from recnb.commands.common import RUN_FIELDS, ConfigFlags, add_data_args, add_run_args, prepare_out_dir
+from recnb.commands.common import RUN_FIELDS, ConfigFlags, add_data_args, add_run_args, prepare_out_dir, scene_of
 from recnb.errors import ConfigError
 from recnb.files import read_json_file
 
@@ -62,13 +62,12 @@ def configs(args):
 
 def run(args) -> int:
     from recnb.adarec.search import search
-    from recnb.data import load_scene
 
     cfg = configs(args)
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
     if args.teacher is None and cfg.gamma > 0:
         raise ConfigError("--teacher: required unless --gamma 0 (search without distillation)")
-    scene = load_scene(args.dataset, args.data_dir)
+    scene = scene_of(args)
     res = search(scene, args.teacher, cfg, out, resume=args.resume)
     print(f"search on {scene.name} (beta={cfg.beta}, cost={cfg.cost}): best epoch {res.best_epoch}, "
           f"{res.epochs} epochs, {res.seconds:.0f}s (+{res.teacher_seconds:.0f}s teacher cache)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from recnb.commands.common import RUN_FIELDS, ConfigFlags, add_data_args, add_run_args, prepare_out_dir
+from recnb.commands.common import RUN_FIELDS, ConfigFlags, add_data_args, add_run_args, prepare_out_dir, scene_of
 from recnb.commands.train import train_flags
 from recnb.errors import ConfigError
 
@@ -57,7 +57,6 @@ def settings(args) -> tuple[dict, dict]:
 
 
 def run(args) -> int:
-    from recnb.data import load_scene
     from recnb.dllm2rec.artifacts import is_official_dir
     from recnb.dllm2rec.teachers import (
         build_semantic_teacher,
@@ -77,7 +76,7 @@ def run(args) -> int:
         )
     model, train = settings(args) if args.teacher == "semantic" else ({}, {})
     out = prepare_out_dir(args.out, args.force)
-    scene = load_scene(args.dataset, args.data_dir)
+    scene = scene_of(args)
     info, start = {}, time.perf_counter()
     if args.teacher == "semantic":
         t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from recnb.commands.common import (
     add_run_args,
     parse_list,
     prepare_out_dir,
+    scene_of,
     show,
 )
 from recnb.errors import ConfigError
@@ -109,7 +110,6 @@ def run(args) -> int:
 
 
 def _run(args, group) -> int:
-    from recnb.data import load_scene
     from recnb.runs import train_and_report
 
     if args.model not in BASE_MODELS:
@@ -122,7 +122,7 @@ def _run(args, group) -> int:
         raise ConfigError(f"--resume: {out} holds no train_state.pt to resume from (a finished run deletes it); "
                           "pass --force to start over")
     start = time.perf_counter()
-    scene = load_scene(args.dataset, args.data_dir, kcore=args.kcore)
+    scene = scene_of(args, kcore=args.kcore)
     cfg = recipe(args.model, scene.name, device=args.device, seed=args.seed, progress=not args.quiet and group.is_main,
                  **train_cfg)  # flags win
     if cfg.batch_size < group.world_size:
