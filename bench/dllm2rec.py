@@ -48,6 +48,21 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def finished(path: Path, seeds: tuple, train: TrainConfig) -> dict | None:
+    """A student's results from an earlier run of the same seeds and training settings (means
+    recomputed from its per-seed runs), else None."""
+    if not path.exists():
+        return None
+    done = json.loads(path.read_text())
+    same = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", "progress", "device")}
+    kept = {k: v for k, v in done["config"]["train"].items() if k in same}
+    if [r["seed"] for r in done["per_seed"]["distilled"]] != list(seeds) or kept != same:
+        return None
+    for part in ("distilled", "baseline"):
+        done[part] = mean_over_seeds(done["per_seed"][part]) if done["per_seed"].get(part) else None
+    return done
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="ml-100k")
@@ -73,6 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--ed-weight", type=float, default=0.2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--artifacts", default=None, help="reuse a teacher folder written by an earlier run")
+    p.add_argument("--reuse", action="store_true",
+                   help="read back a student whose OUT/<student>/metrics.json holds these seeds and training settings")
     p.add_argument("--out", default="runs/bench/dllm2rec")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -127,9 +144,10 @@ def main(argv=None) -> int:
     results = {}
     for student in [s for s in args.students.split(",") if s]:  # --students "" runs the ablation alone
         start = time.perf_counter()
-        results[student] = run_dllm2rec(scene, art, student, seeds, student_train(student), base_cfg, out=out / student,
-                                        exclude_seen=args.exclude_seen)
-        stage(f"{student}: distilled + plain x {len(seeds)} seeds", start)
+        done = finished(out / student / "metrics.json", seeds, student_train(student)) if args.reuse else None
+        results[student] = done or run_dllm2rec(scene, art, student, seeds, student_train(student), base_cfg,
+                                                out=out / student, exclude_seen=args.exclude_seen)
+        stage(f"{student}: distilled + plain x {len(seeds)} seeds{' (read back)' if done else ''}", start)
 
     ab_seeds = seeds[: args.ablation_seeds]
     ablation = {}
