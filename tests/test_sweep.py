@@ -227,6 +227,16 @@ def test_bad_parallel_options_are_one_line_with_exit_2(scene_file, adarec_teache
     assert says in err and len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
+def test_adarec_on_ray_with_a_cuda_teacher_needs_gpu_tasks(scene_file, adarec_teacher, tmp_path, capsys, monkeypatch):
+    """The teacher cache is sent to the tasks on the driver's device: CUDA tensors cannot reach
+    a task without a GPU, so that is refused before anything runs."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    args = [a for a in _adarec(scene_file, adarec_teacher, tmp_path / "o", "--parallel", "ray") if a not in ("--device", "cpu")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gpu=0 gives the Ray tasks no GPU" in err and "--device cpu" in err and len(err.splitlines()) == 1
+
+
 def test_adarec_on_ray_without_ray_names_the_extra(scene_file, adarec_teacher, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(_adarec(scene_file, adarec_teacher, tmp_path / "o", "--parallel", "ray")) == 2

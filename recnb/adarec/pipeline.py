@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -180,10 +180,16 @@ def _row(name, role, beta, default, architecture, agg) -> dict:
 
 
 # ----------------------------------------------------------------------------- pieces and pools
+class Pool(Protocol):
+    """What runs the pipeline's independent pieces: ``[fn(shared, item) for item in items]``,
+    in any order or place (``shared``: what every piece reads, sent once)."""
+
+    def map(self, fn: Callable, items, shared: dict) -> list: ...
+
+
 class InProcess:
-    """The default pool of :func:`run_pipeline`: the pieces one after another in this process.
-    A pool is anything with ``map(fn, items, shared) -> [fn(shared, item) for item in items]``
-    (``recnb.parallel.RayPool`` runs them as Ray tasks, ``shared`` sent once)."""
+    """The default :class:`Pool`: the pieces one after another in this process
+    (``recnb.parallel.RayPool`` runs them as Ray tasks)."""
 
     def map(self, fn: Callable, items, shared: dict) -> list:
         return [fn(shared, item) for item in items]
@@ -246,7 +252,7 @@ def run_pipeline(
     reuse: bool = True,
     max_param_ratio: float = 1 / 8,
     log: Callable[[str], None] | None = print,
-    pool=None,
+    pool: Pool | None = None,
 ) -> dict:
     """Run AdaRec on one scene and write ``summary.csv`` / ``summary.json``.
 
@@ -315,7 +321,7 @@ class _Pipeline:
     batches: tuple
     reuse: bool
     log: Callable[[str], None]
-    pool: InProcess
+    pool: Pool
     stages: dict = field(default_factory=dict)
     teacher_path: Path | None = None
     teacher_model: SeqRecModel | None = None
@@ -502,6 +508,7 @@ __all__ = [
     "DistillConfig",
     "Distillation",
     "InProcess",
+    "Pool",
     "baseline_config",
     "build_student",
     "choose_default_beta",

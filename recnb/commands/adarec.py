@@ -55,9 +55,11 @@ def configs(args):
     return scfg, distill_config(args, *pipeline_distill_flags(), max_len=scfg.max_len)
 
 
-def pool_of(args):
-    """A maker of the pool ``--parallel`` names (in this process, or Ray tasks); the options are
-    checked here, before anything runs (a missing extra is one line)."""
+def pool_of(args, device: str):
+    """A maker of the pool ``--parallel`` names (in this process, or Ray tasks) and the latency
+    devices (None: as the machine has), checked before anything runs (a missing extra is one
+    line). The teacher cache is built on ``device`` and sent to the tasks as it is, so a CUDA
+    one needs tasks with a GPU; tasks without one measure latency on the CPU only."""
     from recnb.adarec.pipeline import InProcess
 
     if args.parallel not in ("none", "ray"):
@@ -65,13 +67,17 @@ def pool_of(args):
     if args.parallel == "none":
         if args.address is not None:
             raise ConfigError("--address: only with --parallel ray")
-        return lambda: contextlib.nullcontext(InProcess())
+        return (lambda: contextlib.nullcontext(InProcess())), None
     from recnb.parallel import RayPool
     from recnb.sweep import import_ray, parse_resources
+    from recnb.train import resolve_device
 
     resources = parse_resources(args.resources_per_trial)
+    if resources["gpu"] <= 0 and resolve_device(device).type == "cuda":
+        raise ConfigError("--resources-per-trial: gpu=0 gives the Ray tasks no GPU, but the teacher and its cache live on "
+                          "--device cuda here; give each task a GPU (gpu=1, or gpu=0.5 for two) or pass --device cpu")
     import_ray()
-    return functools.partial(RayPool, args.address, resources)
+    return functools.partial(RayPool, args.address, resources), (("cpu",) if resources["gpu"] <= 0 else None)
 
 
 def run(args) -> int:
@@ -80,13 +86,13 @@ def run(args) -> int:
     scfg, dcfg = configs(args)
     betas = parse_list(args.betas, float, "--betas")
     batches = parse_list(args.latency_batch, int, "--latency-batch")
-    make_pool = pool_of(args)
+    make_pool, devices = pool_of(args, dcfg.train.device)
     scene = scene_of(args)
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
     with make_pool() as pool:
         summary = run_pipeline(scene, out, args.teacher, betas, args.default_beta, args.seeds, scfg, dcfg,
-                               twins=args.twins, baseline=not args.no_baseline, batches=batches, data_dir=args.data_dir,
-                               reuse=args.resume, pool=pool)
+                               twins=args.twins, baseline=not args.no_baseline, devices=devices, batches=batches,
+                               data_dir=args.data_dir, reuse=args.resume, pool=pool)
     for r in summary["rows"]:
         print(f"{r['name']:<32} {r['role']:<14} params(no emb) {r['params_no_embedding']:>9} "
               f"NDCG@10 {r['test']['NDCG@10']:.4f} CPU b1 {r.get('latency_cpu_b1_ms', float('nan')):.3f} ms")
