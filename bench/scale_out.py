@@ -1,6 +1,7 @@
 """What scales past one process on this machine: a 12-trial AdaRec beta x seed sweep, one
-process against Ray Tune with 2 workers, and SASRec training throughput (windows/s) with 1
-and 2 torchrun processes (gloo, CPU).
+process against Ray Tune with 2 workers; the AdaRec pipeline (``recnb adarec``) in one
+process against ``--parallel ray`` with 2 workers; and SASRec training throughput
+(windows/s) with 1 and 2 torchrun processes (gloo, CPU).
 
     RECNB_DATA_DIR=/path/to/data python bench/scale_out.py [--teacher model.pt] [--out bench/results]
 
@@ -38,15 +39,7 @@ def load() -> str:
 
 
 def adarec_sweep(args, work: Path, lines: list) -> None:
-    teacher = args.teacher
-    if teacher is None:
-        from recnb.adarec.pipeline import TEACHER_CONFIG
-        from recnb.runs import train_and_report
-        from recnb.train import TrainConfig
-
-        train_and_report(load_scene(args.dataset), "nextitnet", dict(TEACHER_CONFIG),
-                         TrainConfig(epochs=1, batch_size=32, progress=False), work / "teacher")
-        teacher = str(work / "teacher" / "model.pt")
+    teacher = _teacher(args, work)
     grid = {"teacher": teacher, "beta": args.betas, "seed": args.seeds, "search_epochs": args.search_epochs,
             "search_max_steps": args.search_max_steps, "distill_epochs": args.distill_epochs, "max_len": args.max_len,
             "student_width": args.student_width}
@@ -79,6 +72,67 @@ def adarec_sweep(args, work: Path, lines: list) -> None:
     same = all(abs(frame.set_index(["beta", "seed"]).loc[(p["beta"], p["seed"]), "valid_NDCG@10"] - r["valid_NDCG@10"]) < 1e-9
                for p, r in zip(points, seq))
     lines.append(f"  per-trial valid NDCG@10 equal to the one-process run: {same}")
+    lines.append(f"  load average after: {load()}")
+
+
+def _teacher(args, work: Path) -> str:
+    """``--teacher``, else a NextItNet teacher trained for one epoch (its time is not counted)."""
+    if args.teacher is not None:
+        return args.teacher
+    path = work / "teacher" / "model.pt"
+    if not path.exists():
+        from recnb.adarec.pipeline import TEACHER_CONFIG
+        from recnb.runs import train_and_report
+        from recnb.train import TrainConfig
+
+        train_and_report(load_scene(args.dataset), "nextitnet", dict(TEACHER_CONFIG),
+                         TrainConfig(epochs=1, batch_size=32, progress=False), work / "teacher")
+    return str(path)
+
+
+def adarec_pipeline(args, work: Path, lines: list) -> None:
+    """``run_pipeline`` with the in-process pool against ``RayPool`` (workers x 1 thread): wall
+    time of the same pieces, and whether every summary metric came out the same."""
+    from recnb.adarec.pipeline import DistillConfig, run_pipeline
+    from recnb.adarec.search import SearchConfig
+    from recnb.parallel import RayPool
+    from recnb.train import TrainConfig
+
+    teacher = _teacher(args, work)
+    scene = load_scene(args.dataset)
+    scfg = SearchConfig(epochs=args.search_epochs, max_steps=args.search_max_steps, max_len=args.max_len, progress=False)
+    dcfg = DistillConfig(width=args.student_width, train=TrainConfig(epochs=args.distill_epochs, batch_size=32, lr=1e-3,
+                                                                     patience=5, max_len=args.max_len, progress=False))
+    seeds = len(args.seeds)
+    pieces = len(args.betas) * (1 + seeds) + 2 * seeds  # searches, KD students; the default's twin and the baseline
+    lines.append(f"AdaRec pipeline on {args.dataset}: betas {args.betas}, {seeds} seeds, twins default, baseline "
+                 f"({pieces} pieces), search {args.search_epochs} epochs x {args.search_max_steps} steps, distillation "
+                 f"{args.distill_epochs} epoch(s), max_len {args.max_len}, student width {args.student_width}")
+    lines.append(f"  load average before: {load()}")
+
+    def run(out, pool):
+        start = time.perf_counter()
+        summary = run_pipeline(scene, work / out, teacher, args.betas, None, seeds, scfg, dcfg, twins="default",
+                               batches=(1,), reuse=False, log=None, pool=pool)
+        keep = ("test", "valid", "test_sampled100", "params", "epochs", "seeds")
+        return time.perf_counter() - start, [{k: r.get(k) for k in keep} for r in summary["rows"]]
+
+    torch.set_num_threads(1)
+    one, seq = run("pipe_seq", None)
+    lines.append(f"  one process, 1 thread, pieces one after another: {one:.1f} s (load average after: {load()})")
+    import ray
+
+    start = time.perf_counter()
+    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=True,
+             logging_level="ERROR")
+    startup = time.perf_counter() - start
+    try:
+        par, rows = run("pipe_ray", RayPool(resources={"cpu": 1.0, "gpu": 0.0}))
+    finally:
+        ray.shutdown()
+    lines.append(f"  --parallel ray, {args.workers} workers x 1 thread: {par:.1f} s (+ {startup:.1f} s to start Ray); "
+                 f"speed-up {one / par:.2f}x ({one / (par + startup):.2f}x counting the start)")
+    lines.append(f"  every summary metric equal to the one-process run: {rows == seq}")
     lines.append(f"  load average after: {load()}")
 
 
@@ -128,7 +182,7 @@ def main() -> None:
     p.add_argument("--tag", default="", help="appended to the results file name")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="threads of the one-process sweep")
-    p.add_argument("--skip", default="", help="adarec or ddp: leave that part out")
+    p.add_argument("--skip", default="", help="adarec, pipeline or ddp (comma-separated): leave those parts out")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args()
     lines = [f"bench/scale_out.py {' '.join(sys.argv[1:])}",
@@ -137,11 +191,13 @@ def main() -> None:
              "shared machine: other processes ran alongside (see the load averages), so times are upper bounds"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if "ddp" not in args.skip:
+        if "ddp" not in args.skip.split(","):
             ddp_throughput(args, work, lines)
             print("\n".join(lines), flush=True)
-        if "adarec" not in args.skip:
+        if "adarec" not in args.skip.split(","):
             adarec_sweep(args, work, lines)
+        if "pipeline" not in args.skip.split(","):
+            adarec_pipeline(args, work, lines)
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out) / f"scale_out_{args.dataset}_{platform.machine()}_{os.cpu_count()}cores{args.tag}.txt"

@@ -141,7 +141,7 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
 def test_cli_search_distill_and_bench(scene, teacher_path, tmp_path, capsys, monkeypatch):
     import recnb.data
 
-    monkeypatch.setattr(recnb.data, "load_scene", lambda name, data_dir=None, kcore=None: scene)
+    monkeypatch.setattr(recnb.data, "load_scene", lambda name, data_dir=None, kcore=None, format=None: scene)
     common = ["--dataset", "synthetic", "--device", "cpu", "--quiet"]
     s = tmp_path / "s"
     assert main(["search", *common, "--teacher", str(teacher_path), "--beta", "0.5", "--out", str(s), "--epochs", "1",
@@ -161,7 +161,7 @@ def test_cli_search_distill_and_bench(scene, teacher_path, tmp_path, capsys, mon
 def test_cli_errors_name_the_field(scene, teacher_path, tmp_path, capsys, monkeypatch):
     import recnb.data
 
-    monkeypatch.setattr(recnb.data, "load_scene", lambda name, data_dir=None, kcore=None: scene)
+    monkeypatch.setattr(recnb.data, "load_scene", lambda name, data_dir=None, kcore=None, format=None: scene)
     bad = tmp_path / "bad.json"
     bad.write_text('{"cells": [{"nodes": [[{"op": "conv_k9", "input": 0}]]}]}')
     assert main(["distill", "--dataset", "x", "--no-teacher", "--arch", str(bad), "--out", str(tmp_path / "o")]) == 2

@@ -141,7 +141,7 @@ HAND_WRITTEN = {  # options that are no config field (the rest must be generated
     "search": COMMON | {"--teacher", "--resume", "--search-config"},
     "distill": COMMON | {"--arch", "--teacher", "--no-teacher", "--latency-batch"},
     "adarec": COMMON | {"--teacher", "--betas", "--default-beta", "--seeds", "--twins", "--no-baseline", "--resume",
-                        "--latency-batch", "--search-config"},
+                        "--latency-batch", "--search-config", "--parallel", "--address", "--resources-per-trial"},
     "dllm2rec": COMMON | {"--artifacts", "--student", "--seeds", "--no-baseline", "--exclude-seen"},
     "teacher-artifacts": COMMON | {"--teacher", "--top-n"},
 }
@@ -261,7 +261,7 @@ def test_a_command_line_without_options_builds_the_config_defaults():
     from recnb.commands import adarec, distill, dllm2rec, search, teacher_artifacts
     from recnb.dllm2rec.pipeline import DLLM2RecConfig
     from recnb.dllm2rec.teachers import build_semantic_teacher, teacher_recipe
-    from recnb.train import TrainConfig, recipe
+    from recnb.train import recipe
 
     parser, _ = command_parser("search")
 

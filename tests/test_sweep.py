@@ -160,3 +160,85 @@ def test_an_adarec_trial_is_the_pipelines_student_for_that_beta_and_seed(scene_f
     assert row["params"] == seq["params"] and row["epochs_trained"] == seq["epochs"]
     assert {k: row[f"valid_{k}"] for k in seq["valid"]} == seq["valid"]
     assert {k: row[f"test_{k}"] for k in seq["test"]} == seq["test"]
+
+
+# ----------------------------------------------------------------------------- recnb adarec --parallel ray
+TIMING = ("latency_", "train_seconds", "architecture")  # clocks, and paths inside each run's own --out
+
+
+@pytest.fixture(scope="module")
+def adarec_teacher(scene_file, tmp_path_factory) -> Path:
+    from recnb.data import load_scene
+    from recnb.models import build_model
+    from recnb.train import save_checkpoint
+
+    torch.manual_seed(0)
+    scene = load_scene(scene_file)
+    teacher = build_model("nextitnet", num_items=scene.num_items, max_len=12, embedding_size=12,
+                          num_blocks=2, layer_every=2)
+    path = tmp_path_factory.mktemp("teacher") / "model.pt"
+    save_checkpoint(path, teacher, scene)
+    return path
+
+
+def _adarec(scene_file, teacher, out, *extra) -> list[str]:
+    return ["adarec", "--dataset", str(scene_file), "--teacher", str(teacher), "--betas", "0.01,1", "--seeds", "2",
+            "--twins", "default", "--epochs", "2", "--max-steps", "3", "--width", "8", "--max-len", "12",
+            "--student-width", "8", "--distill-epochs", "2", "--latency-batch", "1", "--device", "cpu", "--quiet",
+            "--out", str(out), *extra]
+
+
+def _numbers(out: Path) -> list[dict]:
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]
+
+
+def test_adarec_on_ray_gives_the_numbers_of_the_sequential_run(ray_address, scene_file, adarec_teacher, tmp_path):
+    """Searches and distillations as Ray tasks (2 at a time, one thread each) give every metric
+    of the sequential run on one thread, bit for bit; a resumed run recomputes nothing."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(_adarec(scene_file, adarec_teacher, tmp_path / "seq")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert main(_adarec(scene_file, adarec_teacher, tmp_path / "ray", "--parallel", "ray", "--address", ray_address,
+                        "--resources-per-trial", "cpu=1,gpu=0")) == 0
+    seq, par = _numbers(tmp_path / "seq"), _numbers(tmp_path / "ray")
+    assert [r["role"] for r in par] == ["teacher", "student", "student", "student_no_kd", "baseline"]
+    assert all(len(r["seeds"]) == 2 for r in par[1:])
+    assert par == seq
+    # resumed on Ray, every piece is read back: the same numbers, no model file rewritten
+    models = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("model.pt")}
+    assert len(models) == 2 * 4 and main(_adarec(scene_file, adarec_teacher, tmp_path / "ray", "--parallel", "ray",
+                                                   "--address", ray_address, "--resume")) == 0
+    assert _numbers(tmp_path / "ray") == seq
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("model.pt")} == models
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--parallel", "dask"], "--parallel: expected none or ray, got 'dask'"),
+    (["--address", "auto"], "--address: only with --parallel ray"),
+    (["--parallel", "ray", "--resources-per-trial", "cpu=x"], "--resources-per-trial: cpu must be a number"),
+])
+def test_bad_parallel_options_are_one_line_with_exit_2(scene_file, adarec_teacher, tmp_path, capsys, extra, says):
+    assert main(_adarec(scene_file, adarec_teacher, tmp_path / "o", *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_adarec_on_ray_with_a_cuda_teacher_needs_gpu_tasks(scene_file, adarec_teacher, tmp_path, capsys, monkeypatch):
+    """The teacher cache is sent to the tasks on the driver's device: CUDA tensors cannot reach
+    a task without a GPU, so that is refused before anything runs."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    args = [a for a in _adarec(scene_file, adarec_teacher, tmp_path / "o", "--parallel", "ray") if a not in ("--device", "cpu")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gpu=0 gives the Ray tasks no GPU" in err and "--device cpu" in err and len(err.splitlines()) == 1
+
+
+def test_adarec_on_ray_without_ray_names_the_extra(scene_file, adarec_teacher, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert main(_adarec(scene_file, adarec_teacher, tmp_path / "o", "--parallel", "ray")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install recnb[sweep]" in err and len(err.splitlines()) == 1

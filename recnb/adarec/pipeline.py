@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -179,6 +179,61 @@ def _row(name, role, beta, default, architecture, agg) -> dict:
     return {"name": name, "role": role, "beta": beta, "default": default, "architecture": architecture, **agg}
 
 
+# ----------------------------------------------------------------------------- pieces and pools
+class Pool(Protocol):
+    """What runs the pipeline's independent pieces: ``[fn(shared, item) for item in items]``,
+    in any order or place (``shared``: what every piece reads, sent once)."""
+
+    def map(self, fn: Callable, items, shared: dict) -> list: ...
+
+
+class InProcess:
+    """The default :class:`Pool`: the pieces one after another in this process
+    (``recnb.parallel.RayPool`` runs them as Ray tasks)."""
+
+    def map(self, fn: Callable, items, shared: dict) -> list:
+        return [fn(shared, item) for item in items]
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """One model for one seed, a piece a pool runs: a derived student (``architecture``) or
+    a hand-made NextItNet (``baseline``: its config), with or without the teacher."""
+
+    run_dir: Path
+    seed: int
+    use_teacher: bool
+    architecture: Architecture | None = None
+    baseline: dict | None = None
+
+
+def _search_piece(shared: dict, beta: float) -> tuple[Architecture, float]:
+    """One beta's search (read back when reusing a finished one), and its seconds."""
+    t0 = time.perf_counter()
+    sdir = shared["out"] / "search" / f"beta_{beta:g}"
+    if shared["reuse"] and (sdir / "architecture.json").exists():
+        return Architecture.load(sdir / "architecture.json"), time.perf_counter() - t0
+    cache, cfg = shared["cache"], dataclasses.replace(shared["scfg"], beta=beta)
+    arch = search(shared["scene"], cache.teacher, cfg, sdir, cache=cache, resume=shared["reuse"]).architecture
+    return arch, time.perf_counter() - t0
+
+
+def _distil_piece(shared: dict, job: Distillation) -> tuple[dict, float]:
+    """One :class:`Distillation`: build its model from the seed, train it (:func:`train_model`);
+    its metrics and seconds. Seeded here, it gives the same numbers in any process."""
+    t0 = time.perf_counter()
+    scene, dcfg = shared["scene"], shared["dcfg"]
+    cfg = dataclasses.replace(dcfg, train=dataclasses.replace(dcfg.train, seed=job.seed))
+    if job.architecture is not None:
+        model = build_student(scene, job.architecture, dcfg.width, shared["max_len"], job.seed)
+    else:
+        seed_everything(job.seed)
+        model = build_model("nextitnet", num_items=scene.num_items, max_len=shared["max_len"], **job.baseline)
+    metrics = train_model(scene, model, cfg, shared["cache"] if job.use_teacher else None,
+                          job.run_dir / f"seed_{job.seed}", shared["devices"], shared["batches"], shared["reuse"])
+    return metrics, time.perf_counter() - t0
+
+
 def run_pipeline(
     scene: Scene | str,
     out_dir: str | Path,
@@ -197,6 +252,7 @@ def run_pipeline(
     reuse: bool = True,
     max_param_ratio: float = 1 / 8,
     log: Callable[[str], None] | None = print,
+    pool: Pool | None = None,
 ) -> dict:
     """Run AdaRec on one scene and write ``summary.csv`` / ``summary.json``.
 
@@ -211,12 +267,18 @@ def run_pipeline(
     teacher's non-embedding parameters), before the twins are trained. With
     ``reuse``, finished pieces (a ``metrics.json`` or ``architecture.json`` on disk) are
     read back instead of recomputed. ``log=None`` keeps it quiet. Returns the summary dict.
+
+    ``pool`` runs the independent pieces (:class:`InProcess`, the default: one after another
+    here; ``recnb.parallel.RayPool``: as Ray tasks) in three waves: the searches of all betas;
+    the distilled students of all betas and seeds; then, once the default beta is chosen, the
+    twins and the baselines of all seeds. Every piece seeds itself, so the numbers do not
+    depend on the pool.
     """
     betas, default_beta = _check_options(betas, default_beta, max_param_ratio, twins)
     scene = scene if isinstance(scene, Scene) else load_scene(scene, data_dir)
     run = _Pipeline(scene, Path(out_dir), search_config or SearchConfig(), distill_config or DistillConfig(), seeds,
                     tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)),
-                    batches, reuse, log or (lambda message: None))
+                    batches, reuse, log or (lambda message: None), pool or InProcess())
     run.out.mkdir(parents=True, exist_ok=True)
     _check_resume_settings(run.out / "settings.json", {
         "dataset": scene.name, "teacher": str(teacher) if teacher else None,
@@ -224,9 +286,7 @@ def run_pipeline(
         "search": run.scfg.to_dict(), "distill": dataclasses.asdict(run.dcfg), "max_param_ratio": max_param_ratio}, reuse)
     run.prepare_teacher(teacher, teacher_train)
     run.search_all(betas)
-    rows, default_beta = run.student_rows(betas, default_beta, max_param_ratio, twins)
-    if baseline:
-        rows += run.baseline_rows(twins)
+    rows, default_beta = run.student_rows(betas, default_beta, max_param_ratio, twins, baseline)
     summary = run.summary(rows, betas, default_beta, twins)
     write_json(run.out / "summary.json", summary)
     summary_frame(rows).to_csv(run.out / "summary.csv", index=False)
@@ -261,6 +321,7 @@ class _Pipeline:
     batches: tuple
     reuse: bool
     log: Callable[[str], None]
+    pool: Pool
     stages: dict = field(default_factory=dict)
     teacher_path: Path | None = None
     teacher_model: SeqRecModel | None = None
@@ -270,8 +331,10 @@ class _Pipeline:
     students: dict = field(default_factory=dict)
     default_beta: float | None = None
 
-    def stage(self, name: str, t0: float) -> None:
-        self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t0, 2)
+    def stage(self, name: str, t0: float | None = None, seconds: float | None = None) -> None:
+        """Add the seconds since ``t0`` (or ``seconds``, a piece's own) to stage ``name``."""
+        seconds = time.perf_counter() - t0 if seconds is None else seconds
+        self.stages[name] = round(self.stages.get(name, 0.0) + seconds, 2)
         self.log(f"[adarec {self.scene.name}] {name}: {self.stages[name]:.1f}s")
 
     # 1. the teacher: trained unless given, evaluated, measured; then run once per training window
@@ -309,82 +372,87 @@ class _Pipeline:
         write_json(path, tm)
         return tm
 
-    # 2. one search per beta
+    # 2. one search per beta, all in one wave
     def search_all(self, betas: list[float]) -> None:
-        for beta in betas:
-            t0 = time.perf_counter()
-            sdir = self.out / "search" / f"beta_{beta:g}"
-            if self.reuse and (sdir / "architecture.json").exists():
-                self.archs[beta] = Architecture.load(sdir / "architecture.json")
-            else:
-                cfg = dataclasses.replace(self.scfg, beta=beta)
-                self.archs[beta] = search(self.scene, self.teacher_model, cfg, sdir, cache=self.cache, resume=self.reuse).architecture
-            self.stage(f"search_beta_{beta:g}", t0)
-            self.log(f"[adarec {self.scene.name}] beta={beta:g}: {self.archs[beta].signature()} "
-                     f"({self.archs[beta].params(self.scfg.width)} cell params)")
+        shared = {"scene": self.scene, "cache": self.cache, "scfg": self.scfg, "out": self.out, "reuse": self.reuse}
+        for beta, (arch, seconds) in zip(betas, self.pool.map(_search_piece, betas, shared)):
+            self.archs[beta] = arch
+            self.stage(f"search_beta_{beta:g}", seconds=seconds)
+            self.log(f"[adarec {self.scene.name}] beta={beta:g}: {arch.signature()} ({arch.params(self.scfg.width)} cell params)")
 
     # 3. students with and without the teacher, per seed; the default beta, unless given,
     #    is chosen on validation among the students small enough (see choose_default_beta)
-    def train_seeds(self, make_model: Callable[[int], SeqRecModel], run_dir: Path, use_teacher: bool) -> dict:
-        """One model per seed (``run_dir/seed_<seed>``), as one row over the seeds."""
-        runs = []
-        for s in range(self.seeds):
-            seed = self.dcfg.train.seed + s
-            cfg = dataclasses.replace(self.dcfg, train=dataclasses.replace(self.dcfg.train, seed=seed))
-            runs.append(train_model(self.scene, make_model(seed), cfg, self.cache if use_teacher else None,
-                                    run_dir / f"seed_{seed}", self.devices, self.batches, self.reuse))
-        return mean_over_seeds(runs)
+    def distil(self, groups: list[tuple[str, list[Distillation]]]) -> dict:
+        """Every seed of every group in one wave; ``{stage name: row over the seeds}``."""
+        shared = {"scene": self.scene, "cache": self.cache, "dcfg": self.dcfg, "max_len": self.scfg.max_len,
+                  "devices": self.devices, "batches": self.batches, "reuse": self.reuse}
+        jobs = [job for _, group in groups for job in group]
+        results = iter(self.pool.map(_distil_piece, jobs, shared))
+        out = {}
+        for name, group in groups:
+            runs = [next(results) for _ in group]
+            self.stage(name, seconds=sum(seconds for _, seconds in runs))
+            out[name] = mean_over_seeds([metrics for metrics, _ in runs])
+        return out
 
-    def distil_all(self, beta: float, use_teacher: bool) -> dict:
-        t0 = time.perf_counter()
-        agg = self.train_seeds(lambda seed: build_student(self.scene, self.archs[beta], self.dcfg.width, self.scfg.max_len, seed),
-                               self.out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd"), use_teacher)
-        self.stage(f"{'student' if use_teacher else 'student_no_kd'}_beta_{beta:g}", t0)
+    def seeds_of(self, run_dir: Path, use_teacher: bool, **model) -> list[Distillation]:
+        """One :class:`Distillation` per seed (``run_dir/seed_<seed>``)."""
+        return [Distillation(run_dir, self.dcfg.train.seed + s, use_teacher, **model) for s in range(self.seeds)]
+
+    def student_runs(self, beta: float, use_teacher: bool) -> tuple[str, list[Distillation]]:
+        name = f"{'student' if use_teacher else 'student_no_kd'}_beta_{beta:g}"
+        run_dir = self.out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd")
+        return name, self.seeds_of(run_dir, use_teacher, architecture=self.archs[beta])
+
+    def log_student(self, beta: float, use_teacher: bool, agg: dict) -> None:
         self.log(f"[adarec {self.scene.name}] student-beta{beta:g}{'' if use_teacher else '-no-kd'}: NDCG@10 "
                  f"{agg['test']['NDCG@10']:.4f} ± {agg['test']['NDCG@10_std']:.4f} (valid {agg['valid']['NDCG@10']:.4f})")
-        return agg
 
     def student_rows(self, betas: list[float], default_beta: float | None, max_param_ratio: float,
-                     twins: str) -> tuple[list[dict], float]:
-        """The teacher's row, then each beta's student (and its no-teacher twin)."""
+                     twins: str, baseline: bool) -> tuple[list[dict], float]:
+        """The teacher's row, then each beta's student (and its no-teacher twin), then the baseline(s)."""
         tm = self.teacher_metrics
         rows = [_row(f"{self.teacher_model.name}-teacher", "teacher", None, False, None, {
             **{k: v for k, v in tm.items() if k.startswith(COST_KEYS)},
             "test": {**tm["test"], **{f"{k}_std": 0.0 for k in tm["test"]}}, "test_sampled100": tm["test_sampled100"],
             "seeds": [tm.get("seed")], "train_seconds": tm.get("train_seconds"), "epochs": []})]
-        self.students = {beta: self.distil_all(beta, True) for beta in betas}
+        kd = self.distil([self.student_runs(beta, True) for beta in betas])
+        self.students = {beta: kd[f"student_beta_{beta:g}"] for beta in betas}
+        for beta in betas:
+            self.log_student(beta, True, self.students[beta])
         if default_beta is None:
             default_beta = choose_default_beta(self.students, tm["params_no_embedding"], max_param_ratio)
             self.log(f"[adarec {self.scene.name}] default beta {default_beta:g}: best validation NDCG@10 among students "
                      f"with <= {max_param_ratio:g} of the teacher's non-embedding parameters")
+        self.default_beta = default_beta
         twin_betas = {"all": betas, "default": [default_beta], "none": []}[twins]
-        twins_agg = {beta: self.distil_all(beta, False) for beta in twin_betas}
+        baselines = self.baseline_runs(twins) if baseline else []
+        last = self.distil([self.student_runs(beta, False) for beta in twin_betas] + [(n, g) for n, g, _ in baselines])
+        for beta in twin_betas:
+            self.log_student(beta, False, last[f"student_no_kd_beta_{beta:g}"])
         for beta in betas:
             arch_path = str(self.out / "search" / f"beta_{beta:g}" / "architecture.json")
             rows.append(_row(f"student-beta{beta:g}", "student", beta, beta == default_beta, arch_path, self.students[beta]))
-            if beta in twins_agg:
+            if beta in twin_betas:
                 rows.append(_row(f"student-beta{beta:g}-no-kd", "student_no_kd", beta, beta == default_beta, arch_path,
-                                 twins_agg[beta]))
-        self.default_beta = default_beta
+                                 last[f"student_no_kd_beta_{beta:g}"]))
+        for name, _, label in baselines:
+            agg = last[name]
+            rows.append(_row(label, name, None, False, None, agg))
+            self.log(f"[adarec {self.scene.name}] baseline{'' if name == 'baseline' else ' without teacher'}: "
+                     f"NDCG@10 {agg['test']['NDCG@10']:.4f}")
         return rows, default_beta
 
     # 4. a hand-made NextItNet of the default student's size, same KD (and, with every twin, without)
-    def baseline_rows(self, twins: str) -> list[dict]:
+    def baseline_runs(self, twins: str) -> list[tuple[str, list[Distillation], str]]:
+        """``(role, seeds, row name)`` of the baseline and, with every twin, its no-teacher twin."""
         bcfg = baseline_config(self.students[self.default_beta]["params_no_embedding"], self.dcfg.width)
         blocks = f"{bcfg['num_blocks'] * len(bcfg['dilations'])}blocks"
-
-        def small_nextitnet(seed: int) -> SeqRecModel:
-            seed_everything(seed)
-            return build_model("nextitnet", num_items=self.scene.num_items, max_len=self.scfg.max_len, **bcfg)
-
         out = []
         for kd in (True, False) if twins == "all" else (True,):  # does the teacher help a hand-made conv student too?
-            t0 = time.perf_counter()
-            agg = self.train_seeds(small_nextitnet, self.out / "baseline" / (blocks if kd else f"{blocks}-no-kd"), kd)
-            self.stage("baseline" if kd else "baseline_no_kd", t0)  # keyed by size: reuse never mixes sizes
-            out.append(_row(f"nextitnet-small-kd-{blocks}" if kd else f"nextitnet-small-{blocks}-no-kd",
-                            "baseline" if kd else "baseline_no_kd", None, False, None, agg))
-            self.log(f"[adarec {self.scene.name}] baseline{'' if kd else ' without teacher'}: NDCG@10 {agg['test']['NDCG@10']:.4f}")
+            run_dir = self.out / "baseline" / (blocks if kd else f"{blocks}-no-kd")  # keyed by size: reuse never mixes sizes
+            out.append(("baseline" if kd else "baseline_no_kd", self.seeds_of(run_dir, kd, baseline=bcfg),
+                        f"nextitnet-small-kd-{blocks}" if kd else f"nextitnet-small-{blocks}-no-kd"))
         return out
 
     def summary(self, rows: list[dict], betas: list[float], default_beta: float, twins: str) -> dict:
@@ -438,6 +506,9 @@ __all__ = [
     "TEACHER_CONFIG",
     "TEACHER_TRAIN",
     "DistillConfig",
+    "Distillation",
+    "InProcess",
+    "Pool",
     "baseline_config",
     "build_student",
     "choose_default_beta",

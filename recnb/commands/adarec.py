@@ -4,10 +4,14 @@ distillation, no-KD twins, a hand-made small NextItNet with the same KD), writin
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir, scene_of
 from recnb.commands.distill import distill_config, distill_flags
 from recnb.commands.search import add_search_args
 from recnb.commands.search import configs as search_configs
+from recnb.errors import ConfigError
 
 
 def pipeline_distill_flags():
@@ -31,6 +35,13 @@ def register(sub) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the hand-made small NextItNet")
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
     p.add_argument("--latency-batch", default="1,256", help="batch sizes for the latency measurement")
+    p.add_argument("--parallel", default="none",
+                   help="none (one piece after another here) or ray (searches and distillations as Ray tasks, "
+                        "pip install recnb[sweep]) (default none)")
+    p.add_argument("--address", default=None, help="with --parallel ray: a Ray cluster to join (auto or HOST:PORT); "
+                                                   "default: a local Ray")
+    p.add_argument("--resources-per-trial", default="cpu=1,gpu=0",
+                   help="with --parallel ray: cpu=N,gpu=M per piece, torch on N threads (default cpu=1,gpu=0)")
     add_search_args(p)
     own, train = pipeline_distill_flags()
     own.add_to(p.add_argument_group("distillation options of the students (DistillConfig)"))
@@ -44,16 +55,44 @@ def configs(args):
     return scfg, distill_config(args, *pipeline_distill_flags(), max_len=scfg.max_len)
 
 
+def pool_of(args, device: str):
+    """A maker of the pool ``--parallel`` names (in this process, or Ray tasks) and the latency
+    devices (None: as the machine has), checked before anything runs (a missing extra is one
+    line). The teacher cache is built on ``device`` and sent to the tasks as it is, so a CUDA
+    one needs tasks with a GPU; tasks without one measure latency on the CPU only."""
+    from recnb.adarec.pipeline import InProcess
+
+    if args.parallel not in ("none", "ray"):
+        raise ConfigError(f"--parallel: expected none or ray, got {args.parallel!r}")
+    if args.parallel == "none":
+        if args.address is not None:
+            raise ConfigError("--address: only with --parallel ray")
+        return (lambda: contextlib.nullcontext(InProcess())), None
+    from recnb.parallel import RayPool
+    from recnb.sweep import import_ray, parse_resources
+    from recnb.train import resolve_device
+
+    resources = parse_resources(args.resources_per_trial)
+    if resources["gpu"] <= 0 and resolve_device(device).type == "cuda":
+        raise ConfigError("--resources-per-trial: gpu=0 gives the Ray tasks no GPU, but the teacher and its cache live on "
+                          "--device cuda here; give each task a GPU (gpu=1, or gpu=0.5 for two) or pass --device cpu")
+    import_ray()
+    return functools.partial(RayPool, args.address, resources), (("cpu",) if resources["gpu"] <= 0 else None)
+
+
 def run(args) -> int:
     from recnb.adarec.pipeline import run_pipeline
 
     scfg, dcfg = configs(args)
     betas = parse_list(args.betas, float, "--betas")
     batches = parse_list(args.latency_batch, int, "--latency-batch")
+    make_pool, devices = pool_of(args, dcfg.train.device)
+    scene = scene_of(args)
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
-    summary = run_pipeline(scene_of(args), out, args.teacher, betas, args.default_beta, args.seeds, scfg, dcfg,
-                           twins=args.twins, baseline=not args.no_baseline, batches=batches, data_dir=args.data_dir,
-                           reuse=args.resume)
+    with make_pool() as pool:
+        summary = run_pipeline(scene, out, args.teacher, betas, args.default_beta, args.seeds, scfg, dcfg,
+                               twins=args.twins, baseline=not args.no_baseline, devices=devices, batches=batches,
+                               data_dir=args.data_dir, reuse=args.resume, pool=pool)
     for r in summary["rows"]:
         print(f"{r['name']:<32} {r['role']:<14} params(no emb) {r['params_no_embedding']:>9} "
               f"NDCG@10 {r['test']['NDCG@10']:.4f} CPU b1 {r.get('latency_cpu_b1_ms', float('nan')):.3f} ms")
