@@ -34,6 +34,15 @@ from recnb.data import load_scene, train_windows
 from recnb.sweep import run_sweep, run_trial
 
 
+def start_ray(workers: int):
+    """A quiet local Ray of ``workers`` CPUs, and the seconds it took to start."""
+    import ray
+
+    start = time.perf_counter()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR")
+    return ray, time.perf_counter() - start
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -54,12 +63,7 @@ def adarec_sweep(args, work: Path, lines: list) -> None:
     seq = [run_trial("adarec", p, args.dataset, work / "seq" / str(i)) for i, p in enumerate(points)]
     one = time.perf_counter() - start
     lines.append(f"  one process, {args.threads} thread(s), trials one after another: {one:.1f} s")
-    import ray
-
-    start = time.perf_counter()
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=True,
-             logging_level="ERROR")
-    startup = time.perf_counter() - start
+    ray, startup = start_ray(args.workers)
     try:
         start = time.perf_counter()
         frame = run_sweep("adarec", args.dataset, grid, work / "ray", resources={"cpu": 1.0, "gpu": 0.0},
@@ -120,12 +124,7 @@ def adarec_pipeline(args, work: Path, lines: list) -> None:
     torch.set_num_threads(1)
     one, seq = run("pipe_seq", None)
     lines.append(f"  one process, 1 thread, pieces one after another: {one:.1f} s (load average after: {load()})")
-    import ray
-
-    start = time.perf_counter()
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=True,
-             logging_level="ERROR")
-    startup = time.perf_counter() - start
+    ray, startup = start_ray(args.workers)
     try:
         par, rows = run("pipe_ray", RayPool(resources={"cpu": 1.0, "gpu": 0.0}))
     finally:

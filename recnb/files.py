@@ -64,7 +64,8 @@ _DATAFRAME_GLOBALS = {
 
 def _dataframe_unpickler(data: bytes, path: Path) -> pickle.Unpickler:
     try:  # pandas' unpickler maps the class names of older pandas versions to today's
-        from pandas.compat.pickle_compat import Unpickler as base, _class_locations_map as renamed
+        from pandas.compat.pickle_compat import Unpickler as base
+        from pandas.compat.pickle_compat import _class_locations_map as renamed
     except ImportError:  # pragma: no cover - a pandas without the compat module
         base, renamed = pickle.Unpickler, {}
 
