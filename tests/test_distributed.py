@@ -33,13 +33,20 @@ def scene_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch has no torch.distributed")
-def test_two_processes_train_to_the_numbers_of_one_with_the_same_global_batch(scene_file, tmp_path):
+def _torchrun(scene: Path, out: Path, *extra: str, wait: bool = True):
+    """``torchrun --nproc-per-node 2 -m recnb train`` on ``scene`` with ARGS (then ``extra``)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "recnb", "train", "--dataset", str(scene_file), *ARGS, "--out", str(tmp_path / "two")],
-                         check=False, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "recnb", "train", "--dataset", str(scene), *ARGS, *extra, "--out", str(out)]
+    if wait:
+        return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch has no torch.distributed")
+def test_two_processes_train_to_the_numbers_of_one_with_the_same_global_batch(scene_file, tmp_path):
+    two = _torchrun(scene_file, tmp_path / "two")
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout.count("(2 processes)") == 1  # rank 0 alone reports
     threads = torch.get_num_threads()
@@ -85,16 +92,6 @@ def test_torchrun_without_torch_distributed_is_one_line(scene_file, tmp_path, ca
     assert "no torch.distributed" in err and len(err.splitlines()) == 1
 
 
-def _torchrun(scene: Path, out: Path, *extra: str, wait: bool = True):
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "recnb", "train", "--dataset", str(scene), *ARGS, "--epochs", "4", "--batch-size", "64", "--out", str(out), *extra]
-    if wait:
-        return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
 def _descendants(pid: int) -> list[int]:
     """Every process below ``pid``, from /proc (Linux)."""
     parents = {}
@@ -119,10 +116,11 @@ def test_a_killed_torchrun_resumes_to_the_numbers_of_an_unbroken_one(tmp_path):
     import time
 
     scene = tmp_path / "syn.inter"
-    write_atomic(synthetic_scene(800, 60, 20, seed=2), scene)  # epochs long enough to kill one in the middle
-    straight = _torchrun(scene, tmp_path / "straight")
+    write_atomic(synthetic_scene(800, 60, 20, seed=2), scene)
+    longer = ("--epochs", "4", "--batch-size", "64")  # epochs long enough to kill one in the middle
+    straight = _torchrun(scene, tmp_path / "straight", *longer)
     assert straight.returncode == 0, straight.stderr[-2000:]
-    run = _torchrun(scene, tmp_path / "killed", wait=False)
+    run = _torchrun(scene, tmp_path / "killed", *longer, wait=False)
     state = tmp_path / "killed" / "train_state.pt"
     deadline = time.monotonic() + 240
     while not state.exists() and run.poll() is None and time.monotonic() < deadline:
@@ -133,7 +131,7 @@ def test_a_killed_torchrun_resumes_to_the_numbers_of_an_unbroken_one(tmp_path):
     run.wait()
     assert state.exists(), "the run finished before it could be killed"
     assert not (tmp_path / "killed" / "metrics.json").exists()
-    resumed = _torchrun(scene, tmp_path / "killed", "--resume")
+    resumed = _torchrun(scene, tmp_path / "killed", *longer, "--resume")
     assert resumed.returncode == 0, [line for line in resumed.stderr.splitlines() if "recnb" in line or "rror" in line]
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", "killed"))
     assert a["best_epoch"] == b["best_epoch"] and a["valid"] == pytest.approx(b["valid"], abs=1e-9)
