@@ -1,6 +1,7 @@
 """The package's layers point one way: a module imports only from its own layer or the
 ones below it (function-local imports included), and the two methods never import each
-other. A new module must say which layer it belongs to here."""
+other. A new module must say which layer it belongs to here. And no function runs past
+MAX_FUNCTION_LINES, so each reads in one sitting."""
 
 import ast
 from pathlib import Path
@@ -19,6 +20,7 @@ LAYERS = {
     "recnb": 6,  # the package's __init__: the public API re-exports every layer
 }
 METHODS = ("recnb.adarec", "recnb.dllm2rec")
+MAX_FUNCTION_LINES = 60
 
 
 def layer_of(module: str) -> tuple[str, int]:
@@ -71,3 +73,14 @@ def test_the_checker_sees_function_local_imports(tmp_path):
     code = tmp_path / "x.py"
     code.write_text("def f():\n    from recnb.viz import plot\n    import recnb.commands.train\n")
     assert set(recnb_imports(code)) >= {"recnb.viz", "recnb.commands.train"}
+
+
+def test_no_function_runs_past_the_line_limit():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long
