@@ -109,10 +109,13 @@ def emd_flow(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> np.ndarray:
 class TeacherCache:
     """The frozen teacher's outputs for every training window, computed once.
 
-    Stored per window as float16: the hidden layers used for EMD (every state after the
-    embedding; the last is the scored output) and nothing else: the teacher's logits are
-    recomputed from its (cached) output state by one matmul with its item table, which is
-    exact and far smaller than caching ``(positions, items)`` logits.
+    Stored as float16 at the windows' valid positions only (target > 0), packed window after
+    window: short histories in long windows (Amazon: mostly under 10 of 50) cost no memory
+    for their padding, and a batch that drops its leading padding columns reads the same
+    rows. Kept: the hidden layers used for EMD (every state after the embedding; the last
+    is the scored output); the teacher's logits are recomputed from its (cached) output
+    state by one matmul with its item table, which is exact and far smaller than caching
+    ``(positions, items)`` logits.
     """
 
     def __init__(self, teacher, windows, batch_size: int = 256, device: str | torch.device = "cpu", dtype=torch.float16):
@@ -122,19 +125,23 @@ class TeacherCache:
         self.device = torch.device(device)
         self.windows_computed = 0
         self.widths: list[int] = []
+        valid = windows.targets > 0
+        self.counts = valid.sum(1)  # valid positions per window
+        self.starts = self.counts.cumsum(0) - self.counts  # first packed row of each window
         chunks = []
         with torch.no_grad():
             for b in range(0, len(windows), batch_size):
                 states = self.teacher(windows.inputs[b : b + batch_size].to(device))[1:]
                 self.widths = [int(s.shape[-1]) for s in states]
                 d = max(self.widths)  # narrower layers are zero-padded to the widest and cut back on read
-                chunks.append(torch.stack([F.pad(s, (0, d - s.shape[-1])) for s in states], 2).to(dtype).cpu())  # (B, L, M, d)
+                m = valid[b : b + batch_size].to(device)
+                chunks.append(torch.stack([F.pad(s[m], (0, d - s.shape[-1])) for s in states], 1).to(dtype).cpu())  # (P, M, d)
                 self.windows_computed += len(states[0])
-        self.states = torch.cat(chunks) if chunks else torch.zeros(0)
+        self.states = torch.cat(chunks) if chunks else torch.zeros(0, 0, 0)
 
     @property
     def num_layers(self) -> int:
-        return self.states.shape[2]
+        return self.states.shape[1]
 
     @property
     def width(self) -> int | list[int]:
@@ -144,13 +151,29 @@ class TeacherCache:
     def nbytes(self) -> int:
         return self.states.numel() * self.states.element_size()
 
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        """The packed rows of windows ``index``, window after window, positions left to right:
+        the order in which ``x[mask]`` lists a batch's valid positions."""
+        index = index.cpu()
+        counts, starts = self.counts[index], self.starts[index]
+        first = counts.cumsum(0) - counts  # where each window's rows begin in the batch
+        return torch.arange(int(counts.sum())) + torch.repeat_interleave(starts - first, counts)
+
+    def _read(self, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        rows = self.rows(index)
+        if len(rows) != int(mask.sum()):
+            raise ValueError(f"teacher cache: the batch has {int(mask.sum())} valid positions, its windows {len(rows)} "
+                             "(the mask must be targets > 0 of the cached windows)")
+        return self.states[rows].to(mask.device)  # (P, M, d)
+
     def layers(self, index: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        """Teacher hidden layers at the valid positions of windows ``index``: ``M x (P, d)``."""
-        s = self.states[index.cpu()].to(mask.device)[mask]  # (P, M, d)
+        """Teacher hidden layers at the valid positions (``mask``) of windows ``index``: ``M x (P, d)``.
+        The mask may cover the whole window or only its columns after a padding cut."""
+        s = self._read(index, mask)
         return [s[:, i, : self.widths[i]].float() for i in range(s.shape[1])]
 
     def logits(self, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Teacher logits ``(P, num_items + 1)`` at the valid positions of windows ``index``."""
-        out = self.states[index.cpu(), :, -1, : self.widths[-1]].to(mask.device)[mask].float()
+        out = self._read(index, mask)[:, -1, : self.widths[-1]].float()
         with torch.no_grad():
             return self.teacher.score(out.to(self.device)).to(out.device)

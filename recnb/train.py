@@ -352,7 +352,9 @@ def fit(
     """Train with Adam and early stopping on validation NDCG@10; keep the best weights.
 
     ``extra_loss(model, batch, hidden_states, logits)`` adds terms (distillation); it gets
-    ``batch["index"]``, the window indices, to look up cached teacher outputs.
+    ``batch["index"]``, the window indices, to look up cached teacher outputs. Batches drop
+    leading padding columns (``batch["offset"]`` of them) only for an extra loss whose
+    ``handles_padding_cut`` is true.
     ``state``: a file that holds the whole training state after every epoch (weights,
     optimiser, weight average, random generators, history); if it exists, training resumes
     from it and continues to the same numbers an uninterrupted run gives (on CPU; the state
@@ -418,8 +420,9 @@ class _Run:
         ddp = distributed.current()  # distributed: under torchrun, this rank's share of each batch (else no-op)
         forward = ddp.wrap(model)  # distributed: DistributedDataParallel(model) under torchrun
         windows = windows if windows is not None else train_windows(scene, cfg.max_len, cfg.context)
-        # an extra loss may hold per-window caches of the full width: its batches stay uncut
-        batches = Batches(windows, cfg.batch_size, cfg.batch_targets, model.cuts_padding and extra_loss is None, device)
+        # an extra loss that reads per-window tables of the full width must say it reads batch["offset"]
+        cut = model.cuts_padding and (extra_loss is None or getattr(extra_loss, "handles_padding_cut", False))
+        batches = Batches(windows, cfg.batch_size, cfg.batch_targets, cut, device)
         # foreach: one kernel per step for all tensors instead of one per tensor (torch's default on
         # CUDA only); on CPU 2.6x cheaper steps for NextItNet's 93 tensors, same numbers to the bit
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -460,8 +463,8 @@ class _Run:
         total, terms_sum = 0.0, {}
         # distributed: ddp.shard keeps this rank's windows of each batch, and its share of the targets (1.0 on one process)
         for j, (idx, inp, tgt, offset, share) in enumerate(self.batches.epoch(self.gen, order, self.ddp.shard)):
-            total += self.step(epoch, j, epoch * steps + j, {"index": idx, "inputs": inp, "targets": tgt}, offset, share,
-                               terms_sum)
+            batch = {"index": idx, "inputs": inp, "targets": tgt, "offset": offset}
+            total += self.step(epoch, j, epoch * steps + j, batch, offset, share, terms_sum)
         self.trained += time.perf_counter() - start
         if not all_finite(self.model.parameters()):
             raise TrainingDiverged(_diverged(epoch, "non-finite weights", self.state))

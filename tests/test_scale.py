@@ -123,3 +123,51 @@ def test_scene_recipes_leave_the_ml100k_recipes_alone():
         cfg = recipe("sasrec", scene)
         assert cfg.batch_targets == 0 and cfg.loss == "ce"
         assert {k: getattr(cfg, k) for k in RECIPES["sasrec"]} == RECIPES["sasrec"]
+
+
+def test_distillation_losses_read_cut_batches_as_full_ones(one_thread):
+    """Both extra losses give the same terms on a batch cut of its leading padding (read
+    from ``batch["offset"]``) as on the full-width batch, so fit keeps cutting with them."""
+    from recnb.adarec.pipeline import DistillConfig, distillation_loss
+    from recnb.dllm2rec.artifacts import TeacherArtifacts, scene_rows
+    from recnb.dllm2rec.pipeline import DLLM2RecConfig, DLLM2RecLoss
+    from recnb.kd import TeacherCache
+
+    scene = short_scene()
+    w = train_windows(scene, 20)
+    off = int((w.inputs != 0).float().argmax(1).min())
+    assert off > 0
+    teacher, student = perturbed("nextitnet"), perturbed("sasrec")
+    cache = TeacherCache(teacher, w)
+    assert cache.states.shape[0] == int((w.targets > 0).sum())  # only valid positions are stored
+    rows = scene_rows(w, scene)
+    ranks = torch.randint(1, 31, (len(rows), 10), generator=torch.Generator().manual_seed(0))
+    art = TeacherArtifacts(None, ranks, torch.sort(torch.rand(len(rows), 10), 1).values)
+    idx = torch.randperm(len(w), generator=torch.Generator().manual_seed(1))[:16]
+    idx = idx[(w.inputs[idx] != 0).float().argmax(1).argsort()]  # any order of windows
+    full = {"index": idx, "inputs": w.inputs[idx], "targets": w.targets[idx]}
+    off = int((w.inputs[idx] != 0).float().argmax(1).min())
+    cut = {"index": idx, "inputs": w.inputs[idx, off:], "targets": w.targets[idx, off:], "offset": off}
+    for make in (lambda: distillation_loss(cache, student, DistillConfig(width=64)),
+                 lambda: DLLM2RecLoss(DLLM2RecConfig(consistency=False), rows, art, seed=0)):
+        assert make().handles_padding_cut
+        terms = []
+        for batch in (full, cut):
+            torch.manual_seed(0)
+            loss = make()  # fresh: the EMD map, its layer weights and the negatives' generator start alike
+            with torch.no_grad():
+                states = student(batch["inputs"], offset=batch.get("offset", 0))
+                _, logits = rec_loss(student, states[-1], batch)
+                terms.append(loss(student, batch, states, logits))
+        for k in terms[0]:
+            assert torch.isclose(terms[0][k], terms[1][k], rtol=1e-4, atol=1e-6), k
+    # and fit cuts a SASRec student's batches when it distils
+    seen = []
+    loss = distillation_loss(cache, student, DistillConfig(width=64))
+    def spy(model, batch, states, logits):
+        seen.append(batch["offset"])
+        return loss(model, batch, states, logits)
+    spy.handles_padding_cut = True
+    fit(student.train(), scene, TrainConfig(epochs=1, batch_targets=40, max_len=20, device="cpu", progress=False),
+        extra_loss=spy, windows=w)
+    assert max(seen) > 0

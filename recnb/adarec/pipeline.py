@@ -86,7 +86,10 @@ class DistillationLoss:
     """``extra_loss`` for ``fit``: ``g * KD`` and ``g * EMD`` (``g = gamma / (1 - gamma)``),
     logged per epoch as ``kd`` and ``emd``. With ``cfg.emd`` the learned map student ->
     teacher width is attached to the student as ``distill_emd`` so ``fit`` trains it;
-    :meth:`finish` removes it when training ends (the model keeps its contract)."""
+    :meth:`finish` removes it when training ends (the model keeps its contract). The cache
+    is packed by valid position, so batches cut of their leading padding read it as they are."""
+
+    handles_padding_cut = True
 
     def __init__(self, cache: TeacherCache, student: SeqRecModel, cfg: DistillConfig):
         self.cache, self.T, self.g = cache, cfg.T, cfg.gamma / (1.0 - cfg.gamma)

@@ -318,8 +318,11 @@ class DLLM2RecLoss:
     """``extra_loss`` for :func:`recnb.train.fit`: ``lam * L_RD`` (+ ``alpha * L_DROS``).
 
     Teacher candidates and distances are laid out once as ``(W, L, K)`` tables over the
-    windows and gathered per batch through ``batch["index"]``.
+    windows and gathered per batch through ``batch["index"]`` from column ``batch["offset"]``
+    (a batch cut of its leading padding).
     """
+
+    handles_padding_cut = True
 
     def __init__(self, cfg: DLLM2RecConfig, rows: TrainRows, artifacts: TeacherArtifacts | None,
                  ps: torch.Tensor | None = None, seed: int = 0):
@@ -348,8 +351,8 @@ class DLLM2RecLoss:
             logits = torch.cat([torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]], 1)
         out = {}
         if self.cand is not None:
-            idx = batch["index"]
-            cand, dist = self.cand[idx][mask], self.dist[idx][mask]
+            idx, off = batch["index"], batch.get("offset", 0)
+            cand, dist = self.cand[idx, off:][mask], self.dist[idx, off:][mask]
             if "negatives" in batch and batch["negatives"].shape == batch["targets"].shape:  # bce: one per position
                 neg = batch["negatives"][mask]
             else:
