@@ -52,6 +52,18 @@ def tiny_train(**kw):
     return TrainConfig(**{"epochs": 2, "batch_size": 32, "max_len": L, "device": "cpu", "progress": False, "patience": 5, **kw})
 
 
+def test_a_sampled_loss_student_still_distils_the_whole_distribution(scene, teacher_path, tmp_path):
+    """With the sampled softmax (the Amazon recipe) CE scores a few items, but KD compares the
+    teacher's and the student's distributions over every item; measured with seen items masked."""
+    teacher, _ = load_checkpoint(teacher_path)
+    cache = TeacherCache(teacher, train_windows(scene, L))
+    student = build_student(scene, Architecture.from_dict(ARCH), width=8, max_len=L)
+    train = tiny_train(epochs=1, loss="sampled", negatives=8, batch_targets=64)
+    m = train_model(scene, student, DistillConfig(width=8, train=train), cache, tmp_path, batches=(1,), exclude_seen=True)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert m["exclude_seen"] and m["train"]["loss"] == "sampled" and (hist["kd"] > 0).all() and (hist["emd"] > 0).all()
+
+
 def test_distilled_student_meets_the_model_contract(scene, teacher_path, tmp_path):
     teacher, _ = load_checkpoint(teacher_path)
     cache = TeacherCache(teacher, train_windows(scene, L))

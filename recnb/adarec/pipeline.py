@@ -102,6 +102,9 @@ class DistillationLoss:
 
     def __call__(self, model, batch, states, logits) -> dict:
         mask = batch["targets"] > 0
+        if logits is None:  # a sampled or bce loss scored only some items: KD needs them all
+            logits = model.score(states[-1][mask])
+            logits[:, 0] = float("-inf")
         out = {"kd": self.g * kd_loss(logits, self.cache.logits(batch["index"], mask), self.T)}
         if self.emd is not None:
             out["emd"] = self.g * self.emd([s[mask] for s in states[1:]], self.cache.layers(batch["index"], mask))
@@ -131,9 +134,11 @@ def train_model(
     devices=("cpu",),
     batches=(1, 256),
     reuse: bool = False,
+    exclude_seen: bool = False,
 ) -> dict:
     """Train ``model`` from its current (fresh) weights with CE, plus KD + EMD when a
-    teacher ``cache`` is given; evaluate on test (full ranking and sampled100); measure
+    teacher ``cache`` is given; evaluate on test (full ranking and sampled100; with
+    ``exclude_seen`` the user's earlier items are masked); measure
     (:func:`recnb.runs.run_model`). With ``reuse`` and an existing ``out/metrics.json``,
     return that instead (and continue a killed run from its training state)."""
     if reuse and out is not None and (Path(out) / "metrics.json").exists():
@@ -143,7 +148,8 @@ def train_model(
     windows = train_windows(scene, cfg.train.max_len)
     extra = distillation_loss(cache, model, cfg) if cache is not None else None
     return run_model(scene, model, cfg.train, out, extra_loss=extra, windows=windows, info={"teacher": cache is not None},
-                     evaluation=Evaluation(also=("sampled100",)), latency=(tuple(devices), tuple(batches)), resume=reuse)
+                     evaluation=Evaluation(exclude_seen=exclude_seen, also=("sampled100",)),
+                     latency=(tuple(devices), tuple(batches)), resume=reuse)
 
 
 def build_student(scene: Scene, architecture: Architecture | str | Path, width: int = 64, max_len: int = 50, seed: int = 2020) -> Student:
@@ -233,7 +239,8 @@ def _distil_piece(shared: dict, job: Distillation) -> tuple[dict, float]:
         seed_everything(job.seed)
         model = build_model("nextitnet", num_items=scene.num_items, max_len=shared["max_len"], **job.baseline)
     metrics = train_model(scene, model, cfg, shared["cache"] if job.use_teacher else None,
-                          job.run_dir / f"seed_{job.seed}", shared["devices"], shared["batches"], shared["reuse"])
+                          job.run_dir / f"seed_{job.seed}", shared["devices"], shared["batches"], shared["reuse"],
+                          shared["exclude_seen"])
     return metrics, time.perf_counter() - t0
 
 
@@ -256,6 +263,7 @@ def run_pipeline(
     max_param_ratio: float = 1 / 8,
     log: Callable[[str], None] | None = print,
     pool: Pool | None = None,
+    exclude_seen: bool = False,
 ) -> dict:
     """Run AdaRec on one scene and write ``summary.csv`` / ``summary.json``.
 
@@ -275,18 +283,20 @@ def run_pipeline(
     here; ``recnb.parallel.RayPool``: as Ray tasks) in three waves: the searches of all betas;
     the distilled students of all betas and seeds; then, once the default beta is chosen, the
     twins and the baselines of all seeds. Every piece seeds itself, so the numbers do not
-    depend on the pool.
+    depend on the pool. ``exclude_seen`` masks each user's earlier items when measuring
+    every model (the Amazon protocol).
     """
     betas, default_beta = _check_options(betas, default_beta, max_param_ratio, twins)
     scene = scene if isinstance(scene, Scene) else load_scene(scene, data_dir)
     run = _Pipeline(scene, Path(out_dir), search_config or SearchConfig(), distill_config or DistillConfig(), seeds,
                     tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)),
-                    batches, reuse, log or (lambda message: None), pool or InProcess())
+                    batches, reuse, log or (lambda message: None), pool or InProcess(), exclude_seen)
     run.out.mkdir(parents=True, exist_ok=True)
     _check_resume_settings(run.out / "settings.json", {
         "dataset": scene.name, "teacher": str(teacher) if teacher else None,
         "teacher_train": dataclasses.asdict(teacher_train) if teacher_train else None,
-        "search": run.scfg.to_dict(), "distill": dataclasses.asdict(run.dcfg), "max_param_ratio": max_param_ratio}, reuse)
+        "search": run.scfg.to_dict(), "distill": dataclasses.asdict(run.dcfg), "max_param_ratio": max_param_ratio,
+        **({"exclude_seen": True} if exclude_seen else {})}, reuse)
     run.prepare_teacher(teacher, teacher_train)
     run.search_all(betas)
     rows, default_beta = run.student_rows(betas, default_beta, max_param_ratio, twins, baseline)
@@ -325,6 +335,7 @@ class _Pipeline:
     reuse: bool
     log: Callable[[str], None]
     pool: Pool
+    exclude_seen: bool = False
     stages: dict = field(default_factory=dict)
     teacher_path: Path | None = None
     teacher_model: SeqRecModel | None = None
@@ -367,7 +378,8 @@ class _Pipeline:
             tm["flops"] = model_flops(self.teacher_model)
         else:
             trained = (meta.get("extra") or {}).get("metrics", {})
-            scores = evaluate_and_measure(self.teacher_model, self.scene, Evaluation(also=("sampled100",)),
+            scores = evaluate_and_measure(self.teacher_model, self.scene,
+                                          Evaluation(exclude_seen=self.exclude_seen, also=("sampled100",)),
                                           (self.devices, self.batches))
             tm = {"test": scores["test"], "test_sampled100": scores["test_sampled100"], "valid": scores["valid"],
                   **{k: v for k, v in scores.items() if k.startswith(COST_KEYS)}, "seed": trained.get("seed"),
@@ -388,7 +400,7 @@ class _Pipeline:
     def distil(self, groups: list[tuple[str, list[Distillation]]]) -> dict:
         """Every seed of every group in one wave; ``{stage name: row over the seeds}``."""
         shared = {"scene": self.scene, "cache": self.cache, "dcfg": self.dcfg, "max_len": self.scfg.max_len,
-                  "devices": self.devices, "batches": self.batches, "reuse": self.reuse}
+                  "devices": self.devices, "batches": self.batches, "reuse": self.reuse, "exclude_seen": self.exclude_seen}
         jobs = [job for _, group in groups for job in group]
         results = iter(self.pool.map(_distil_piece, jobs, shared))
         out = {}
@@ -465,6 +477,7 @@ class _Pipeline:
             "scene": {k: (float(v) if isinstance(v, (int, float, np.number)) else str(v)) for k, v in scene.describe().items()},
             "dataset": scene.name,
             "protocol": "full ranking (test_sampled100: 100 sampled negatives)",
+            "exclude_seen": self.exclude_seen,
             "teacher": str(self.teacher_path),
             "betas": betas,
             "default_beta": default_beta,

@@ -34,6 +34,8 @@ def register(sub) -> None:
     p.add_argument("--twins", default="all", help="no-KD twins for: all, default or none")
     p.add_argument("--no-baseline", action="store_true", help="skip the hand-made small NextItNet")
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
+    p.add_argument("--exclude-seen", action="store_true",
+                   help="mask items the user already interacted with when measuring every model (the Amazon protocol)")
     p.add_argument("--latency-batch", default="1,256", help="batch sizes for the latency measurement")
     p.add_argument("--parallel", default="none",
                    help="none (one piece after another here) or ray (searches and distillations as Ray tasks, "
@@ -92,7 +94,8 @@ def run(args) -> int:
     with make_pool() as pool:
         summary = run_pipeline(scene, out, args.teacher, betas, args.default_beta, args.seeds, scfg, dcfg,
                                twins=args.twins, baseline=not args.no_baseline, devices=devices, batches=batches,
-                               data_dir=args.data_dir, reuse=args.resume, pool=pool)
+                               data_dir=args.data_dir, reuse=args.resume, pool=pool,
+                               exclude_seen=args.exclude_seen)
     for r in summary["rows"]:
         print(f"{r['name']:<32} {r['role']:<14} params(no emb) {r['params_no_embedding']:>9} "
               f"NDCG@10 {r['test']['NDCG@10']:.4f} CPU b1 {r.get('latency_cpu_b1_ms', float('nan')):.3f} ms")
