@@ -204,6 +204,21 @@ def test_any_recnb_model_teaches_with_log_prob_distances(scene):
         top_n_rows(model, windows, rows, top_n=N + 1)
 
 
+@pytest.mark.parametrize("kind", ["recnb", "semantic"])
+def test_candidates_leave_out_what_the_user_has_seen(scene, text, kind):
+    torch.manual_seed(0)
+    model = (build_model("nextitnet", num_items=N, max_len=L) if kind == "recnb"
+             else build_semantic_teacher(scene, text=text, max_len=L, hidden_size=8))
+    windows = train_windows(scene, L)
+    rows = scene_rows(windows, scene)
+    plain, _ = top_n_rows(model, windows, rows, top_n=6)
+    ranks, dist = top_n_rows(model, windows, rows, top_n=6, exclude_seen=True)
+    seen = [set(windows.inputs[w, : p + 1].tolist()) for w, p in zip(rows.window.tolist(), rows.position.tolist())]
+    assert any(set(r) & s for r, s in zip(plain.tolist(), seen))  # without it the teacher proposes seen items
+    assert not any(set(r) & s for r, s in zip(ranks.tolist(), seen))
+    assert torch.isfinite(dist).all() and (dist[:, 1:] >= dist[:, :-1] - 1e-6).all()
+
+
 # ----------------------------------------------------------------------------- pipeline
 def test_loss_gathers_the_rows_teacher_outputs(scene, artifacts):
     art = load_artifacts(artifacts, num_items=N)

@@ -32,6 +32,8 @@ def register(sub) -> None:
     add_run_args(p)
     p.add_argument("--teacher", required=True, help="'semantic' (BIGRec-shaped, trained here) or a recnb checkpoint path")
     p.add_argument("--top-n", type=int, default=20, help="candidates per training row (default 20)")
+    p.add_argument("--exclude-seen", action="store_true",
+                   help="candidates leave out the items each row's user has seen; the report masks them too")
     model, train = teacher_flags()
     model.add_to(p.add_argument_group("semantic teacher (SemanticTeacherConfig; --teacher semantic only)"))
     train.add_to(p.add_argument_group(
@@ -92,9 +94,9 @@ def run(args) -> int:
         path = Path(args.teacher)
         teacher, _ = load_checkpoint(path, scene=scene, what="--teacher")
         info["checkpoint"] = str(path)
-    info["report"] = model_report(teacher, scene)
+    info["report"] = model_report(teacher, scene, args.exclude_seen)
     t0 = time.perf_counter()
-    art = make_artifacts(scene, teacher, args.top_n, out, info=info)
+    art = make_artifacts(scene, teacher, args.top_n, out, info=info, exclude_seen=args.exclude_seen)
     art.info["artifact_seconds"] = round(time.perf_counter() - t0, 2)
     test = info["report"]["test"]
     print(f"teacher {teacher.name} on {scene.name}: test NDCG@10 {test['NDCG@10']:.4f} HR@10 {test['HR@10']:.4f}; "

@@ -296,9 +296,13 @@ def teacher_embeddings(model: SeqRecModel) -> torch.Tensor:
 
 @torch.no_grad()
 def top_n_rows(
-    model: SeqRecModel, windows: Windows, rows: TrainRows, top_n: int = 20, batch_size: int = 128
+    model: SeqRecModel, windows: Windows, rows: TrainRows, top_n: int = 20, batch_size: int = 128,
+    exclude_seen: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's top-``n`` items (recnb ids) and ascending distances for every training row."""
+    """The teacher's top-``n`` items (recnb ids) and ascending distances for every training row.
+
+    With ``exclude_seen`` a row's candidates leave out the items of its window up to the row
+    (where evaluation masks what the user has seen, candidates the user has seen teach nothing)."""
     if top_n < 1 or top_n > model.config.num_items:
         raise ConfigError(f"--top-n must be in 1..{model.config.num_items}, got {top_n}")
     model.eval()
@@ -311,14 +315,19 @@ def top_n_rows(
         seq = windows.inputs[b : b + batch_size].to(device)
         mask = mask_all[b : b + batch_size].to(device)
         h = model.output(seq)[mask]
+        seen = _prefix_items(seq)[mask] if exclude_seen else None  # (P, L): the items up to each row
         if isinstance(model, SemanticTeacher):
             d = model.distances(h).float()
             d[:, 0] = float("inf")
+            if seen is not None:
+                d.scatter_(1, seen, float("inf"))
             vals, idx = torch.topk(d, top_n, dim=1, largest=False)
         else:
             s = model.score(h).float()
             s[:, 0] = float("-inf")
-            logp = torch.log_softmax(s, dim=1)
+            logp = torch.log_softmax(s, dim=1)  # the distance stays the teacher's own log-probability
+            if seen is not None:
+                logp.scatter_(1, seen, float("-inf"))
             top, idx = torch.topk(logp, top_n, dim=1)
             vals = -top
         sub_r = torch.zeros(*mask.shape, top_n, dtype=torch.long)
@@ -326,6 +335,14 @@ def top_n_rows(
         sub_r[mask.cpu()], sub_d[mask.cpu()] = idx.cpu(), vals.cpu()
         ranks[b : b + batch_size], dist[b : b + batch_size] = sub_r, sub_d
     return rows.rows(ranks), rows.rows(dist)
+
+
+def _prefix_items(seq: torch.Tensor) -> torch.Tensor:
+    """``(B, L, L)``: at position ``p`` of each window, its items up to ``p`` (0 after ``p``,
+    the padding id, which every ranking masks anyway)."""
+    L = seq.shape[1]
+    upto = torch.ones(L, L, dtype=torch.bool, device=seq.device).tril()  # [p, j]: j <= p
+    return seq[:, None, :] * upto
 
 
 def model_report(model: SeqRecModel, scene: Scene, exclude_seen: bool = False) -> dict:
@@ -351,17 +368,19 @@ def make_artifacts(
     out: str | Path | None = None,
     max_len: int | None = None,
     info: dict | None = None,
+    exclude_seen: bool = False,
 ) -> TeacherArtifacts:
     """Run ``teacher`` over every training row of ``scene`` and (with ``out``) write the
-    three teacher files, the scene in the official layout (``out/data``) and ``teacher.json``."""
+    three teacher files, the scene in the official layout (``out/data``) and ``teacher.json``.
+    ``exclude_seen``: candidates leave out what the user has seen (:func:`top_n_rows`)."""
     windows = train_windows(scene, max_len or teacher.config.max_len)
     rows = scene_rows(windows, scene)
     if len(rows) == 0:
         raise DataError(f"scene '{scene.name}' has no training rows (every user has fewer than 4 items)")
-    ranks, dist = top_n_rows(teacher, windows, rows, top_n)
+    ranks, dist = top_n_rows(teacher, windows, rows, top_n, exclude_seen=exclude_seen)
     emb = teacher_embeddings(teacher)
     info = {"dataset": scene.name, "teacher": teacher.name, "top_n": top_n, "rows": len(rows),
-            "num_items": scene.num_items, "embedding_dim": int(emb.shape[1]), **(info or {})}
+            "num_items": scene.num_items, "embedding_dim": int(emb.shape[1]), "exclude_seen": exclude_seen, **(info or {})}
     art = TeacherArtifacts(emb, ranks, dist, Path(out) if out else None, info)
     if out is not None:
         out = Path(out)
