@@ -60,3 +60,32 @@ def sampled_candidates(seen: list[np.ndarray], targets: torch.Tensor, num_items:
         picks = rng.choice(allowed, size=min(n, len(allowed)), replace=False)
         out[u, 1 : 1 + len(picks)] = picks  # a tiny catalogue leaves 0s: padding never outranks
     return torch.as_tensor(out)
+
+
+def user_ndcg(ranks, k: int = 10) -> np.ndarray:
+    """Each user's NDCG@k from the 0-based rank of their held-out item (one relevant item:
+    ``1 / log2(rank + 2)`` inside the top ``k``, else 0)."""
+    r = np.asarray(ranks.cpu() if torch.is_tensor(ranks) else ranks, dtype=np.float64)
+    return np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)
+
+
+def paired_difference(a: list, b: list, k: int = 10, resamples: int = 2000, seed: int = 0) -> dict:
+    """Is model ``a`` better than ``b`` on the same test users? ``a`` and ``b`` hold the
+    users' ranks per seed (seed ``i`` of one paired with seed ``i`` of the other).
+
+    Each user's difference in NDCG@k is averaged over the seeds; the standard error of its
+    mean comes from a bootstrap over users (``resamples`` draws), so it holds whatever the
+    distribution of the per-user differences. ``significant``: the mean difference is more
+    than twice that standard error."""
+    if len(a) != len(b) or not a:
+        raise ValueError("paired_difference: give the same number (at least one) of seeds for both models")
+    per_seed = [user_ndcg(x, k) - user_ndcg(y, k) for x, y in zip(a, b)]
+    d = np.mean(per_seed, axis=0)
+    rng = np.random.default_rng(seed)
+    means = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(resamples)])
+    se = float(means.std(ddof=1))
+    diff = float(d.mean())
+    return {"metric": f"NDCG@{k}", "difference": diff, "se": se, "z": diff / se if se > 0 else float("inf"),
+            "per_seed": [float(x.mean()) for x in per_seed], "users": len(d), "resamples": resamples,
+            "test": "bootstrap over test users of the seed-averaged per-user difference",
+            "every_seed": bool(all(x.mean() > 0 for x in per_seed)), "significant": bool(diff > 2 * se)}

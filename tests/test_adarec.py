@@ -115,7 +115,15 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
     assert saved["default_beta"] == choose_default_beta(students, teacher["params_no_embedding"])  # chosen on validation
     d = saved["default_beta"]
     per_beta = [[("student", b)] + ([("student_no_kd", b)] if b == d else []) for b in (0.01, 1.0)]
-    assert [(r["role"], r["beta"]) for r in saved["rows"]] == [("teacher", None), *per_beta[0], *per_beta[1], ("baseline", None)]
+    assert [(r["role"], r["beta"]) for r in saved["rows"]] == [("teacher", None), *per_beta[0], *per_beta[1], ("baseline", None),
+                                                              ("baseline_sasrec", None)]
+    sasrec = saved["rows"][-1]
+    assert sasrec["name"].startswith("sasrec-small-kd-") and sasrec["params_no_embedding"] > 0
+    # the default student against its twin and both baselines, paired over the same test users
+    assert set(saved["comparisons"]) == {"student_no_kd", "baseline", "baseline_sasrec"}
+    for c in saved["comparisons"].values():
+        assert c["users"] == scene.num_users and len(c["per_seed"]) == 2 and c["se"] > 0
+        assert c["significant"] == (c["difference"] > 2 * c["se"])
     keys = {"name", "role", "beta", "default", "architecture", "params", "params_no_embedding", "flops",
             "latency_cpu_b1_ms", "latency_cpu_b2_ms", "test"}
     for r in saved["rows"]:
@@ -127,8 +135,8 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
                for r in saved["rows"] if r["role"].startswith("student"))
     assert len(saved["rows"][1]["seeds"]) == 2
     csv = pd.read_csv(tmp_path / "summary.csv")
-    assert len(csv) == 5 and "test_NDCG@10" in csv.columns and "valid_NDCG@10" in csv.columns
-    assert len(load_summary(tmp_path)) == 5
+    assert len(csv) == 6 and "test_NDCG@10" in csv.columns and "valid_NDCG@10" in csv.columns
+    assert len(load_summary(tmp_path)) == 6
     assert {"teacher_cache", "search_beta_0.01", "baseline"} <= set(saved["stages_seconds"])
 
     # twins for every beta, and the hand-made NextItNet without a teacher; finished pieces are reused
@@ -136,9 +144,9 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
                          distill_config=dcfg, twins="all", batches=(1, 2), log=lambda s: None)
     roles = [(r["role"], r["beta"]) for r in again["rows"]]
     assert roles == [("teacher", None), ("student", 0.01), ("student_no_kd", 0.01), ("student", 1.0),
-                     ("student_no_kd", 1.0), ("baseline", None), ("baseline_no_kd", None)]
-    kd, no_kd = again["rows"][-2:]
-    assert kd["params"] == no_kd["params"] and kd["test"] == saved["rows"][-1]["test"]  # the same model, reused
+                     ("student_no_kd", 1.0), ("baseline", None), ("baseline_sasrec", None), ("baseline_no_kd", None)]
+    kd, no_kd = again["rows"][-3], again["rows"][-1]
+    assert kd["params"] == no_kd["params"] and kd["test"] == saved["rows"][-2]["test"]  # the same model, reused
     assert again["rows"][1]["test"] == saved["rows"][1]["test"]
     assert {r["role"] for r in again["rows"]} <= set(ROLES)
     # a resumed run with settings that change finished pieces is refused, naming them

@@ -2,10 +2,19 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
-from recnb.metrics import flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
+from recnb.metrics import (
+    flatten,
+    metrics_from_ranks,
+    paired_difference,
+    ranks_from_scores,
+    sampled_candidates,
+    user_ndcg,
+)
 
 
 def test_ranks_from_scores_by_hand():
@@ -66,3 +75,24 @@ def test_a_collapsed_model_gets_the_worst_metrics_end_to_end():
     with torch.no_grad():
         model.item_embedding.weight.fill_(float("nan"))
     assert evaluate(model, scene, "test").loc[10, "NDCG"] == 0.0
+
+
+def test_user_ndcg_is_the_per_user_term_of_ndcg():
+    ranks = torch.tensor([0, 1, 3, 9, 10, 500])
+    assert np.allclose(user_ndcg(ranks), [1.0, 1 / np.log2(3), 1 / np.log2(5), 1 / np.log2(11), 0.0, 0.0])
+    assert np.isclose(user_ndcg(ranks).mean(), metrics_from_ranks(ranks).loc[10, "NDCG"])
+
+
+def test_paired_difference_pairs_users_and_averages_seeds():
+    rng = np.random.default_rng(0)
+    b = [torch.as_tensor(rng.integers(0, 30, 4000)) for _ in range(2)]
+    better = [torch.clamp(x - 2, min=0) for x in b]  # every user ranks its item 2 places higher
+    res = paired_difference(better, b, resamples=300)
+    d = np.mean([user_ndcg(x) - user_ndcg(y) for x, y in zip(better, b)], axis=0)
+    assert np.isclose(res["difference"], d.mean()) and res["users"] == 4000 and len(res["per_seed"]) == 2
+    assert np.isclose(res["se"], d.std(ddof=1) / np.sqrt(len(d)), rtol=0.15)  # the bootstrap agrees with the formula
+    assert res["significant"] and res["every_seed"] and res["z"] > 2
+    same = paired_difference(b, b, resamples=50)
+    assert same["difference"] == 0.0 and not same["significant"] and not same["every_seed"]
+    with pytest.raises(ValueError, match="same number"):
+        paired_difference(b, b[:1])

@@ -36,6 +36,7 @@ from recnb.data import Scene, load_scene, train_windows
 from recnb.errors import ConfigError, check_fields
 from recnb.kd import EMDLoss, TeacherCache, kd_loss
 from recnb.measure import COST_KEYS, model_flops
+from recnb.metrics import paired_difference
 from recnb.models import SeqRecModel, build_model
 from recnb.runs import Evaluation, evaluate_and_measure, mean_over_seeds, run_model, train_and_report
 from recnb.train import (
@@ -44,6 +45,7 @@ from recnb.train import (
     load_checkpoint,
     resolve_device,
     seed_everything,
+    user_ranks,
     write_json,
 )
 
@@ -52,7 +54,7 @@ TEACHER_CONFIG = {"embedding_size": 128, "num_blocks": 8, "dilations": [1, 4], "
 # How a missing teacher is trained, on top of the distillation's training settings: the reorder
 # augmentation gave the best validation NDCG@10 of nine 16 x 128 teachers on ml-100k (docs/adarec.md).
 TEACHER_TRAIN = {"reorder": 0.2}
-ROLES = ("teacher", "student", "student_no_kd", "baseline", "baseline_no_kd")
+ROLES = ("teacher", "student", "student_no_kd", "baseline", "baseline_no_kd", "baseline_sasrec")
 
 
 @dataclass
@@ -158,6 +160,19 @@ def build_student(scene: Scene, architecture: Architecture | str | Path, width: 
     return Student.from_architecture(arch, scene.num_items, width, max_len)
 
 
+def sasrec_baseline_config(target_params: int, width: int = 64) -> dict:
+    """A hand-made small SASRec at ``width`` whose non-embedding size is closest to
+    ``target_params`` (1-4 blocks, feed-forward 1x-4x the width; ``"model": "sasrec"``)."""
+    best = None
+    for layers in range(1, 5):
+        for inner in (width, 2 * width, 4 * width):
+            cfg = {"hidden_size": width, "num_layers": layers, "inner_size": inner, "num_heads": 2 if width % 2 == 0 else 1}
+            n = build_model("sasrec", num_items=1, **cfg).num_params(embeddings=False)
+            if best is None or abs(n - target_params) < best[0]:
+                best = (abs(n - target_params), cfg)
+    return {"model": "sasrec", **best[1]}
+
+
 def baseline_config(target_params: int, width: int = 64, dilations=(1, 4)) -> dict:
     """A hand-made small NextItNet at ``width`` whose non-embedding size is closest to
     ``target_params`` (whole repetitions of the dilation pattern; at least one)."""
@@ -237,7 +252,8 @@ def _distil_piece(shared: dict, job: Distillation) -> tuple[dict, float]:
         model = build_student(scene, job.architecture, dcfg.width, shared["max_len"], job.seed)
     else:
         seed_everything(job.seed)
-        model = build_model("nextitnet", num_items=scene.num_items, max_len=shared["max_len"], **job.baseline)
+        settings = dict(job.baseline)
+        model = build_model(settings.pop("model", "nextitnet"), num_items=scene.num_items, max_len=shared["max_len"], **settings)
     metrics = train_model(scene, model, cfg, shared["cache"] if job.use_teacher else None,
                           job.run_dir / f"seed_{job.seed}", shared["devices"], shared["batches"], shared["reuse"],
                           shared["exclude_seen"])
@@ -301,6 +317,7 @@ def run_pipeline(
     run.search_all(betas)
     rows, default_beta = run.student_rows(betas, default_beta, max_param_ratio, twins, baseline)
     summary = run.summary(rows, betas, default_beta, twins)
+    summary["comparisons"] = run.comparisons(rows)
     write_json(run.out / "summary.json", summary)
     summary_frame(rows).to_csv(run.out / "summary.csv", index=False)
     return summary
@@ -344,6 +361,7 @@ class _Pipeline:
     archs: dict = field(default_factory=dict)
     students: dict = field(default_factory=dict)
     default_beta: float | None = None
+    baseline_dirs: dict = field(default_factory=dict)
 
     def stage(self, name: str, t0: float | None = None, seconds: float | None = None) -> None:
         """Add the seconds since ``t0`` (or ``seconds``, a piece's own) to stage ``name``."""
@@ -454,21 +472,53 @@ class _Pipeline:
         for name, _, label in baselines:
             agg = last[name]
             rows.append(_row(label, name, None, False, None, agg))
-            self.log(f"[adarec {self.scene.name}] baseline{'' if name == 'baseline' else ' without teacher'}: "
-                     f"NDCG@10 {agg['test']['NDCG@10']:.4f}")
+            self.log(f"[adarec {self.scene.name}] {label}: NDCG@10 {agg['test']['NDCG@10']:.4f}")
         return rows, default_beta
 
-    # 4. a hand-made NextItNet of the default student's size, same KD (and, with every twin, without)
+    # 4. a hand-made NextItNet and SASRec of the default student's size, same KD (and, with every twin,
+    #    the NextItNet without)
     def baseline_runs(self, twins: str) -> list[tuple[str, list[Distillation], str]]:
-        """``(role, seeds, row name)`` of the baseline and, with every twin, its no-teacher twin."""
-        bcfg = baseline_config(self.students[self.default_beta]["params_no_embedding"], self.dcfg.width)
+        """``(role, seeds, row name)`` of the baselines and, with every twin, the NextItNet's no-teacher twin."""
+        target = self.students[self.default_beta]["params_no_embedding"]
+        scfg = sasrec_baseline_config(target, self.dcfg.width)
+        shape = f"{scfg['num_layers']}x{scfg['hidden_size']}-ff{scfg['inner_size']}"
+        self.baseline_dirs["baseline_sasrec"] = self.out / "baseline" / f"sasrec-{shape}"
+        sasrec = ("baseline_sasrec", self.seeds_of(self.baseline_dirs["baseline_sasrec"], True, baseline=scfg),
+                  f"sasrec-small-kd-{shape}")
+        bcfg = baseline_config(target, self.dcfg.width)
         blocks = f"{bcfg['num_blocks'] * len(bcfg['dilations'])}blocks"
         out = []
         for kd in (True, False) if twins == "all" else (True,):  # does the teacher help a hand-made conv student too?
             run_dir = self.out / "baseline" / (blocks if kd else f"{blocks}-no-kd")  # keyed by size: reuse never mixes sizes
+            self.baseline_dirs["baseline" if kd else "baseline_no_kd"] = run_dir
             out.append(("baseline" if kd else "baseline_no_kd", self.seeds_of(run_dir, kd, baseline=bcfg),
                         f"nextitnet-small-kd-{blocks}" if kd else f"nextitnet-small-{blocks}-no-kd"))
+        return [out[0], sasrec, *out[1:]]
+
+    # 5. the default student against its twin and each baseline, paired over the test users
+    def comparisons(self, rows: list[dict]) -> dict:
+        """``{role: paired_difference(default student, role)}`` for the default beta's twin and
+        the baselines whose every seed left a ``model.pt`` here (a remote pool may keep them)."""
+        t0 = time.perf_counter()
+        d = self.default_beta
+        dirs = {"student_no_kd": self.out / "students" / f"beta_{d:g}" / "no_kd", **self.baseline_dirs}
+        present = {r["role"] for r in rows}
+        student = self.seed_ranks(self.out / "students" / f"beta_{d:g}" / "kd")
+        out = {}
+        for role, run_dir in dirs.items():
+            other = self.seed_ranks(run_dir) if role in present else None
+            if student is not None and other is not None:
+                out[role] = paired_difference(student, other)
+        self.stage("comparisons", t0)
         return out
+
+    def seed_ranks(self, run_dir: Path) -> list | None:
+        """The test ranks of each seed's model in ``run_dir`` (None if one is missing)."""
+        paths = [run_dir / f"seed_{self.dcfg.train.seed + s}" / "model.pt" for s in range(self.seeds)]
+        if not all(p.exists() for p in paths):
+            return None
+        return [user_ranks(load_checkpoint(p)[0], self.scene, "test", exclude_seen=self.exclude_seen,
+                           max_len=self.scfg.max_len, cut_padding=True) for p in paths]
 
     def summary(self, rows: list[dict], betas: list[float], default_beta: float, twins: str) -> dict:
         scene, dcfg = self.scene, self.dcfg
@@ -531,6 +581,7 @@ __all__ = [
     "distillation_loss",
     "load_summary",
     "run_pipeline",
+    "sasrec_baseline_config",
     "summary_frame",
     "train_model",
 ]
