@@ -239,3 +239,20 @@ def test_a_model_that_breaks_the_contract_is_refused():
 
     with pytest.raises(ConfigError, match="ragged: breaks the model contract"):
         check_contract(Ragged())
+
+
+def test_story_says_what_distillation_bought_and_when_the_teacher_cannot_teach():
+    from recnb.adarec.summary import story
+
+    def row(role, ndcg, params, ms, default=False):
+        return {"role": role, "name": role, "default": default, "test": {"NDCG@10": ndcg},
+                "params_no_embedding": params, "latency_cpu_b1_ms": ms}
+
+    summary = {"default_beta": 0.1, "rows": [row("teacher", 0.06, 800_000, 3.0), row("student", 0.058, 50_000, 0.5, True),
+                                             row("student_no_kd", 0.052, 50_000, 0.5, True)],
+               "comparisons": {"student_no_kd": {"users": 100, "se": 0.002, "significant": True}}}
+    lines = story(summary)
+    assert "97% of the teacher" in lines[1] and "6.2%" in lines[1] and "6.0x faster" in lines[1]
+    assert "+0.0060" in lines[2] and "more than twice the SE" in lines[2] and len(lines) == 3
+    summary["rows"][0]["test"]["NDCG@10"] = 0.05  # a teacher below the twin: said so
+    assert "not better than the student's no-teacher twin" in story(summary)[-1]

@@ -141,9 +141,10 @@ HAND_WRITTEN = {  # options that are no config field (the rest must be generated
     "search": COMMON | {"--teacher", "--resume", "--search-config"},
     "distill": COMMON | {"--arch", "--teacher", "--no-teacher", "--latency-batch"},
     "adarec": COMMON | {"--teacher", "--betas", "--default-beta", "--seeds", "--twins", "--no-baseline", "--resume",
-                        "--latency-batch", "--search-config", "--parallel", "--address", "--resources-per-trial"},
+                        "--latency-batch", "--search-config", "--parallel", "--address", "--resources-per-trial",
+                        "--exclude-seen"},
     "dllm2rec": COMMON | {"--artifacts", "--student", "--seeds", "--no-baseline", "--exclude-seen"},
-    "teacher-artifacts": COMMON | {"--teacher", "--top-n"},
+    "teacher-artifacts": COMMON | {"--teacher", "--top-n", "--exclude-seen"},
 }
 REQUIRED = {"search": [], "distill": ["--arch", "a.json", "--no-teacher"], "adarec": [],
             "dllm2rec": ["--artifacts", "a"], "teacher-artifacts": ["--teacher", "semantic"]}

@@ -205,12 +205,12 @@ def test_adarec_on_ray_gives_the_numbers_of_the_sequential_run(ray_address, scen
     assert main(_adarec(scene_file, adarec_teacher, tmp_path / "ray", "--parallel", "ray", "--address", ray_address,
                         "--resources-per-trial", "cpu=1,gpu=0")) == 0
     seq, par = _numbers(tmp_path / "seq"), _numbers(tmp_path / "ray")
-    assert [r["role"] for r in par] == ["teacher", "student", "student", "student_no_kd", "baseline"]
+    assert [r["role"] for r in par] == ["teacher", "student", "student", "student_no_kd", "baseline", "baseline_sasrec"]
     assert all(len(r["seeds"]) == 2 for r in par[1:])
     assert par == seq
     # resumed on Ray, every piece is read back: the same numbers, no model file rewritten
     models = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("model.pt")}
-    assert len(models) == 2 * 4 and main(_adarec(scene_file, adarec_teacher, tmp_path / "ray", "--parallel", "ray",
+    assert len(models) == 2 * 5 and main(_adarec(scene_file, adarec_teacher, tmp_path / "ray", "--parallel", "ray",
                                                    "--address", ray_address, "--resume")) == 0
     assert _numbers(tmp_path / "ray") == seq
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("model.pt")} == models

@@ -63,4 +63,36 @@ def load_summary(path: str | Path) -> pd.DataFrame:
     return summary_frame(read_summary(path)["rows"])
 
 
-__all__ = ["load_summary", "read_summary", "summary_file", "summary_frame"]
+def story(summary: dict) -> list[str]:
+    """What a run shows, in a few lines: the teacher, the default student (its size, speed
+    and accuracy against the teacher's), its no-teacher twin and what distillation bought
+    (paired over test users when the run compared them), and whether the teacher had
+    anything to teach: a teacher below the twin cannot show the method's claim."""
+    rows = summary["rows"]
+    teacher = next(r for r in rows if r["role"] == "teacher")
+    student = next((r for r in rows if r["role"] == "student" and r["default"]), None)
+    if student is None:
+        return []
+    twin = next((r for r in rows if r["role"] == "student_no_kd" and r["default"]), None)
+    t, s = teacher["test"]["NDCG@10"], student["test"]["NDCG@10"]
+    speed = teacher.get("latency_cpu_b1_ms", float("nan")) / student.get("latency_cpu_b1_ms", float("nan"))
+    lines = [f"teacher {teacher['name']}: test NDCG@10 {t:.4f}",
+             f"default student (beta {summary['default_beta']:g}): {s:.4f} = {s / t:.0%} of the teacher, "
+             f"{student['params_no_embedding'] / teacher['params_no_embedding']:.1%} of its non-embedding parameters, "
+             f"{speed:.1f}x faster on the CPU for one user"]
+    if twin is not None:
+        w = twin["test"]["NDCG@10"]
+        bought = f"distillation bought {s - w:+.4f} NDCG@10 over the no-teacher twin ({w:.4f})"
+        c = summary.get("comparisons", {}).get("student_no_kd")
+        if c:
+            bought += (f"; paired over {c['users']} test users: SE {c['se']:.4f}, "
+                       f"{'more' if c['significant'] else 'not more'} than twice the SE")
+        lines.append(bought)
+        if t <= w:
+            lines.append("the teacher is not better than the student's no-teacher twin, so it has little to teach "
+                         "here (too short a teacher run, or a scene where a small model suffices): "
+                         "docs/adarec.md shows a run where the teacher is stronger")
+    return lines
+
+
+__all__ = ["load_summary", "read_summary", "story", "summary_file", "summary_frame"]

@@ -99,5 +99,8 @@ def run(args) -> int:
     for r in summary["rows"]:
         print(f"{r['name']:<32} {r['role']:<14} params(no emb) {r['params_no_embedding']:>9} "
               f"NDCG@10 {r['test']['NDCG@10']:.4f} CPU b1 {r.get('latency_cpu_b1_ms', float('nan')):.3f} ms")
+    from recnb.adarec.summary import story
+
+    print("\n".join(story(summary)))
     print(f"-> {out / 'summary.json'}")
     return 0
