@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recnb import analysis
 from recnb.adarec.architecture import Architecture
 from recnb.adarec.pipeline import TEACHER_CONFIG, TEACHER_TRAIN, DistillConfig, run_pipeline
 from recnb.adarec.search import SearchConfig, search
@@ -129,23 +130,9 @@ def claims(summary: dict) -> None:
 
 
 def compare(dirs: list[str]) -> None:
-    """Architectures of several scenes side by side, with each scene's statistics."""
-    cols = {}
-    for d in dirs:
-        d = Path(d)
-        info = json.loads((d / "scene.json").read_text()) if (d / "scene.json").exists() else {}
-        arch_files = sorted(d.glob("search/beta_*/architecture.json"))
-        for f in arch_files:
-            arch = Architecture.load(f)
-            key = f"{arch.meta.get('scene', d.name)} beta={arch.meta.get('beta')}"
-            col = {f"stat {k}": v for k, v in info.items()}
-            col["cell params (w=64)"] = arch.params(64)
-            for c, cell in enumerate(arch.cells):
-                for n, node in enumerate(cell):
-                    col[f"cell{c} node{n}"] = ", ".join(f"{e.op}<{e.input}" for e in node)
-            cols[key] = col
-    with pd.option_context("display.width", 250, "display.max_colwidth", 60):
-        print(pd.DataFrame(cols).to_string())
+    """Architectures and frontiers of several scenes side by side, with each scene's statistics."""
+    with pd.option_context("display.width", 250, "display.max_colwidth", 120, "display.max_columns", 30):
+        print(analysis.scene_runs(dirs).to_string(index=False))
 
 
 def main(argv=None) -> int:
@@ -175,6 +162,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-targets", type=int, default=0, help="batches of about this many targets (0: --batch-size windows)")
     p.add_argument("--ema", type=float, default=0.0, help="weight average of the students (0: off)")
     p.add_argument("--patience", type=int, default=DistillConfig().train.patience)
+    p.add_argument("--max-len", type=int, default=SearchConfig().max_len,
+                   help="window of the search, the teacher cache and the students (Amazon: 20 holds 90%% of histories)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print("command:", "python bench/adarec.py " + " ".join(sys.argv[1:] if argv is None else argv))
@@ -190,7 +179,7 @@ def main(argv=None) -> int:
     print("scene:", scene.describe().to_dict())
     teacher = Path(args.teacher) if args.teacher else teacher_for(scene, out, args.teacher_budget, print)
     betas = [float(b) for b in args.betas.split(",")]
-    scfg = SearchConfig(device="cpu", progress=False, **{k: v for k, v in (("epochs", args.search_epochs), ("max_steps", args.max_steps)) if v is not None})
+    scfg = SearchConfig(device="cpu", progress=False, max_len=args.max_len, **{k: v for k, v in (("epochs", args.search_epochs), ("max_steps", args.max_steps)) if v is not None})
     if args.search_only:
         model, _ = load_checkpoint(teacher)
         for beta in betas:
@@ -203,7 +192,7 @@ def main(argv=None) -> int:
     train = dataclasses.replace(DistillConfig().train, epochs=args.distill_epochs, batch_size=args.batch_size, device="cpu",
                                 progress=False, time_budget=args.time_budget or None, lr=args.lr, loss=args.loss,
                                 negatives=args.negatives, batch_targets=args.batch_targets, ema=args.ema,
-                                patience=args.patience)
+                                patience=args.patience, max_len=args.max_len)
     summary = run_pipeline(scene, out, teacher, betas, args.default_beta, args.seeds, scfg, DistillConfig(train=train),
                            twins=args.twins, baseline=not args.no_baseline, exclude_seen=args.exclude_seen,
                            devices=("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))

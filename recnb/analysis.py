@@ -5,6 +5,7 @@ number a figure shows is testable without a renderer."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -290,6 +291,34 @@ def pareto_front(rows: list, cost: str = "params", metric: str = "NDCG@10", role
             front.append(r)
             best = m
     return front
+
+
+def scene_runs(folders, width: int = 64, stats=("users", "items", "seq_len_median", "seq_len_p90", "popularity_gini")) -> pd.DataFrame:
+    """AdaRec runs of several scenes side by side, one row per scene and beta: the scene's
+    statistics (``describe()``, from the run's summary or its ``scene.json``), the architecture
+    found (its signature and learnable cell parameters at ``width``) and, where the run has a
+    ``summary.json``, the beta's distilled student on the frontier (size, FLOPs, latency,
+    test NDCG@10) beside its teacher. A search-only run (no summary) gives the first part."""
+    rows = []
+    for folder in folders:
+        folder = Path(folder)
+        summary = read_summary(folder, inline=True) if (folder / "summary.json").exists() else None
+        scene = summary["scene"] if summary else json.loads((folder / "scene.json").read_text())
+        name = summary["dataset"] if summary else folder.name
+        students = {r["beta"]: r for r in (summary or {}).get("rows", []) if r["role"] == "student"}
+        teacher = next((r for r in (summary or {}).get("rows", []) if r["role"] == "teacher"), None)
+        for path in sorted(folder.glob("search/beta_*/architecture.json"), key=lambda p: float(p.parent.name[5:])):
+            arch, beta = Architecture.load(path), float(path.parent.name[5:])
+            row = {"scene": name, **{k: scene.get(k) for k in stats}, "beta": beta,
+                   "default": bool(summary and summary.get("default_beta") == beta),
+                   "architecture": arch.signature(), f"cell params (width {width})": arch.params(width)}
+            if beta in students:
+                st = students[beta]
+                row.update({k: st.get(k) for k in ("params_no_embedding", "flops", "latency_cpu_b1_ms")})
+                row["NDCG@10"] = metric_of(st, "NDCG@10")
+                row["teacher NDCG@10"] = metric_of(teacher, "NDCG@10") if teacher else float("nan")
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- DLLM2Rec

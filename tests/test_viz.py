@@ -306,3 +306,20 @@ def test_comparison_table_and_frontier(tmp_path, arch):
     students = next(t for t in fig.data if t.name == "student")
     assert list(students.x) == [2_000, 1_000] and list(students.y) == [0.08, 0.05]  # beta order
     assert {t.name for t in fig.data} == {"teacher", "student"}
+
+
+def test_scene_runs_put_scenes_architectures_and_frontier_side_by_side(tmp_path, arch):
+    full = tmp_path / "full"
+    path = _summary(full, arch)
+    summary = json.loads(path.read_text())
+    summary.update(dataset="beauty", default_beta=0.1, scene={"users": 100, "items": 50, "seq_len_median": 6.0})
+    path.write_text(json.dumps(summary))
+    only = tmp_path / "sports"  # a search-only run: architectures and scene.json, no summary
+    arch.save(only / "search" / "beta_1" / "architecture.json")
+    arch.save(only / "search" / "beta_0.01" / "architecture.json")
+    (only / "scene.json").write_text(json.dumps({"users": 300, "items": 90, "seq_len_median": 5.0}))
+    df = analysis.scene_runs([full, only])
+    assert list(zip(df["scene"], df["beta"])) == [("beauty", 0.1), ("sports", 0.01), ("sports", 1.0)]
+    assert df["users"].tolist() == [100, 300, 300] and df["default"].tolist() == [True, False, False]
+    assert (df["architecture"] == arch.signature()).all() and (df["cell params (width 64)"] == arch.params(64)).all()
+    assert df.loc[0, "NDCG@10"] == 0.08 and df.loc[0, "teacher NDCG@10"] == 0.10 and pd.isna(df.loc[1, "NDCG@10"])
