@@ -76,10 +76,10 @@ def story(summary: dict) -> list[str]:
     twin = next((r for r in rows if r["role"] == "student_no_kd" and r["default"]), None)
     t, s = teacher["test"]["NDCG@10"], student["test"]["NDCG@10"]
     speed = teacher.get("latency_cpu_b1_ms", float("nan")) / student.get("latency_cpu_b1_ms", float("nan"))
+    size = student["params_no_embedding"] / teacher["params_no_embedding"]
     lines = [f"teacher {teacher['name']}: test NDCG@10 {t:.4f}",
-             f"default student (beta {summary['default_beta']:g}): {s:.4f} = {s / t:.0%} of the teacher, "
-             f"{student['params_no_embedding'] / teacher['params_no_embedding']:.1%} of its non-embedding parameters, "
-             f"{speed:.1f}x faster on the CPU for one user"]
+             (f"default student (beta {summary['default_beta']:g}): {s:.4f} = {s / t:.0%} of the teacher, "
+              f"{size:.1%} of its non-embedding parameters, {speed:.1f}x faster on the CPU for one user")]
     if twin is not None:
         w = twin["test"]["NDCG@10"]
         bought = f"distillation bought {s - w:+.4f} NDCG@10 over the no-teacher twin ({w:.4f})"
