@@ -97,6 +97,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     times, t0 = {}, time.perf_counter()
 
+    def progress(line):
+        print(line, flush=True)
+
     def stage(name, start):
         times[name] = round(time.perf_counter() - start, 1)
         print(f"[{name}: {times[name]}s]", flush=True)
@@ -146,7 +149,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         done = finished(out / student / "metrics.json", seeds, student_train(student)) if args.reuse else None
         results[student] = done or run_dllm2rec(scene, art, student, seeds, student_train(student), base_cfg,
-                                                out=out / student, exclude_seen=args.exclude_seen)
+                                                out=out / student, exclude_seen=args.exclude_seen, log=progress)
         stage(f"{student}: distilled + plain x {len(seeds)} seeds{' (read back)' if done else ''}", start)
 
     ab_seeds = seeds[: args.ablation_seeds]
@@ -166,7 +169,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         cfg = dataclasses.replace(base_cfg, **change)
         ablation[name] = run_dllm2rec(scene, art, ab_student, ab_seeds, student_train(ab_student), cfg, baseline=False,
-                                      exclude_seen=args.exclude_seen)
+                                      exclude_seen=args.exclude_seen, log=progress)
         stage(f"ablation {name} x {len(ab_seeds)} seed(s)", start)
     times["total"] = round(time.perf_counter() - t0, 1)
 
