@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -133,6 +134,20 @@ def compare(dirs: list[str]) -> None:
         print(analysis.scene_runs(dirs).to_string(index=False))
 
 
+KEPT = ("summary.json", "summary.csv", "scene.json", "search/beta_*/architecture.json", "search/beta_*/epochs.csv")
+
+
+def keep(out: Path, dest: Path) -> None:
+    """Copy a run's small result files (summary, scene statistics, each search's architecture
+    and epochs) to ``dest``, the layout ``analysis.scene_runs`` and notebook 03 read."""
+    for pattern in KEPT:
+        for f in out.glob(pattern):
+            target = dest / f.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+    print(f"kept {sum(1 for _ in dest.rglob('*.*'))} files in {dest}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scene", default="ml-100k")
@@ -153,6 +168,7 @@ def main(argv=None) -> int:
     p.add_argument("--search-only", action="store_true", help="teacher + one search per beta (scene adaptivity)")
     p.add_argument("--compare", nargs="+", default=None, help="print the architectures of these output dirs side by side")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--keep", default=None, help="copy the run's summary, scene and architectures here (bench/results/adarec/SCENE)")
     p.add_argument("--exclude-seen", action="store_true", help="mask each user's earlier items when measuring (Amazon protocol)")
     p.add_argument("--lr", type=float, default=DistillConfig().train.lr, help="students' lr")
     p.add_argument("--loss", default="ce", help="students' own loss (ce or sampled; KD always sees every item)")
@@ -186,6 +202,8 @@ def main(argv=None) -> int:
             print(f"search beta={beta:g}: {time.perf_counter() - t0:.0f}s ({res.epochs} epochs, teacher cache "
                   f"{res.teacher_seconds:.0f}s) -> {res.architecture.signature()}")
         compare([str(out)])
+        if args.keep:
+            keep(out, Path(args.keep))
         return 0
     train = dataclasses.replace(DistillConfig().train, epochs=args.distill_epochs, batch_size=args.batch_size, device="cpu",
                                 progress=False, time_budget=args.time_budget or None, lr=args.lr, loss=args.loss,
@@ -197,6 +215,8 @@ def main(argv=None) -> int:
     print(f"\n== AdaRec on {scene.name}: full ranking, {args.seeds} seed(s), test split; hardware above ==")
     print_summary(summary)
     print(f"\ntotal {time.perf_counter() - start:.0f}s")
+    if args.keep:
+        keep(out, Path(args.keep))
     return 0
 
 
