@@ -171,3 +171,18 @@ def test_distillation_losses_read_cut_batches_as_full_ones(one_thread):
     fit(student.train(), scene, TrainConfig(epochs=1, batch_targets=40, max_len=20, device="cpu", progress=False),
         extra_loss=spy, windows=w)
     assert max(seen) > 0
+
+
+@pytest.mark.parametrize("base", ["sasrec", "gru4rec"])
+def test_an_embedding_distilled_student_cuts_padding_as_its_student_does(base, one_thread):
+    from recnb.dllm2rec.pipeline import DLLM2RecConfig, build_student
+
+    torch.manual_seed(0)
+    model = build_student(base, 30, 20, teacher=torch.randn(30, 12), cfg=DLLM2RecConfig()).eval()
+    assert type(model).__name__ == "EmbeddingDistilledStudent" and model.cuts_padding == (base == "sasrec")
+    w = train_windows(short_scene(), 20)
+    off = int((w.inputs != 0).float().argmax(1).min())
+    with torch.no_grad():
+        full = model(w.inputs)[-1][:, off:]
+        cut = model(w.inputs[:, off:], offset=off)[-1] if model.cuts_padding else model(w.inputs[:, off:])[-1]
+    assert torch.allclose(full, cut, atol=1e-5) == model.cuts_padding

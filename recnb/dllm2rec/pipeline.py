@@ -303,8 +303,12 @@ class EmbeddingDistilledStudent(SeqRecModel):
         self.base.item_embedding.set_teacher(embeddings)
         return self
 
-    def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
-        return self.base(seq)
+    @property
+    def cuts_padding(self) -> bool:  # as its student: a cut batch keeps SASRec's numbers
+        return self.base.cuts_padding
+
+    def forward(self, seq: torch.Tensor, offset: int = 0) -> list[torch.Tensor]:
+        return self.base(seq, offset=offset) if offset else self.base(seq)
 
     def item_weights(self) -> torch.Tensor:
         return self.base.item_weights()
