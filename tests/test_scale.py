@@ -179,10 +179,9 @@ def test_an_embedding_distilled_student_cuts_padding_as_its_student_does(base, o
 
     torch.manual_seed(0)
     model = build_student(base, 30, 20, teacher=torch.randn(30, 12), cfg=DLLM2RecConfig()).eval()
-    assert type(model).__name__ == "EmbeddingDistilledStudent" and model.cuts_padding == (base == "sasrec")
-    w = train_windows(short_scene(), 20)
-    off = int((w.inputs != 0).float().argmax(1).min())
-    with torch.no_grad():
-        full = model(w.inputs)[-1][:, off:]
-        cut = model(w.inputs[:, off:], offset=off)[-1] if model.cuts_padding else model(w.inputs[:, off:])[-1]
-    assert torch.allclose(full, cut, atol=1e-5) == model.cuts_padding
+    assert type(model).__name__ == "EmbeddingDistilledStudent" and model.cuts_padding == build_model(base, num_items=30).cuts_padding
+    if model.cuts_padding:
+        w = train_windows(short_scene(), 20)
+        off = int((w.inputs != 0).float().argmax(1).min())
+        with torch.no_grad():
+            assert torch.allclose(model(w.inputs)[-1][:, off:], model(w.inputs[:, off:], offset=off)[-1], atol=1e-5)
