@@ -308,11 +308,7 @@ def run_pipeline(
                     tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)),
                     batches, reuse, log or (lambda message: None), pool or InProcess(), exclude_seen)
     run.out.mkdir(parents=True, exist_ok=True)
-    _check_resume_settings(run.out / "settings.json", {
-        "dataset": scene.name, "teacher": str(teacher) if teacher else None,
-        "teacher_train": dataclasses.asdict(teacher_train) if teacher_train else None,
-        "search": run.scfg.to_dict(), "distill": dataclasses.asdict(run.dcfg), "max_param_ratio": max_param_ratio,
-        **({"exclude_seen": True} if exclude_seen else {})}, reuse)
+    _check_resume_settings(run.out / "settings.json", run.settings(teacher, teacher_train, max_param_ratio), reuse)
     run.prepare_teacher(teacher, teacher_train)
     run.search_all(betas)
     rows, default_beta = run.student_rows(betas, default_beta, max_param_ratio, twins, baseline)
@@ -362,6 +358,13 @@ class _Pipeline:
     students: dict = field(default_factory=dict)
     default_beta: float | None = None
     baseline_dirs: dict = field(default_factory=dict)
+
+    def settings(self, teacher, teacher_train: TrainConfig | None, max_param_ratio: float) -> dict:
+        """What a resumed run must share with the run it continues (``settings.json``)."""
+        return {"dataset": self.scene.name, "teacher": str(teacher) if teacher else None,
+                "teacher_train": dataclasses.asdict(teacher_train) if teacher_train else None,
+                "search": self.scfg.to_dict(), "distill": dataclasses.asdict(self.dcfg), "max_param_ratio": max_param_ratio,
+                **({"exclude_seen": True} if self.exclude_seen else {})}
 
     def stage(self, name: str, t0: float | None = None, seconds: float | None = None) -> None:
         """Add the seconds since ``t0`` (or ``seconds``, a piece's own) to stage ``name``."""
