@@ -293,6 +293,14 @@ def pareto_front(rows: list, cost: str = "params", metric: str = "NDCG@10", role
     return front
 
 
+def committed_runs(folder: str | Path | None = None) -> list[Path]:
+    """The AdaRec run folders under ``folder``; by default the runs kept with recnb's source
+    (``bench/results/adarec`` beside the package: Beauty, Sports, ml-100k), none for an
+    installed package that ships without them."""
+    root = Path(folder) if folder else Path(__file__).resolve().parents[1] / "bench" / "results" / "adarec"
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
 def scene_runs(folders, width: int = 64, stats=("users", "items", "seq_len_median", "seq_len_p90", "popularity_gini")) -> pd.DataFrame:
     """AdaRec runs of several scenes side by side, one row per scene and beta: the scene's
     statistics (``describe()``, from the run's summary or its ``scene.json``), the architecture

@@ -323,3 +323,9 @@ def test_scene_runs_put_scenes_architectures_and_frontier_side_by_side(tmp_path,
     assert df["users"].tolist() == [100, 300, 300] and df["default"].tolist() == [True, False, False]
     assert (df["architecture"] == arch.signature()).all() and (df["cell params (width 64)"] == arch.params(64)).all()
     assert df.loc[0, "NDCG@10"] == 0.08 and df.loc[0, "teacher NDCG@10"] == 0.10 and pd.isna(df.loc[1, "NDCG@10"])
+
+
+def test_committed_runs_are_the_kept_scenes(tmp_path):
+    names = [p.name for p in analysis.committed_runs()]
+    assert {"beauty", "sports", "ml-100k"} <= set(names)  # bench/results/adarec beside the package
+    assert analysis.committed_runs(tmp_path / "absent") == []
