@@ -20,7 +20,7 @@ from recnb.dllm2rec.artifacts import scene_rows
 from recnb.dllm2rec.pipeline import importance_weights
 from recnb.errors import ConfigError
 from recnb.metrics import metrics_from_ranks
-from recnb.train import score_users
+from recnb.train import item_logits, score_users
 
 
 # ----------------------------------------------------------------------------- scene
@@ -365,9 +365,7 @@ def _student_top(student, windows, rows, picks: torch.Tensor, k: int) -> torch.T
     device = next(student.parameters()).device
     seq = windows.inputs[rows.window[picks]].to(device)
     h = student.output(seq)[torch.arange(len(picks), device=device), rows.position[picks].to(device)]
-    scores = student.score(h).float()
-    scores[:, 0] = float("-inf")
-    return scores.topk(k, dim=1).indices.cpu()
+    return item_logits(student, h).float().topk(k, dim=1).indices.cpu()
 
 
 @torch.no_grad()

@@ -211,6 +211,14 @@ def seed_everything(seed: int) -> None:
 ExtraLoss = Callable[[SeqRecModel, dict, list, torch.Tensor], "torch.Tensor | dict"]
 
 
+def item_logits(model: SeqRecModel, h: torch.Tensor) -> torch.Tensor:
+    """Scores of every item at hidden states ``h`` (``(P, num_items + 1)``) with the padding id
+    at -inf: what full-softmax losses, distillation and full ranking all read."""
+    logits = model.score(h)
+    logits[:, 0] = float("-inf")
+    return logits
+
+
 def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce",
              label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-item loss over every valid position of the batch.
@@ -225,8 +233,7 @@ def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce
     h = out[mask]
     tgt = batch["targets"][mask]
     if kind == "ce":
-        logits = model.score(h)
-        logits[:, 0] = float("-inf")
+        logits = item_logits(model, h)
         if label_smoothing:
             return F.cross_entropy(logits[:, 1:].float(), tgt - 1, label_smoothing=label_smoothing), logits
         return F.cross_entropy(logits.float(), tgt), logits
@@ -468,7 +475,7 @@ class _Run:
         # distributed: ddp.shard keeps this rank's windows of each batch, and its share of the targets (1.0 on one process)
         for j, (idx, inp, tgt, offset, share) in enumerate(self.batches.epoch(self.gen, order, self.ddp.shard)):
             batch = {"index": idx, "inputs": inp, "targets": tgt, "offset": offset}
-            total += self.step(epoch, j, epoch * steps + j, batch, offset, share, terms_sum)
+            total += self.step(epoch, j, epoch * steps + j, batch, share, terms_sum)
         self.trained += time.perf_counter() - start
         if not all_finite(self.model.parameters()):
             raise TrainingDiverged(_diverged(epoch, "non-finite weights", self.state))
@@ -476,7 +483,7 @@ class _Run:
         row.update({k: v / max(1, steps) for k, v in terms_sum.items()})
         return row
 
-    def step(self, epoch: int, j: int, step: int, batch: dict, offset, share: float, terms_sum: dict) -> float:
+    def step(self, epoch: int, j: int, step: int, batch: dict, share: float, terms_sum: dict) -> float:
         """One optimiser step on ``batch``; adds the extra loss's terms to ``terms_sum``."""
         cfg, model, gen = self.cfg, self.model, self.gen
         if step < self.warmup_steps or cfg.lr_decay != "none":
@@ -489,6 +496,7 @@ class _Run:
         elif cfg.loss == "sampled":
             batch["negatives"] = torch.randint(1, model.config.num_items + 1, (cfg.negatives,), generator=gen, device=self.device)
         with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda", dtype=torch.bfloat16):
+            offset = batch["offset"]
             states = self.forward(batch["inputs"], offset=offset) if offset else self.forward(batch["inputs"])
             loss, logits = rec_loss(model, states[-1], batch, cfg.loss, cfg.label_smoothing)
             if self.extra_loss is not None:
@@ -685,9 +693,7 @@ def score_users(model: SeqRecModel, histories: torch.Tensor, batch_size: int = 1
     for b in range(0, len(histories), batch_size):
         seq = histories[b : b + batch_size].to(device)
         h = (model(seq, offset=offset)[-1] if offset else model.output(seq))[:, -1]
-        s = model.score(h).float()
-        s[:, 0] = float("-inf")
-        out.append(s)
+        out.append(item_logits(model, h).float())
     return torch.cat(out) if out else torch.zeros(0, model.config.num_items + 1)
 
 

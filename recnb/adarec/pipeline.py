@@ -42,6 +42,7 @@ from recnb.runs import Evaluation, evaluate_and_measure, mean_over_seeds, run_mo
 from recnb.train import (
     TrainConfig,
     changed_settings,
+    item_logits,
     load_checkpoint,
     resolve_device,
     seed_everything,
@@ -105,8 +106,7 @@ class DistillationLoss:
     def __call__(self, model, batch, states, logits) -> dict:
         mask = batch["targets"] > 0
         if logits is None:  # a sampled or bce loss scored only some items: KD needs them all
-            logits = model.score(states[-1][mask])
-            logits[:, 0] = float("-inf")
+            logits = item_logits(model, states[-1][mask])
         out = {"kd": self.g * kd_loss(logits, self.cache.logits(batch["index"], mask), self.T)}
         if self.emd is not None:
             out["emd"] = self.g * self.emd([s[mask] for s in states[1:]], self.cache.layers(batch["index"], mask))
@@ -160,29 +160,26 @@ def build_student(scene: Scene, architecture: Architecture | str | Path, width: 
     return Student.from_architecture(arch, scene.num_items, width, max_len)
 
 
+def _closest_size(model: str, candidates, target_params: int) -> dict:
+    """The first of ``candidates`` (model settings) whose non-embedding size is closest to ``target_params``."""
+    return min(candidates, key=lambda cfg: abs(build_model(model, num_items=1, **cfg).num_params(embeddings=False)
+                                               - target_params))
+
+
 def sasrec_baseline_config(target_params: int, width: int = 64) -> dict:
     """A hand-made small SASRec at ``width`` whose non-embedding size is closest to
     ``target_params`` (1-4 blocks, feed-forward 1x-4x the width; ``"model": "sasrec"``)."""
-    best = None
-    for layers in range(1, 5):
-        for inner in (width, 2 * width, 4 * width):
-            cfg = {"hidden_size": width, "num_layers": layers, "inner_size": inner, "num_heads": 2 if width % 2 == 0 else 1}
-            n = build_model("sasrec", num_items=1, **cfg).num_params(embeddings=False)
-            if best is None or abs(n - target_params) < best[0]:
-                best = (abs(n - target_params), cfg)
-    return {"model": "sasrec", **best[1]}
+    candidates = [{"hidden_size": width, "num_layers": layers, "inner_size": inner, "num_heads": 2 if width % 2 == 0 else 1}
+                  for layers in range(1, 5) for inner in (width, 2 * width, 4 * width)]
+    return {"model": "sasrec", **_closest_size("sasrec", candidates, target_params)}
 
 
 def baseline_config(target_params: int, width: int = 64, dilations=(1, 4)) -> dict:
     """A hand-made small NextItNet at ``width`` whose non-embedding size is closest to
     ``target_params`` (whole repetitions of the dilation pattern; at least one)."""
-    best = None
-    for blocks in range(1, 17):
-        cfg = {"embedding_size": width, "num_blocks": blocks, "dilations": list(dilations), "layer_every": 2}
-        n = build_model("nextitnet", num_items=1, **cfg).num_params(embeddings=False)
-        if best is None or abs(n - target_params) < best[0]:
-            best = (abs(n - target_params), cfg)
-    return best[1]
+    candidates = [{"embedding_size": width, "num_blocks": blocks, "dilations": list(dilations), "layer_every": 2}
+                  for blocks in range(1, 17)]
+    return _closest_size("nextitnet", candidates, target_params)
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -435,10 +432,12 @@ class _Pipeline:
         """One :class:`Distillation` per seed (``run_dir/seed_<seed>``)."""
         return [Distillation(run_dir, self.dcfg.train.seed + s, use_teacher, **model) for s in range(self.seeds)]
 
+    def student_dir(self, beta: float, use_teacher: bool) -> Path:
+        return self.out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd")
+
     def student_runs(self, beta: float, use_teacher: bool) -> tuple[str, list[Distillation]]:
         name = f"{'student' if use_teacher else 'student_no_kd'}_beta_{beta:g}"
-        run_dir = self.out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd")
-        return name, self.seeds_of(run_dir, use_teacher, architecture=self.archs[beta])
+        return name, self.seeds_of(self.student_dir(beta, use_teacher), use_teacher, architecture=self.archs[beta])
 
     def log_student(self, beta: float, use_teacher: bool, agg: dict) -> None:
         self.log(f"[adarec {self.scene.name}] student-beta{beta:g}{'' if use_teacher else '-no-kd'}: NDCG@10 "
@@ -503,10 +502,9 @@ class _Pipeline:
         """``{role: paired_difference(default student, role)}`` for the default beta's twin and
         the baselines whose every seed left a ``model.pt`` here (a remote pool may keep them)."""
         t0 = time.perf_counter()
-        d = self.default_beta
-        dirs = {"student_no_kd": self.out / "students" / f"beta_{d:g}" / "no_kd", **self.baseline_dirs}
+        dirs = {"student_no_kd": self.student_dir(self.default_beta, False), **self.baseline_dirs}
         present = {r["role"] for r in rows}
-        student = self.seed_ranks(self.out / "students" / f"beta_{d:g}" / "kd")
+        student = self.seed_ranks(self.student_dir(self.default_beta, True))
         out = {}
         for role, run_dir in dirs.items():
             other = self.seed_ranks(run_dir) if role in present else None

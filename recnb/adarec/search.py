@@ -46,6 +46,7 @@ from recnb.models import SeqRecModel
 from recnb.train import (
     changed_settings,
     evaluate,
+    item_logits,
     load_checkpoint,
     read_torch_file,
     resolve_device,
@@ -177,8 +178,7 @@ def loss_terms(model: Supernet, batch: dict, cache: TeacherCache | None, emd: EM
     """Every term of the AdaRec loss on one batch (``total`` included)."""
     mask = batch["targets"] > 0
     states = model(batch["inputs"])
-    logits = model.score(states[-1][mask]).float()
-    logits[:, 0] = float("-inf")
+    logits = item_logits(model, states[-1][mask]).float()
     ce = F.cross_entropy(logits, batch["targets"][mask])
     zero = ce.new_zeros(())
     kd = kd_loss(logits, cache.logits(batch["index"], mask), cfg.T) if cache is not None and cfg.gamma > 0 else zero

@@ -46,7 +46,7 @@ from recnb.errors import ConfigError, DataError, check_fields
 from recnb.models import build_model, model_class, register_model
 from recnb.models.base import ModelConfig, SeqRecModel
 from recnb.runs import Evaluation, mean_over_seeds, run_model
-from recnb.train import TrainConfig, save_checkpoint, write_json
+from recnb.train import TrainConfig, item_logits, save_checkpoint, write_json
 
 STUDENTS = ("sasrec", "gru4rec", "dros")  # dros = SASRec trained with the DROS loss
 
@@ -350,9 +350,8 @@ class DLLM2RecLoss:
         mask = batch["targets"] > 0
         device = batch["targets"].device
         self._to(device)
-        if logits is None:  # bce: score the valid positions against every item once
-            logits = model.score(states[-1][mask])
-            logits = torch.cat([torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]], 1)
+        if logits is None:  # bce or sampled: score the valid positions against every item once
+            logits = item_logits(model, states[-1][mask])
         out = {}
         if self.cand is not None:
             idx, off = batch["index"], batch.get("offset", 0)

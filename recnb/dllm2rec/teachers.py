@@ -303,6 +303,8 @@ def top_n_rows(
 
     With ``exclude_seen`` a row's candidates leave out the items of its window up to the row
     (where evaluation masks what the user has seen, candidates the user has seen teach nothing)."""
+    from recnb.train import item_logits
+
     if top_n < 1 or top_n > model.config.num_items:
         raise ConfigError(f"--top-n must be in 1..{model.config.num_items}, got {top_n}")
     model.eval()
@@ -323,9 +325,7 @@ def top_n_rows(
                 d.scatter_(1, seen, float("inf"))
             vals, idx = torch.topk(d, top_n, dim=1, largest=False)
         else:
-            s = model.score(h).float()
-            s[:, 0] = float("-inf")
-            logp = torch.log_softmax(s, dim=1)  # the distance stays the teacher's own log-probability
+            logp = torch.log_softmax(item_logits(model, h).float(), dim=1)  # the distance stays the teacher's own log-probability
             if seen is not None:
                 logp.scatter_(1, seen, float("-inf"))
             top, idx = torch.topk(logp, top_n, dim=1)
