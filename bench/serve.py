@@ -10,6 +10,10 @@ teacher and the default AdaRec student, what int8 costs in accuracy, and the pea
    Teacher: recnb's AdaRec teacher (NextItNet, 16 residual blocks, width 128,
    ``recnb.adarec.pipeline.TEACHER_CONFIG``). Student: the architecture `recnb adarec` chose
    on ml-100k (beta 1, bench/results/adarec_ml-100k_full.json), width 64.
+   With ``--teacher CKPT --student CKPT --dataset D`` the two trained checkpoints are timed
+   instead, each on D's test histories at its own max_len (the Beauty teacher and default
+   AdaRec student: ``bench/results/serve_beauty_cpu.txt``); the last column compares each
+   runtime with the teacher in the same runtime.
 2. int8 accuracy: the student and a small NextItNet (2 blocks, width 64) trained ``--epochs``
    on ml-100k (CE, seed 2020), then test NDCG@10 / HR@10 (full ranking, no masking) from the
    eager model, the fp32 ONNX graph and the int8 one.
@@ -94,6 +98,24 @@ def latency_rows(name: str, model, hist: torch.Tensor, tmp: Path, threads: int, 
             rows.append({"model": name, "runtime": runtime, "batch": batch, "median_ms": round(ms, 3), "calls": n})
             print(f"  {name:8s} {runtime:32s} batch {batch:3d}: {ms:9.3f} ms (median of {n})", flush=True)
     return rows
+
+
+def checkpoint_latency(args, tmp: Path) -> tuple[list[dict], dict]:
+    """Latency rows of two trained checkpoints, each fed ``--dataset``'s test histories at its own max_len."""
+    from recnb.train import load_checkpoint
+
+    if not args.student:
+        raise SystemExit("bench/serve.py: --teacher needs --student")
+    scene = load_scene(args.dataset)
+    print(f"latency (top-10 of every item, {scene.name} test histories, each model's max_len):", flush=True)
+    rows, params = [], {}
+    for name, path, repeats in (("teacher", args.teacher, {1: (20, 200), 256: (3, 15)}),
+                                ("student", args.student, {1: (50, 500), 256: (5, 50)})):
+        model = load_checkpoint(path, scene=scene)[0].eval()
+        params[name] = {"params": model.num_params(), "max_len": model.config.max_len, "checkpoint": str(path)}
+        hist = eval_inputs(scene, "test", model.config.max_len)[0]
+        rows += latency_rows(name, model, hist, tmp, args.threads, repeats)
+    return rows, params
 
 
 def int8_accuracy(scene, epochs: int, tmp: Path) -> list[dict]:
@@ -205,6 +227,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10, help="training epochs of the int8-accuracy models")
     p.add_argument("--sports", default=None, help="Sports_and_Outdoors.txt (default: $RECNB_DATA_DIR/amazon/...)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: latency, int8, memory")
+    p.add_argument("--teacher", default=None, help="a trained teacher checkpoint: time it and --student instead of random ml-100k models")
+    p.add_argument("--student", default=None, help="a trained student checkpoint (with --teacher)")
+    p.add_argument("--dataset", default="ml-100k", help="whose test histories feed the trained checkpoints (default ml-100k)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve_cpu.txt"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -219,7 +244,9 @@ def main() -> None:
     result["onnxruntime"] = onnxruntime.__version__
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        if "latency" not in skip:
+        if args.teacher and "latency" not in skip:
+            result["latency"], result["params"] = checkpoint_latency(args, tmp)
+        elif "latency" not in skip:
             print("latency (top-10 of every item, ml-100k test histories, max_len 50):", flush=True)
             torch.manual_seed(0)
             teacher = build_model("nextitnet", num_items=scene.num_items, max_len=50, **TEACHER_CONFIG)
@@ -240,6 +267,12 @@ def main() -> None:
     Path(args.out).write_text(text + "\n" + json.dumps(result, indent=1) + "\n")
 
 
+def _same_runtime(df: pd.DataFrame, runtime: str) -> float:
+    """The teacher's batch-1 ms in ``runtime`` (the exporter in parentheses may differ)."""
+    kind = runtime.split(" (")[0]
+    return next(ms for (model, rt), ms in df["batch 1 ms"].items() if model == "teacher" and rt.split(" (")[0] == kind)
+
+
 def report(r: dict) -> str:
     threads = (f"# torch {r['torch']} ({r['threads']} threads), onnxruntime {r['onnxruntime']} "
                f"({r['ort_intra_op_threads']} intra-op threads), {r['hardware']}")
@@ -249,6 +282,8 @@ def report(r: dict) -> str:
         df.columns = [f"batch {c} ms" for c in df.columns]
         eager_teacher_b1 = df.loc[("teacher", "eager"), "batch 1 ms"]
         df["teacher eager b1 / this b1"] = (eager_teacher_b1 / df["batch 1 ms"]).round(1)
+        df["teacher b1 / this b1, same runtime"] = [round(_same_runtime(df, runtime) / ms, 1)
+                                                    for (_, runtime), ms in df["batch 1 ms"].items()]
         lines += [f"params: {r['params']}", df.to_string(), ""]
     if "int8" in r:
         lines += [pd.DataFrame(r["int8"]).to_string(index=False), ""]
