@@ -259,7 +259,7 @@ def _adarec_trial(scene, p: dict, out: Path) -> dict:
                         patience=p["distill_patience"], max_len=p["max_len"], seed=p["seed"], progress=False,
                         time_budget=p["time_budget"])
     dcfg = DistillConfig(width=p["student_width"], train=train)
-    student = build_student(scene, arch, dcfg.width, scfg.max_len, p["seed"])
+    student = build_student(scene, arch, dcfg.width, scfg.max_len, p["seed"], dcfg.dropout)
     metrics = train_model(scene, student, dcfg, cache if p["kd"] else None, out / "student", batches=(1,))
     metrics["architecture"] = arch.signature()
     return metrics

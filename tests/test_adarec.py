@@ -155,6 +155,12 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
         run_pipeline(scene, tmp_path, teacher=teacher_path, betas=(0.01, 1.0), seeds=2, search_config=scfg,
                      distill_config=longer, twins="all", batches=(1, 2), log=lambda s: None)
     assert json.loads((tmp_path / "summary.json").read_text())["settings"]["distill"]["train"]["epochs"] == 1
+    # a run written before a distillation setting existed resumes as if saved at its default
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    del settings["distill"]["dropout"]
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    assert run_pipeline(scene, tmp_path, teacher=teacher_path, betas=(0.01, 1.0), seeds=2, search_config=scfg,
+                        distill_config=dcfg, twins="all", batches=(1, 2), log=lambda s: None)["rows"] == again["rows"]
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -169,9 +175,11 @@ def test_cli_search_distill_and_bench(scene, teacher_path, tmp_path, capsys, mon
     assert (s / "architecture.json").exists() and (s / "alphas.csv").exists()
     d = tmp_path / "d"
     assert main(["distill", *common, "--teacher", str(teacher_path), "--arch", str(s / "architecture.json"),
-                 "--out", str(d), "--epochs", "1", "--max-len", str(L), "--latency-batch", "1"]) == 0
+                 "--out", str(d), "--epochs", "1", "--max-len", str(L), "--latency-batch", "1", "--exclude-seen",
+                 "--dropout", "0.1"]) == 0
     metrics = json.loads((d / "metrics.json").read_text())
-    assert metrics["teacher"] and "latency_cpu_b1_ms" in metrics and "params" in metrics
+    assert metrics["teacher"] and "latency_cpu_b1_ms" in metrics and "params" in metrics and metrics["exclude_seen"]
+    assert load_checkpoint(d / "model.pt")[0].config.dropout == 0.1
     capsys.readouterr()
     assert main(["bench", "latency", "--model", str(d / "model.pt"), "--device", "cpu", "--batch", "1,3", "--repeats", "3"]) == 0
     out = json.loads(capsys.readouterr().out)

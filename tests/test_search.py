@@ -117,6 +117,26 @@ def test_student_is_causal_and_counts_its_cells():
     assert model_flops(s) > 0
 
 
+def test_student_dropout_acts_only_in_training_and_keeps_it_causal():
+    torch.manual_seed(0)
+    s = Student.from_architecture(small_arch(), num_items=30, width=D, max_len=L, dropout=0.5)
+    plain = Student.from_architecture(small_arch(), num_items=30, width=D, max_len=L)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())  # 0 = no module, no random draws
+    seq = torch.randint(1, 31, (2, L))
+    seq2 = seq.clone()
+    seq2[:, 8:] = torch.randint(1, 31, (2, L - 8))
+    s.train()
+    torch.manual_seed(1)
+    a = s(seq)[-1]
+    torch.manual_seed(1)
+    b = s(seq2)[-1]  # the same dropout draws: the future may not leak into the past
+    assert torch.allclose(a[:, :8], b[:, :8], atol=1e-6)
+    assert not torch.allclose(s(seq)[-1], s(seq)[-1])
+    s.eval()
+    assert torch.equal(s(seq)[-1], s(seq)[-1])
+    assert Student(s.config).config.dropout == 0.5
+
+
 @pytest.mark.parametrize("bad, field", [
     ('{"cells": [{"nodes": [[{"op": "conv_k9", "input": 0}]]}]}', "cells[0].nodes[0][0].op"),
     ('{"cells": [{"nodes": [[{"op": "skip", "input": 2}]]}]}', "cells[0].nodes[0][0].input"),

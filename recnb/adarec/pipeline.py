@@ -68,6 +68,7 @@ class DistillConfig:
     emd_update: str = "softmax"
     T_emd: float = 10.0
     width: int = 64
+    dropout: float = 0.0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=32, lr=1e-3, patience=5))
 
     # one line of help per field: the options of `recnb distill` and `recnb adarec` are generated from it
@@ -76,10 +77,12 @@ class DistillConfig:
         "T": "KD temperature", "emd": "EMD distillation of the hidden states besides prediction-layer KD",
         "emd_update": "softmax, normalize or none: how the EMD layer weights are updated",
         "T_emd": "temperature of the softmax EMD layer-weight update", "width": "student width",
+        "dropout": "dropout on a derived student's embeddings and cell outputs (its twin's too); 0 = none",
     }
 
     def __post_init__(self):
-        check_fields(self, {"T": "(0, inf)", "T_emd": "(0, inf)", "width": "[1, inf)"}, "distillation options")
+        check_fields(self, {"T": "(0, inf)", "T_emd": "(0, inf)", "width": "[1, inf)", "dropout": "[0, 1)"},
+                     "distillation options")
         if not 0.0 <= self.gamma < 1.0:
             raise ConfigError(f"gamma must be in [0, 1) for distillation, got {self.gamma}")
 
@@ -154,10 +157,11 @@ def train_model(
                      latency=(tuple(devices), tuple(batches)), resume=reuse)
 
 
-def build_student(scene: Scene, architecture: Architecture | str | Path, width: int = 64, max_len: int = 50, seed: int = 2020) -> Student:
+def build_student(scene: Scene, architecture: Architecture | str | Path, width: int = 64, max_len: int = 50, seed: int = 2020,
+                  dropout: float = 0.0) -> Student:
     arch = architecture if isinstance(architecture, Architecture) else Architecture.load(architecture)
     seed_everything(seed)
-    return Student.from_architecture(arch, scene.num_items, width, max_len)
+    return Student.from_architecture(arch, scene.num_items, width, max_len, dropout)
 
 
 def _closest_size(model: str, candidates, target_params: int) -> dict:
@@ -246,7 +250,7 @@ def _distil_piece(shared: dict, job: Distillation) -> tuple[dict, float]:
     scene, dcfg = shared["scene"], shared["dcfg"]
     cfg = dataclasses.replace(dcfg, train=dataclasses.replace(dcfg.train, seed=job.seed))
     if job.architecture is not None:
-        model = build_student(scene, job.architecture, dcfg.width, shared["max_len"], job.seed)
+        model = build_student(scene, job.architecture, dcfg.width, shared["max_len"], job.seed, dcfg.dropout)
     else:
         seed_everything(job.seed)
         settings = dict(job.baseline)
@@ -562,7 +566,11 @@ def _check_resume_settings(path: Path, settings: dict, reuse: bool) -> None:
     them: changed ones are refused by name (start over with --force, or keep them)."""
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
     if reuse and path.exists():
-        changed = changed_settings(_flat(json.loads(path.read_text())), _flat(settings), _FREE_SETTINGS)
+        saved = _flat(json.loads(path.read_text()))
+        # a distillation setting missing from an older run counts as saved at its default
+        defaults = _flat({"distill": json.loads(json.dumps(dataclasses.asdict(DistillConfig())))})
+        saved = {**{k: defaults[k] for k in defaults.keys() - saved.keys()}, **saved}
+        changed = changed_settings(saved, _flat(settings), _FREE_SETTINGS)
         if changed:
             raise ConfigError(f"--resume: {path.parent} was run with other settings ({', '.join(changed)}); "
                               "resume with the same ones or start over with --force")

@@ -24,7 +24,8 @@ from recnb.models.base import ModelConfig, SeqRecModel
 class StudentConfig(ModelConfig):
     architecture: dict = field(default_factory=dict)  # Architecture.to_dict()
     width: int = 64
-    RANGES: ClassVar[dict] = {"width": "[1, inf)"}
+    dropout: float = 0.0  # on the embeddings and every cell's output while training
+    RANGES: ClassVar[dict] = {"width": "[1, inf)", "dropout": "[0, 1)"}
 
     def __post_init__(self):
         if isinstance(self.architecture, Architecture):
@@ -61,17 +62,19 @@ class Student(SeqRecModel):
             self.item_embedding.weight[0].zero_()
         self.cells = nn.ModuleList(StudentCell(d, cell) for cell in self.architecture.cells)
         self.final = nn.Linear(d, d)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
 
     def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
-        x = self.item_embedding(seq)
+        x = self.dropout(self.item_embedding(seq))
         states, s0, s1 = [x], x, x
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
+            s0, s1 = s1, self.dropout(cell(s0, s1))
             states.append(s1)
         states[-1] = self.final(states[-1])
         return states
 
     @classmethod
-    def from_architecture(cls, architecture: Architecture | dict, num_items: int, width: int = 64, max_len: int = 50) -> Student:
+    def from_architecture(cls, architecture: Architecture | dict, num_items: int, width: int = 64, max_len: int = 50,
+                          dropout: float = 0.0) -> Student:
         arch = architecture.to_dict() if isinstance(architecture, Architecture) else architecture
-        return cls(StudentConfig(num_items=num_items, max_len=max_len, architecture=arch, width=width))
+        return cls(StudentConfig(num_items=num_items, max_len=max_len, architecture=arch, width=width, dropout=dropout))

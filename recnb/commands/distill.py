@@ -50,6 +50,8 @@ def register(sub) -> None:
     p.add_argument("--teacher", default=None, help="teacher checkpoint (model.pt)")
     p.add_argument("--no-teacher", action="store_true", help="train the same student without distillation")
     p.add_argument("--latency-batch", default="1,256", help="batch sizes for the latency measurement")
+    p.add_argument("--exclude-seen", action="store_true",
+                   help="mask each user's earlier items when measuring (the Amazon protocol, as `recnb adarec --exclude-seen`)")
     own, train = distill_flags()
     own.add_to(p.add_argument_group("distillation options (DistillConfig)"))
     train.add_to(p.add_argument_group("training options of the student (DistillConfig.train)"))
@@ -83,9 +85,9 @@ def run(args) -> int:
         device = resolve_device(args.device)
         teacher, _ = load_checkpoint(args.teacher, device=str(device), scene=scene, what="--teacher")
         cache = TeacherCache(teacher, train_windows(scene, max_len), device=device)
-    model = build_student(scene, arch, cfg.width, max_len, args.seed)
+    model = build_student(scene, arch, cfg.width, max_len, args.seed, cfg.dropout)
     devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
-    m = train_model(scene, model, cfg, cache, out, devices, batches)
+    m = train_model(scene, model, cfg, cache, out, devices, batches, exclude_seen=args.exclude_seen)
     print(f"student ({'KD' if cache else 'no teacher'}) on {scene.name}: test NDCG@10 {m['test']['NDCG@10']:.4f} "
           f"HR@10 {m['test']['HR@10']:.4f}; {m['params_no_embedding']} non-embedding params; "
           f"CPU b1 {m.get('latency_cpu_b1_ms', float('nan')):.3f} ms -> {out}")
