@@ -7,8 +7,8 @@ weak because it lacks the teacher, or because nothing stops it overfitting?
 Each dropout is one ``recnb distill`` run (``--no-teacher`` unless ``--teacher`` is given; the
 options after ``--`` go to every run); finished runs are read back. Prints one row per dropout:
 the best epoch, validation and test NDCG@10 / HR@10 (the protocol the runs were given), and
-writes the table as JSON beside ``--out``. ``--against DIR`` (a finished run with a
-``model.pt``, e.g. the KD student) adds each row's paired difference from it in test NDCG@10
+writes the table as JSON beside ``--out``. ``--against DIR[,DIR...]`` (finished runs
+with a ``model.pt``, e.g. the KD student) adds each row's paired difference from each in test NDCG@10
 over the same users (``recnb.metrics.paired_difference``: bootstrap SE over users).
 """
 
@@ -52,10 +52,13 @@ def add_paired(rows: list[dict], args, extra: list[str]) -> None:
         model = load_checkpoint(Path(run_dir) / "model.pt", scene=scene)[0]
         return [user_ranks(model, scene, "test", exclude_seen="--exclude-seen" in extra, cut_padding=True)]
 
-    base = ranks(args.against)
-    for r in rows:
-        d = paired_difference(ranks(Path(args.out) / f"dropout_{r['dropout']:g}"), base)
-        r.update({"minus_against": round(d["difference"], 4), "se": round(d["se"], 4), "z": round(d["z"], 1)})
+    mine = {r["dropout"]: ranks(Path(args.out) / f"dropout_{r['dropout']:g}") for r in rows}
+    for i, against in enumerate(args.against.split(",")):
+        base, tag = ranks(against), f"_{i + 1}" if "," in args.against else ""
+        for r in rows:
+            d = paired_difference(mine[r["dropout"]], base)
+            r.update({f"minus_against{tag}": round(d["difference"], 4), f"se{tag}": round(d["se"], 4),
+                      f"z{tag}": round(d["z"], 1)})
 
 
 def main() -> None:
@@ -66,7 +69,8 @@ def main() -> None:
     p.add_argument("--teacher", default=None, help="distil from this checkpoint (default: no teacher)")
     p.add_argument("--dropouts", default="0,0.1,0.2,0.3")
     p.add_argument("--out", required=True)
-    p.add_argument("--against", default=None, help="a finished run folder: paired test NDCG@10 difference of each row from it")
+    p.add_argument("--against", default=None,
+                   help="finished run folders (comma-separated): paired test NDCG@10 difference of each row from each")
     args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     rows = [run(args, extra, float(d)) for d in args.dropouts.split(",")]
     if args.against:
