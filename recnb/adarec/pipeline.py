@@ -566,10 +566,9 @@ def _check_resume_settings(path: Path, settings: dict, reuse: bool) -> None:
     them: changed ones are refused by name (start over with --force, or keep them)."""
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
     if reuse and path.exists():
-        saved = _flat(json.loads(path.read_text()))
         # a distillation setting missing from an older run counts as saved at its default
-        defaults = _flat({"distill": json.loads(json.dumps(dataclasses.asdict(DistillConfig())))})
-        saved = {**{k: defaults[k] for k in defaults.keys() - saved.keys()}, **saved}
+        defaults = _flat(json.loads(json.dumps({"distill": dataclasses.asdict(DistillConfig())})))
+        saved = {**defaults, **_flat(json.loads(path.read_text()))}
         changed = changed_settings(saved, _flat(settings), _FREE_SETTINGS)
         if changed:
             raise ConfigError(f"--resume: {path.parent} was run with other settings ({', '.join(changed)}); "
