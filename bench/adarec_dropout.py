@@ -5,7 +5,8 @@ weak because it lacks the teacher, or because nothing stops it overfitting?
         --out runs/dropout -- --dataset beauty --exclude-seen --batch-targets 2048 --loss sampled --lr 3e-3 ...
 
 Each dropout is one ``recnb distill`` run (``--no-teacher`` unless ``--teacher`` is given; the
-options after ``--`` go to every run); finished runs are read back. Prints one row per dropout:
+options after ``--`` go to every run); finished runs are read back and a killed one resumes
+(``recnb distill --resume``). Prints one row per dropout:
 the best epoch, validation and test NDCG@10 / HR@10 (the protocol the runs were given), and
 writes the table as JSON beside ``--out``. ``--against DIR[,DIR...]`` (finished runs
 with a ``model.pt``, e.g. the KD student) adds each row's paired difference from each in test NDCG@10
@@ -28,7 +29,7 @@ def run(args, extra: list[str], dropout: float) -> dict:
     if not (out / "metrics.json").exists():
         who = ["--teacher", args.teacher] if args.teacher else ["--no-teacher"]
         t0 = time.perf_counter()
-        rc = recnb(["distill", "--arch", args.arch, *who, "--dropout", str(dropout), "--out", str(out), "--force",
+        rc = recnb(["distill", "--arch", args.arch, *who, "--dropout", str(dropout), "--out", str(out), "--resume",
                     "--quiet", *extra])
         if rc:
             raise SystemExit(rc)

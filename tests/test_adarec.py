@@ -186,6 +186,59 @@ def test_cli_search_distill_and_bench(scene, teacher_path, tmp_path, capsys, mon
     assert set(out["median_ms"]) == {"1", "3"} and out["name"] == "student" and out["median_ms"]["1"] > 0
 
 
+class Killed(Exception):
+    """Stands for a kill between two epochs."""
+
+
+def test_a_killed_distill_resumes_to_the_numbers_of_an_unbroken_one(scene, teacher_path, tmp_path, capsys, monkeypatch):
+    """`recnb distill --resume` continues from the per-epoch state (student, EMD map and layer
+    weights, optimiser, dropout's random stream) to the weights and history of an unbroken run,
+    and refuses a resume under other settings, naming them."""
+    import recnb.data
+    import recnb.train
+
+    monkeypatch.setattr(recnb.data, "load_scene", lambda name, data_dir=None, kcore=None, format=None: scene)
+    arch = Architecture.from_dict(ARCH).save(tmp_path / "arch.json")
+    args = ["distill", "--dataset", "synthetic", "--device", "cpu", "--quiet", "--teacher", str(teacher_path), "--arch",
+            str(arch), "--epochs", "3", "--max-len", str(L), "--latency-batch", "1", "--dropout", "0.2", "--width", "8"]
+    assert main([*args, "--out", str(tmp_path / "straight")]) == 0
+
+    train_epoch = recnb.train._Run.train_epoch
+
+    def killed_at_epoch_2(run, epoch):
+        if epoch == 2:
+            raise Killed
+        return train_epoch(run, epoch)
+
+    monkeypatch.setattr(recnb.train._Run, "train_epoch", killed_at_epoch_2)
+    with pytest.raises(Killed):
+        main([*args, "--out", str(tmp_path / "killed")])
+    trained = []
+
+    def counted(run, epoch):
+        trained.append(epoch)
+        return train_epoch(run, epoch)
+
+    monkeypatch.setattr(recnb.train._Run, "train_epoch", counted)
+    assert (tmp_path / "killed" / "train_state.pt").exists() and not (tmp_path / "killed" / "metrics.json").exists()
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "killed"), "--temperature", "2", "--resume"]) == 2
+    assert "distill.T" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "killed"), "--resume"]) == 0
+    assert trained == [2]  # only the epoch the kill cut off
+
+    histories = [pd.read_csv(tmp_path / d / "history.csv").drop(columns="seconds") for d in ("straight", "killed")]
+    pd.testing.assert_frame_equal(*histories)
+    straight, resumed = (load_checkpoint(tmp_path / d / "model.pt")[0].state_dict() for d in ("straight", "killed"))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert not (tmp_path / "killed" / "train_state.pt").exists()
+    # a folder that holds something else is not taken for a run to resume
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert main([*args, "--out", str(tmp_path / "other"), "--resume"]) == 2
+    assert "settings.json" in capsys.readouterr().err and (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
 def test_cli_errors_name_the_field(scene, teacher_path, tmp_path, capsys, monkeypatch):
     import recnb.data
 

@@ -139,7 +139,7 @@ def test_train_flags_are_generated_from_the_config_dataclasses():
 COMMON = {"--dataset", "--data-dir", "--data-format", "--out", "--force", "--device", "--seed", "--quiet"}
 HAND_WRITTEN = {  # options that are no config field (the rest must be generated)
     "search": COMMON | {"--teacher", "--resume", "--search-config"},
-    "distill": COMMON | {"--arch", "--teacher", "--no-teacher", "--latency-batch", "--exclude-seen"},
+    "distill": COMMON | {"--arch", "--teacher", "--no-teacher", "--latency-batch", "--exclude-seen", "--resume"},
     "adarec": COMMON | {"--teacher", "--betas", "--default-beta", "--seeds", "--twins", "--no-baseline", "--resume",
                         "--latency-batch", "--search-config", "--parallel", "--address", "--resources-per-trial",
                         "--exclude-seen"},

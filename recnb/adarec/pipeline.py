@@ -309,7 +309,7 @@ def run_pipeline(
                     tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)),
                     batches, reuse, log or (lambda message: None), pool or InProcess(), exclude_seen)
     run.out.mkdir(parents=True, exist_ok=True)
-    _check_resume_settings(run.out / "settings.json", run.settings(teacher, teacher_train, max_param_ratio), reuse)
+    check_resume_settings(run.out / "settings.json", run.settings(teacher, teacher_train, max_param_ratio), reuse)
     run.prepare_teacher(teacher, teacher_train)
     run.search_all(betas)
     rows, default_beta = run.student_rows(betas, default_beta, max_param_ratio, twins, baseline)
@@ -561,9 +561,10 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_resume_settings(path: Path, settings: dict, reuse: bool) -> None:
-    """A resumed pipeline reuses finished pieces, so it must run with the settings that made
-    them: changed ones are refused by name (start over with --force, or keep them)."""
+def check_resume_settings(path: Path, settings: dict, reuse: bool) -> None:
+    """A resumed run (a pipeline, ``recnb distill``) reuses what is on disk, so it must run with
+    the settings that made it: changed ones are refused by name (start over with --force, or
+    keep them). Then ``settings`` is written to ``path``."""
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
     if reuse and path.exists():
         # a distillation setting missing from an older run counts as saved at its default
@@ -585,6 +586,7 @@ __all__ = [
     "Pool",
     "baseline_config",
     "build_student",
+    "check_resume_settings",
     "choose_default_beta",
     "distillation_loss",
     "load_summary",

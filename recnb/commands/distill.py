@@ -1,6 +1,8 @@
 """``recnb distill``: train a derived student from scratch, with the frozen teacher
 (CE + prediction KD + EMD) or, with ``--no-teacher``, alone. Writes ``model.pt``,
-``metrics.json`` (test metrics, params, FLOPs, latency) and ``history.csv``."""
+``metrics.json`` (test metrics, params, FLOPs, latency) and ``history.csv``; ``--resume``
+continues a killed run from its per-epoch training state, under the settings it was started
+with (``settings.json``)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,9 @@ def register(sub) -> None:
     p.add_argument("--latency-batch", default="1,256", help="batch sizes for the latency measurement")
     p.add_argument("--exclude-seen", action="store_true",
                    help="mask each user's earlier items when measuring (the Amazon protocol, as `recnb adarec --exclude-seen`)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run in --out from its train_state.pt (the same settings, else refused); "
+                        "a finished run is read back")
     own, train = distill_flags()
     own.add_to(p.add_argument_group("distillation options (DistillConfig)"))
     train.add_to(p.add_argument_group("training options of the student (DistillConfig.train)"))
@@ -67,7 +72,7 @@ def run(args) -> int:
     import torch
 
     from recnb.adarec.architecture import Architecture
-    from recnb.adarec.pipeline import build_student, train_model
+    from recnb.adarec.pipeline import build_student, check_resume_settings, train_model
     from recnb.data import train_windows
     from recnb.kd import TeacherCache
     from recnb.train import load_checkpoint, resolve_device
@@ -78,7 +83,13 @@ def run(args) -> int:
     cfg = configs(args)
     max_len = cfg.train.max_len
     batches = parse_list(args.latency_batch, int, "--latency-batch")
-    out = prepare_out_dir(args.out, args.force)
+    out = prepare_out_dir(args.out, args.force, resume=args.resume)
+    if args.resume and not (out / "settings.json").exists() and any(out.iterdir()):
+        raise ConfigError(f"--resume: {out} holds no recnb distill run to resume (no settings.json); "
+                          "pass --force to start over")
+    settings = {"arch": arch.signature(), "teacher": args.teacher, "exclude_seen": args.exclude_seen,
+                "distill": dataclasses.asdict(cfg)}
+    check_resume_settings(out / "settings.json", settings, args.resume)
     scene = scene_of(args)
     cache = None
     if args.teacher:
@@ -87,7 +98,7 @@ def run(args) -> int:
         cache = TeacherCache(teacher, train_windows(scene, max_len), device=device)
     model = build_student(scene, arch, cfg.width, max_len, args.seed, cfg.dropout)
     devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
-    m = train_model(scene, model, cfg, cache, out, devices, batches, exclude_seen=args.exclude_seen)
+    m = train_model(scene, model, cfg, cache, out, devices, batches, reuse=args.resume, exclude_seen=args.exclude_seen)
     print(f"student ({'KD' if cache else 'no teacher'}) on {scene.name}: test NDCG@10 {m['test']['NDCG@10']:.4f} "
           f"HR@10 {m['test']['HR@10']:.4f}; {m['params_no_embedding']} non-embedding params; "
           f"CPU b1 {m.get('latency_cpu_b1_ms', float('nan')):.3f} ms -> {out}")
