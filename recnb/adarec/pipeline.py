@@ -230,6 +230,7 @@ class Distillation:
     use_teacher: bool
     architecture: Architecture | None = None
     baseline: dict | None = None
+    dropout: float | None = None  # a derived student's, when not DistillConfig.dropout (a chosen one)
 
 
 def _search_piece(shared: dict, beta: float) -> tuple[Architecture, float]:
@@ -248,9 +249,10 @@ def _distil_piece(shared: dict, job: Distillation) -> tuple[dict, float]:
     its metrics and seconds. Seeded here, it gives the same numbers in any process."""
     t0 = time.perf_counter()
     scene, dcfg = shared["scene"], shared["dcfg"]
-    cfg = dataclasses.replace(dcfg, train=dataclasses.replace(dcfg.train, seed=job.seed))
+    dropout = dcfg.dropout if job.dropout is None else job.dropout
+    cfg = dataclasses.replace(dcfg, dropout=dropout, train=dataclasses.replace(dcfg.train, seed=job.seed))
     if job.architecture is not None:
-        model = build_student(scene, job.architecture, dcfg.width, shared["max_len"], job.seed, dcfg.dropout)
+        model = build_student(scene, job.architecture, dcfg.width, shared["max_len"], job.seed, dropout)
     else:
         seed_everything(job.seed)
         settings = dict(job.baseline)
@@ -281,6 +283,7 @@ def run_pipeline(
     log: Callable[[str], None] | None = print,
     pool: Pool | None = None,
     exclude_seen: bool = False,
+    dropouts=None,
 ) -> dict:
     """Run AdaRec on one scene and write ``summary.csv`` / ``summary.json``.
 
@@ -301,23 +304,34 @@ def run_pipeline(
     the distilled students of all betas and seeds; then, once the default beta is chosen, the
     twins and the baselines of all seeds. Every piece seeds itself, so the numbers do not
     depend on the pool. ``exclude_seen`` masks each user's earlier items when measuring
-    every model (the Amazon protocol).
-    """
+    every model (the Amazon protocol). ``dropouts`` (e.g. ``(0, 0.1, 0.2, 0.3)``) chooses each
+    beta's student dropout on its twin's validation (:meth:`_Pipeline.choose_dropouts`)."""
     betas, default_beta = _check_options(betas, default_beta, max_param_ratio, twins)
+    dropouts = _check_dropouts(dropouts, distill_config)
     scene = scene if isinstance(scene, Scene) else load_scene(scene, data_dir)
     run = _Pipeline(scene, Path(out_dir), search_config or SearchConfig(), distill_config or DistillConfig(), seeds,
                     tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)),
-                    batches, reuse, log or (lambda message: None), pool or InProcess(), exclude_seen)
+                    batches, reuse, log or (lambda message: None), pool or InProcess(), exclude_seen, dropouts)
     run.out.mkdir(parents=True, exist_ok=True)
     check_resume_settings(run.out / "settings.json", run.settings(teacher, teacher_train, max_param_ratio), reuse)
     run.prepare_teacher(teacher, teacher_train)
     run.search_all(betas)
+    run.choose_dropouts(betas)
     rows, default_beta = run.student_rows(betas, default_beta, max_param_ratio, twins, baseline)
     summary = run.summary(rows, betas, default_beta, twins)
     summary["comparisons"] = run.comparisons(rows)
     write_json(run.out / "summary.json", summary)
     summary_frame(rows).to_csv(run.out / "summary.csv", index=False)
     return summary
+
+
+def _check_dropouts(dropouts, distill_config: DistillConfig | None) -> tuple[float, ...]:
+    dropouts = tuple(sorted({float(d) for d in dropouts})) if dropouts else ()
+    if any(not 0.0 <= d < 1.0 for d in dropouts):
+        raise ConfigError(f"dropouts: each must be in [0, 1), got {list(dropouts)}")
+    if dropouts and distill_config is not None and distill_config.dropout:
+        raise ConfigError("dropouts: give a list of dropouts to choose from or one distillation dropout, not both")
+    return dropouts
 
 
 def _check_options(betas, default_beta, max_param_ratio: float, twins: str) -> tuple[list[float], float | None]:
@@ -350,6 +364,7 @@ class _Pipeline:
     log: Callable[[str], None]
     pool: Pool
     exclude_seen: bool = False
+    dropout_grid: tuple = ()
     stages: dict = field(default_factory=dict)
     teacher_path: Path | None = None
     teacher_model: SeqRecModel | None = None
@@ -359,13 +374,16 @@ class _Pipeline:
     students: dict = field(default_factory=dict)
     default_beta: float | None = None
     baseline_dirs: dict = field(default_factory=dict)
+    dropouts: dict = field(default_factory=dict)  # beta -> chosen dropout, with a dropout_grid
+    dropout_valid: dict = field(default_factory=dict)  # beta -> {dropout: the twin's validation NDCG@10}
 
     def settings(self, teacher, teacher_train: TrainConfig | None, max_param_ratio: float) -> dict:
         """What a resumed run must share with the run it continues (``settings.json``)."""
         return {"dataset": self.scene.name, "teacher": str(teacher) if teacher else None,
                 "teacher_train": dataclasses.asdict(teacher_train) if teacher_train else None,
                 "search": self.scfg.to_dict(), "distill": dataclasses.asdict(self.dcfg), "max_param_ratio": max_param_ratio,
-                **({"exclude_seen": True} if self.exclude_seen else {})}
+                **({"exclude_seen": True} if self.exclude_seen else {}),
+                **({"dropouts": list(self.dropout_grid)} if self.dropout_grid else {})}
 
     def stage(self, name: str, t0: float | None = None, seconds: float | None = None) -> None:
         """Add the seconds since ``t0`` (or ``seconds``, a piece's own) to stage ``name``."""
@@ -417,6 +435,29 @@ class _Pipeline:
             self.stage(f"search_beta_{beta:g}", seconds=seconds)
             self.log(f"[adarec {self.scene.name}] beta={beta:g}: {arch.signature()} ({arch.params(self.scfg.width)} cell params)")
 
+    # 2b. with a dropout grid: each beta's twin (first seed) at every dropout, all in one wave;
+    #     the best on validation is that beta's dropout, for its students and its twins
+    def choose_dropouts(self, betas: list[float]) -> None:
+        """Instead of ``DistillConfig.dropout``: each beta's no-teacher twin trains at every
+        dropout of the grid (first seed, ``students/beta_*/no_kd_dropout_*``), and the best
+        validation NDCG@10 (ties: the smaller dropout) is given to its distilled students and
+        its twins. The twin is then the strongest plain model of that architecture, so what
+        distillation buys is not the twin overfitting."""
+        if not self.dropout_grid:
+            return
+        seed = self.dcfg.train.seed
+        groups = [(f"dropout_beta_{beta:g}_{d:g}",
+                   [Distillation(self.student_dir(beta, False).with_name(f"no_kd_dropout_{d:g}"), seed, False,
+                                 architecture=self.archs[beta], dropout=d)])
+                  for beta in betas for d in self.dropout_grid]
+        twins = self.distil(groups)
+        for beta in betas:
+            valid = {d: twins[f"dropout_beta_{beta:g}_{d:g}"]["valid"]["NDCG@10"] for d in self.dropout_grid}
+            self.dropouts[beta] = max(self.dropout_grid, key=lambda d: (valid[d], -d))
+            self.dropout_valid[beta] = valid
+            self.log(f"[adarec {self.scene.name}] beta={beta:g}: dropout {self.dropouts[beta]:g}, the twin's best "
+                     f"validation NDCG@10 ({', '.join(f'{d:g}: {v:.4f}' for d, v in valid.items())})")
+
     # 3. students with and without the teacher, per seed; the default beta, unless given,
     #    is chosen on validation among the students small enough (see choose_default_beta)
     def distil(self, groups: list[tuple[str, list[Distillation]]]) -> dict:
@@ -441,7 +482,8 @@ class _Pipeline:
 
     def student_runs(self, beta: float, use_teacher: bool) -> tuple[str, list[Distillation]]:
         name = f"{'student' if use_teacher else 'student_no_kd'}_beta_{beta:g}"
-        return name, self.seeds_of(self.student_dir(beta, use_teacher), use_teacher, architecture=self.archs[beta])
+        return name, self.seeds_of(self.student_dir(beta, use_teacher), use_teacher, architecture=self.archs[beta],
+                                   dropout=self.dropouts.get(beta))
 
     def log_student(self, beta: float, use_teacher: bool, agg: dict) -> None:
         self.log(f"[adarec {self.scene.name}] student-beta{beta:g}{'' if use_teacher else '-no-kd'}: NDCG@10 "
@@ -471,10 +513,12 @@ class _Pipeline:
             self.log_student(beta, False, last[f"student_no_kd_beta_{beta:g}"])
         for beta in betas:
             arch_path = str(self.out / "search" / f"beta_{beta:g}" / "architecture.json")
-            rows.append(_row(f"student-beta{beta:g}", "student", beta, beta == default_beta, arch_path, self.students[beta]))
+            dropout = {"dropout": self.dropouts.get(beta, self.dcfg.dropout)}
+            rows.append(_row(f"student-beta{beta:g}", "student", beta, beta == default_beta, arch_path,
+                             {**self.students[beta], **dropout}))
             if beta in twin_betas:
                 rows.append(_row(f"student-beta{beta:g}-no-kd", "student_no_kd", beta, beta == default_beta, arch_path,
-                                 last[f"student_no_kd_beta_{beta:g}"]))
+                                 {**last[f"student_no_kd_beta_{beta:g}"], **dropout}))
         for name, _, label in baselines:
             agg = last[name]
             rows.append(_row(label, name, None, False, None, agg))
@@ -537,6 +581,9 @@ class _Pipeline:
             "betas": betas,
             "default_beta": default_beta,
             "architectures": {f"{b:g}": self.archs[b].signature() for b in betas},
+            "dropouts": {f"{b:g}": self.dropouts.get(b, self.dcfg.dropout) for b in betas},
+            **({"dropout_valid": {f"{b:g}": {f"{d:g}": v for d, v in self.dropout_valid[b].items()} for b in betas}}
+               if self.dropout_valid else {}),
             "stages_seconds": self.stages,
             "hardware": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                          "torch_threads": torch.get_num_threads(),

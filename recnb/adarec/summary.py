@@ -80,6 +80,10 @@ def story(summary: dict) -> list[str]:
     lines = [f"teacher {teacher['name']}: test NDCG@10 {t:.4f}",
              (f"default student (beta {summary['default_beta']:g}): {s:.4f} = {s / t:.0%} of the teacher, "
               f"{size:.1%} of its non-embedding parameters, {speed:.1f}x faster on the CPU for one user")]
+    tried = summary.get("dropout_valid", {}).get(f"{summary['default_beta']:g}")
+    if tried:
+        lines.append(f"its dropout {student['dropout']:g} (and its twin's) is the twin's best on validation among "
+                     f"{', '.join(tried)}")
     if twin is not None:
         w = twin["test"]["NDCG@10"]
         bought = f"distillation bought {s - w:+.4f} NDCG@10 over the no-teacher twin ({w:.4f})"

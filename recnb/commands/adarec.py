@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
     p.add_argument("--exclude-seen", action="store_true",
                    help="mask items the user already interacted with when measuring every model (the Amazon protocol)")
+    p.add_argument("--dropouts", default=None,
+                   help="student dropouts to choose from per beta, e.g. 0,0.1,0.2,0.3: the no-teacher twin's best on "
+                        "validation is given to the distilled students and the twins (default: --distill-dropout)")
     p.add_argument("--latency-batch", default="1,256", help="batch sizes for the latency measurement")
     p.add_argument("--parallel", default="none",
                    help="none (one piece after another here) or ray (searches and distillations as Ray tasks, "
@@ -88,6 +91,7 @@ def run(args) -> int:
     scfg, dcfg = configs(args)
     betas = parse_list(args.betas, float, "--betas")
     batches = parse_list(args.latency_batch, int, "--latency-batch")
+    dropouts = parse_list(args.dropouts, float, "--dropouts") if args.dropouts else None
     make_pool, devices = pool_of(args, dcfg.train.device)
     scene = scene_of(args)
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
@@ -95,7 +99,7 @@ def run(args) -> int:
         summary = run_pipeline(scene, out, args.teacher, betas, args.default_beta, args.seeds, scfg, dcfg,
                                twins=args.twins, baseline=not args.no_baseline, devices=devices, batches=batches,
                                data_dir=args.data_dir, reuse=args.resume, pool=pool,
-                               exclude_seen=args.exclude_seen)
+                               exclude_seen=args.exclude_seen, dropouts=dropouts)
     for r in summary["rows"]:
         print(f"{r['name']:<32} {r['role']:<14} params(no emb) {r['params_no_embedding']:>9} "
               f"NDCG@10 {r['test']['NDCG@10']:.4f} CPU b1 {r.get('latency_cpu_b1_ms', float('nan')):.3f} ms")
