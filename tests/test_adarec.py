@@ -166,12 +166,13 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
 
 def test_pipeline_chooses_each_students_dropout_on_its_twins_validation(scene, teacher_path, tmp_path):
     """With a dropout grid the twin trains at every value; its best validation NDCG@10 is
-    the dropout of that beta's distilled students and twins (their checkpoints say so)."""
+    the dropout of that beta's distilled students and twins (their checkpoints say so).
+    ``baselines`` picks the hand-made students (here the SASRec only)."""
     scfg = SearchConfig(width=8, num_cells=2, num_nodes=2, epochs=1, batch_size=32, max_len=L, device="cpu",
                         progress=False, primitives=OPS)
     dcfg = DistillConfig(width=8, train=tiny_train(epochs=2))
     kw = dict(teacher=teacher_path, betas=(1.0,), seeds=1, search_config=scfg, distill_config=dcfg, twins="default",
-              baseline=False, batches=(1,), log=lambda s: None)
+              baselines=("sasrec",), batches=(1,), log=lambda s: None)
     summary = run_pipeline(scene, tmp_path, dropouts=(0.5, 0.0, 0.25), **kw)
     seed = dcfg.train.seed
     valid = {d: json.loads((tmp_path / "students" / "beta_1" / f"no_kd_dropout_{d:g}" / f"seed_{seed}" /
@@ -182,6 +183,8 @@ def test_pipeline_chooses_each_students_dropout_on_its_twins_validation(scene, t
     for kind in ("kd", "no_kd"):
         assert load_checkpoint(tmp_path / "students" / "beta_1" / kind / f"seed_{seed}" / "model.pt")[0].config.dropout == best
     assert [r["dropout"] for r in summary["rows"] if r["role"].startswith("student")] == [best, best]
+    assert [r["role"] for r in summary["rows"]] == ["teacher", "student", "student_no_kd", "baseline_sasrec"]
+    assert set(summary["comparisons"]) == {"student_no_kd", "baseline_sasrec"}
     assert any("the twin's best on validation" in line for line in story(summary))
     # a resume with another grid is refused by name; a grid and a fixed dropout do not mix
     with pytest.raises(ConfigError, match="dropouts"):
@@ -190,6 +193,8 @@ def test_pipeline_chooses_each_students_dropout_on_its_twins_validation(scene, t
         run_pipeline(scene, tmp_path / "b", dropouts=(0.0, 0.5), **{**kw, "distill_config": DistillConfig(dropout=0.1)})
     with pytest.raises(ConfigError, match=r"\[0, 1\)"):
         run_pipeline(scene, tmp_path / "c", dropouts=(0.0, 1.0), **kw)
+    with pytest.raises(ConfigError, match="baselines: choose among nextitnet, sasrec"):
+        run_pipeline(scene, tmp_path / "d", **{**kw, "baselines": ("transformer",)})
 
 
 # ----------------------------------------------------------------------------- CLI

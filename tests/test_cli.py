@@ -142,7 +142,7 @@ HAND_WRITTEN = {  # options that are no config field (the rest must be generated
     "distill": COMMON | {"--arch", "--teacher", "--no-teacher", "--latency-batch", "--exclude-seen", "--resume"},
     "adarec": COMMON | {"--teacher", "--betas", "--default-beta", "--seeds", "--twins", "--no-baseline", "--resume",
                         "--latency-batch", "--search-config", "--parallel", "--address", "--resources-per-trial",
-                        "--exclude-seen", "--dropouts"},
+                        "--exclude-seen", "--dropouts", "--baselines"},
     "dllm2rec": COMMON | {"--artifacts", "--student", "--seeds", "--no-baseline", "--exclude-seen"},
     "teacher-artifacts": COMMON | {"--teacher", "--top-n", "--exclude-seen"},
 }

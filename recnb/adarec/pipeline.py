@@ -56,6 +56,7 @@ TEACHER_CONFIG = {"embedding_size": 128, "num_blocks": 8, "dilations": [1, 4], "
 # augmentation gave the best validation NDCG@10 of nine 16 x 128 teachers on ml-100k (docs/adarec.md).
 TEACHER_TRAIN = {"reorder": 0.2}
 ROLES = ("teacher", "student", "student_no_kd", "baseline", "baseline_no_kd", "baseline_sasrec")
+BASELINES = ("nextitnet", "sasrec")  # the hand-made students of the default student's size
 
 
 @dataclass
@@ -284,20 +285,20 @@ def run_pipeline(
     pool: Pool | None = None,
     exclude_seen: bool = False,
     dropouts=None,
+    baselines=BASELINES,
 ) -> dict:
     """Run AdaRec on one scene and write ``summary.csv`` / ``summary.json``.
 
     ``teacher`` is a checkpoint to reuse (else a NextItNet teacher of 16 residual blocks,
     width 128, is trained to ``out_dir/teacher``). One search per beta (``search/beta_*``);
     each derived student is distilled from scratch for each seed (``students/...``), its
-    no-teacher twin too (``twins``: ``all`` betas, ``default`` only, or ``none``), and a
-    hand-made NextItNet of the default student's size learns with the same KD (and, with
-    ``twins="all"``, without a teacher as well: role ``baseline_no_kd``). Without a
+    no-teacher twin too (``twins``: ``all`` betas, ``default`` only, or ``none``), and, unless
+    not ``baseline``, the hand-made ``baselines`` of the default student's size learn with the
+    same KD (with ``twins="all"`` the NextItNet without a teacher too: ``baseline_no_kd``). Without a
     ``default_beta`` the default student is chosen on validation (:func:`choose_default_beta`:
     the best validation NDCG@10 among students with at most ``max_param_ratio`` of the
-    teacher's non-embedding parameters), before the twins are trained. With
-    ``reuse``, finished pieces (a ``metrics.json`` or ``architecture.json`` on disk) are
-    read back instead of recomputed. ``log=None`` keeps it quiet. Returns the summary dict.
+    teacher's non-embedding parameters), before the twins are trained. With ``reuse``, finished
+    pieces (``metrics.json``, ``architecture.json``) are read back. ``log=None`` keeps it quiet.
 
     ``pool`` runs the independent pieces (:class:`InProcess`, the default: one after another
     here; ``recnb.parallel.RayPool``: as Ray tasks) in three waves: the searches of all betas;
@@ -307,7 +308,7 @@ def run_pipeline(
     every model (the Amazon protocol). ``dropouts`` (e.g. ``(0, 0.1, 0.2, 0.3)``) chooses each
     beta's student dropout on its twin's validation (:meth:`_Pipeline.choose_dropouts`)."""
     betas, default_beta = _check_options(betas, default_beta, max_param_ratio, twins)
-    dropouts = _check_dropouts(dropouts, distill_config)
+    dropouts, baselines = _check_dropouts(dropouts, distill_config), _check_baselines(baselines) if baseline else ()
     scene = scene if isinstance(scene, Scene) else load_scene(scene, data_dir)
     run = _Pipeline(scene, Path(out_dir), search_config or SearchConfig(), distill_config or DistillConfig(), seeds,
                     tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)),
@@ -317,7 +318,7 @@ def run_pipeline(
     run.prepare_teacher(teacher, teacher_train)
     run.search_all(betas)
     run.choose_dropouts(betas)
-    rows, default_beta = run.student_rows(betas, default_beta, max_param_ratio, twins, baseline)
+    rows, default_beta = run.student_rows(betas, default_beta, max_param_ratio, twins, baselines)
     summary = run.summary(rows, betas, default_beta, twins)
     summary["comparisons"] = run.comparisons(rows)
     write_json(run.out / "summary.json", summary)
@@ -332,6 +333,13 @@ def _check_dropouts(dropouts, distill_config: DistillConfig | None) -> tuple[flo
     if dropouts and distill_config is not None and distill_config.dropout:
         raise ConfigError("dropouts: give a list of dropouts to choose from or one distillation dropout, not both")
     return dropouts
+
+
+def _check_baselines(baselines) -> tuple[str, ...]:
+    baselines = tuple(baselines)
+    if not set(baselines) <= set(BASELINES):
+        raise ConfigError(f"baselines: choose among {', '.join(BASELINES)}, got {', '.join(baselines)}")
+    return baselines
 
 
 def _check_options(betas, default_beta, max_param_ratio: float, twins: str) -> tuple[list[float], float | None]:
@@ -490,7 +498,7 @@ class _Pipeline:
                  f"{agg['test']['NDCG@10']:.4f} ± {agg['test']['NDCG@10_std']:.4f} (valid {agg['valid']['NDCG@10']:.4f})")
 
     def student_rows(self, betas: list[float], default_beta: float | None, max_param_ratio: float,
-                     twins: str, baseline: bool) -> tuple[list[dict], float]:
+                     twins: str, baselines: tuple[str, ...]) -> tuple[list[dict], float]:
         """The teacher's row, then each beta's student (and its no-teacher twin), then the baseline(s)."""
         tm = self.teacher_metrics
         rows = [_row(f"{self.teacher_model.name}-teacher", "teacher", None, False, None, {
@@ -507,7 +515,7 @@ class _Pipeline:
                      f"with <= {max_param_ratio:g} of the teacher's non-embedding parameters")
         self.default_beta = default_beta
         twin_betas = {"all": betas, "default": [default_beta], "none": []}[twins]
-        baselines = self.baseline_runs(twins) if baseline else []
+        baselines = self.baseline_runs(twins, baselines) if baselines else []
         last = self.distil([self.student_runs(beta, False) for beta in twin_betas] + [(n, g) for n, g, _ in baselines])
         for beta in twin_betas:
             self.log_student(beta, False, last[f"student_no_kd_beta_{beta:g}"])
@@ -527,8 +535,9 @@ class _Pipeline:
 
     # 4. a hand-made NextItNet and SASRec of the default student's size, same KD (and, with every twin,
     #    the NextItNet without)
-    def baseline_runs(self, twins: str) -> list[tuple[str, list[Distillation], str]]:
-        """``(role, seeds, row name)`` of the baselines and, with every twin, the NextItNet's no-teacher twin."""
+    def baseline_runs(self, twins: str, kinds: tuple[str, ...]) -> list[tuple[str, list[Distillation], str]]:
+        """``(role, seeds, row name)`` of the baselines of ``kinds`` and, with every twin, the NextItNet's
+        no-teacher twin."""
         target = self.students[self.default_beta]["params_no_embedding"]
         scfg = sasrec_baseline_config(target, self.dcfg.width)
         shape = f"{scfg['num_layers']}x{scfg['hidden_size']}-ff{scfg['inner_size']}"
@@ -543,7 +552,7 @@ class _Pipeline:
             self.baseline_dirs["baseline" if kd else "baseline_no_kd"] = run_dir
             out.append(("baseline" if kd else "baseline_no_kd", self.seeds_of(run_dir, kd, baseline=bcfg),
                         f"nextitnet-small-kd-{blocks}" if kd else f"nextitnet-small-{blocks}-no-kd"))
-        return [out[0], sasrec, *out[1:]]
+        return [run for run in (out[0], sasrec, *out[1:]) if ("sasrec" if run[0] == "baseline_sasrec" else "nextitnet") in kinds]
 
     # 5. the default student against its twin and each baseline, paired over the test users
     def comparisons(self, rows: list[dict]) -> dict:

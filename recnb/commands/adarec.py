@@ -32,7 +32,9 @@ def register(sub) -> None:
                         "at most 1/8 of the teacher's non-embedding parameters)")
     p.add_argument("--seeds", type=int, default=3, help="distillation seeds per student")
     p.add_argument("--twins", default="all", help="no-KD twins for: all, default or none")
-    p.add_argument("--no-baseline", action="store_true", help="skip the hand-made small NextItNet")
+    p.add_argument("--no-baseline", action="store_true", help="skip the hand-made students of the default one's size")
+    p.add_argument("--baselines", default="nextitnet,sasrec",
+                   help="the hand-made students of the default one's size, trained with the same KD (default nextitnet,sasrec)")
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
     p.add_argument("--exclude-seen", action="store_true",
                    help="mask items the user already interacted with when measuring every model (the Amazon protocol)")
@@ -86,18 +88,21 @@ def pool_of(args, device: str):
 
 
 def run(args) -> int:
-    from recnb.adarec.pipeline import run_pipeline
+    from recnb.adarec.pipeline import BASELINES, run_pipeline
 
     scfg, dcfg = configs(args)
     betas = parse_list(args.betas, float, "--betas")
     batches = parse_list(args.latency_batch, int, "--latency-batch")
     dropouts = parse_list(args.dropouts, float, "--dropouts") if args.dropouts else None
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    if not set(baselines) <= set(BASELINES):
+        raise ConfigError(f"--baselines: choose among {', '.join(BASELINES)}, got {args.baselines!r}")
     make_pool, devices = pool_of(args, dcfg.train.device)
     scene = scene_of(args)
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
     with make_pool() as pool:
         summary = run_pipeline(scene, out, args.teacher, betas, args.default_beta, args.seeds, scfg, dcfg,
-                               twins=args.twins, baseline=not args.no_baseline, devices=devices, batches=batches,
+                               twins=args.twins, baseline=not args.no_baseline, baselines=baselines, devices=devices, batches=batches,
                                data_dir=args.data_dir, reuse=args.resume, pool=pool,
                                exclude_seen=args.exclude_seen, dropouts=dropouts)
     for r in summary["rows"]:
