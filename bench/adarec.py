@@ -176,6 +176,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-targets", type=int, default=0, help="batches of about this many targets (0: --batch-size windows)")
     p.add_argument("--ema", type=float, default=0.0, help="weight average of the students (0: off)")
     p.add_argument("--patience", type=int, default=DistillConfig().train.patience)
+    p.add_argument("--dropouts", default=None, help="student dropouts to choose from on the twin's validation (e.g. 0,0.1,0.2,0.3)")
     p.add_argument("--max-len", type=int, default=SearchConfig().max_len,
                    help="window of the search, the teacher cache and the students (Amazon: 20 holds 90%% of histories)")
     args = p.parse_args(argv)
@@ -211,6 +212,7 @@ def main(argv=None) -> int:
                                 patience=args.patience, max_len=args.max_len)
     summary = run_pipeline(scene, out, teacher, betas, args.default_beta, args.seeds, scfg, DistillConfig(train=train),
                            twins=args.twins, baseline=not args.no_baseline, exclude_seen=args.exclude_seen,
+                           dropouts=[float(d) for d in args.dropouts.split(",")] if args.dropouts else None,
                            devices=("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
     print(f"\n== AdaRec on {scene.name}: full ranking, {args.seeds} seed(s), test split; hardware above ==")
     print_summary(summary)
