@@ -284,6 +284,8 @@ def test_cli_errors_name_the_field(scene, teacher_path, tmp_path, capsys, monkey
     bad.write_text('{"cells": [')
     assert main(["distill", "--dataset", "x", "--no-teacher", "--arch", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "malformed JSON" in capsys.readouterr().err
+    assert main(["adarec", "--dataset", "x", "--out", str(tmp_path / "a"), "--baselines", "sasrec,gru4rec"]) == 2
+    assert "--baselines: choose among nextitnet, sasrec" in capsys.readouterr().err
     assert main(["search", "--dataset", "x", "--out", str(tmp_path / "s"), "--cost", "watts"]) == 2
     assert "cost" in capsys.readouterr().err
     assert main(["bench", "latency", "--model", str(tmp_path / "none.pt")]) == 2

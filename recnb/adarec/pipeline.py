@@ -308,7 +308,7 @@ def run_pipeline(
     every model (the Amazon protocol). ``dropouts`` (e.g. ``(0, 0.1, 0.2, 0.3)``) chooses each
     beta's student dropout on its twin's validation (:meth:`_Pipeline.choose_dropouts`)."""
     betas, default_beta = _check_options(betas, default_beta, max_param_ratio, twins)
-    dropouts, baselines = _check_dropouts(dropouts, distill_config), _check_baselines(baselines) if baseline else ()
+    dropouts, baselines = _check_dropouts(dropouts, distill_config), check_baselines(baselines) if baseline else ()
     scene = scene if isinstance(scene, Scene) else load_scene(scene, data_dir)
     run = _Pipeline(scene, Path(out_dir), search_config or SearchConfig(), distill_config or DistillConfig(), seeds,
                     tuple(devices) if devices else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)),
@@ -335,10 +335,11 @@ def _check_dropouts(dropouts, distill_config: DistillConfig | None) -> tuple[flo
     return dropouts
 
 
-def _check_baselines(baselines) -> tuple[str, ...]:
+def check_baselines(baselines, what: str = "baselines") -> tuple[str, ...]:
+    """``baselines`` as a tuple, refused (naming ``what``) unless each is one of :data:`BASELINES`."""
     baselines = tuple(baselines)
     if not set(baselines) <= set(BASELINES):
-        raise ConfigError(f"baselines: choose among {', '.join(BASELINES)}, got {', '.join(baselines)}")
+        raise ConfigError(f"{what}: choose among {', '.join(BASELINES)}, got {', '.join(baselines)}")
     return baselines
 
 
@@ -642,6 +643,7 @@ __all__ = [
     "Pool",
     "baseline_config",
     "build_student",
+    "check_baselines",
     "check_resume_settings",
     "choose_default_beta",
     "distillation_loss",

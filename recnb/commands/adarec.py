@@ -88,15 +88,13 @@ def pool_of(args, device: str):
 
 
 def run(args) -> int:
-    from recnb.adarec.pipeline import BASELINES, run_pipeline
+    from recnb.adarec.pipeline import check_baselines, run_pipeline
 
     scfg, dcfg = configs(args)
     betas = parse_list(args.betas, float, "--betas")
     batches = parse_list(args.latency_batch, int, "--latency-batch")
     dropouts = parse_list(args.dropouts, float, "--dropouts") if args.dropouts else None
-    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
-    if not set(baselines) <= set(BASELINES):
-        raise ConfigError(f"--baselines: choose among {', '.join(BASELINES)}, got {args.baselines!r}")
+    baselines = check_baselines([b.strip() for b in args.baselines.split(",") if b.strip()], "--baselines")
     make_pool, devices = pool_of(args, dcfg.train.device)
     scene = scene_of(args)
     out = prepare_out_dir(args.out, args.force, resume=args.resume)
