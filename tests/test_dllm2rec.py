@@ -24,7 +24,7 @@ from recnb.dllm2rec.pipeline import (
 from recnb.dllm2rec.teachers import build_semantic_teacher, make_artifacts, top_n_rows
 from recnb.errors import ConfigError, DataError
 from recnb.models import build_model
-from recnb.train import TrainConfig, fit, load_checkpoint, save_checkpoint
+from recnb.train import TrainConfig, fit, item_logits, load_checkpoint, save_checkpoint
 
 torch.set_num_threads(1)
 N, L = 40, 12
@@ -99,6 +99,29 @@ def test_ranking_loss_pulls_candidates_up_by_weight():
     g = scores.grad[0]
     assert g[3] < g[5] < 0 and g[9] > 0  # both candidates pushed up, the heavier more; negative down
     assert (g[[0, 1, 2, 4, 6, 7, 8, 10]] == 0).all()
+
+
+def test_sampled_students_score_only_candidates_with_the_same_loss_and_gradients(scene, artifacts):
+    """Without full logits (sampled or bce loss) the ranking term scores only the K candidates
+    and the negative; it must equal the term read from every item's score, gradients included."""
+    art = load_artifacts(artifacts, num_items=N)
+    windows = train_windows(scene, L)
+    rows = scene_rows(windows, scene)
+    student = build_student("sasrec", N, L, None, art.embeddings, DLLM2RecConfig()).eval()  # no dropout draws
+    batch = {"index": torch.arange(8), "inputs": windows.inputs[:8], "targets": windows.targets[:8]}
+    grads, values = [], []
+    for full in (True, False):
+        student.zero_grad()
+        loss = DLLM2RecLoss(DLLM2RecConfig(candidate_topk=4), rows, art, seed=3)
+        states = student(batch["inputs"])
+        logits = item_logits(student, states[-1][batch["targets"] > 0]) if full else None
+        term = loss(student, batch, states, logits)["rd"]
+        term.backward()
+        values.append(term.detach())
+        grads.append([p.grad.clone() for p in student.parameters() if p.grad is not None])
+    assert values[0] > 0 and torch.isclose(values[0], values[1], rtol=1e-5)
+    assert len(grads[0]) == len(grads[1]) > 0
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(*grads))
 
 
 def test_dros_matches_reference_formula():

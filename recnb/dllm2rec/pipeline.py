@@ -157,9 +157,13 @@ def ranking_distillation_loss(
     scores: torch.Tensor, candidates: torch.Tensor, negatives: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
     """``mean_rows sum_k w_k [BCE(s(c_k), 1) + BCE(s(neg), 0)]`` with one negative per row."""
-    pos = scores.gather(1, candidates).float()
-    neg = scores.gather(1, negatives.view(-1, 1)).float()
-    per = F.softplus(-pos) + F.softplus(neg)  # -log sigmoid(pos) - log(1 - sigmoid(neg))
+    return weighted_pair_bce(scores.gather(1, candidates), scores.gather(1, negatives.view(-1, 1)), weights)
+
+
+def weighted_pair_bce(pos: torch.Tensor, neg: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The ranking distillation loss from the candidates' scores ``pos`` (P, K) and each row's
+    negative's score ``neg`` (P, 1): what :func:`ranking_distillation_loss` gathers from full scores."""
+    per = F.softplus(-pos.float()) + F.softplus(neg.float())  # -log sigmoid(pos) - log(1 - sigmoid(neg))
     return (weights * per).sum(1).mean()
 
 
@@ -346,12 +350,23 @@ class DLLM2RecLoss:
             self.cand, self.dist = self.cand.to(device), self.dist.to(device)
             self.gen = torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**31, (1,), generator=self.gen)))
 
+    @staticmethod
+    def _student_top(model: SeqRecModel, h: torch.Tensor, logits: torch.Tensor | None, k: int) -> torch.Tensor:
+        """The student's current top-``k`` items at each valid position (for the consistency
+        weight): from the loss's full logits when there are some, else scored once without
+        a gradient, since a top-k is not differentiable anyway."""
+        if logits is not None:
+            return logits.detach().topk(k, dim=1).indices
+        with torch.no_grad():
+            return item_logits(model, h.detach()).topk(k, dim=1).indices
+
     def __call__(self, model: SeqRecModel, batch: dict, states: list, logits: torch.Tensor | None) -> dict:
         mask = batch["targets"] > 0
         device = batch["targets"].device
         self._to(device)
-        if logits is None:  # bce or sampled: score the valid positions against every item once
-            logits = item_logits(model, states[-1][mask])
+        h = states[-1][mask]
+        if logits is None and self.ps is not None:  # DROS reads every item's score
+            logits = item_logits(model, h)
         out = {}
         if self.cand is not None:
             idx, off = batch["index"], batch.get("offset", 0)
@@ -364,11 +379,16 @@ class DLLM2RecLoss:
                 neg = torch.where(neg == tgt, neg % model.config.num_items + 1, neg)
             student_top = None
             if self.cfg.consistency:
-                student_top = logits.detach().topk(cand.shape[1], dim=1).indices
+                student_top = self._student_top(model, h, logits, cand.shape[1])
             c = self.cfg
             w = importance_weights(cand, dist, student_top, c.position, c.confidence, c.consistency,
                                    c.gamma_position, c.gamma_confidence, c.gamma_consistency, c.position_lambda)
-            out["rd"] = c.lam * ranking_distillation_loss(logits, cand, neg, w)
+            if logits is not None:
+                out["rd"] = c.lam * ranking_distillation_loss(logits, cand, neg, w)
+            else:  # sampled or bce: score only the K candidates and the negative, so the gradient is sparse
+                items = model.item_weights()[torch.cat([cand, neg.view(-1, 1)], 1)]  # (P, K + 1, d)
+                scores = (h.unsqueeze(1) * items).sum(-1)
+                out["rd"] = c.lam * weighted_pair_bce(scores[:, :-1], scores[:, -1:], w)
         if self.cfg.dros_alpha > 0 and self.ps is not None:
             full = torch.cat([torch.zeros_like(logits[:, :1]), logits[:, 1:]], 1)
             out["dros"] = self.cfg.dros_alpha * dros_loss(full, batch["targets"][mask], self.ps, self.cfg.dros_beta)
@@ -572,6 +592,7 @@ __all__ = [
     "importance_weights",
     "propensity",
     "ranking_distillation_loss",
+    "weighted_pair_bce",
     "relative_gain",
     "run_dllm2rec",
     "task_of",
