@@ -25,7 +25,7 @@ import torch
 
 from recnb.data import load_scene
 from recnb.dllm2rec.artifacts import load_artifacts
-from recnb.dllm2rec.pipeline import DLLM2RecConfig, run_dllm2rec
+from recnb.dllm2rec.pipeline import DLLM2RecConfig, relative_gain, run_dllm2rec
 from recnb.dllm2rec.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text, teacher_recipe
 from recnb.runs import mean_over_seeds
 from recnb.train import TrainConfig, fit, load_checkpoint, recipe
@@ -91,10 +91,14 @@ def main(argv=None) -> int:
     p.add_argument("--reuse", action="store_true",
                    help="read back a student whose OUT/<student>/metrics.json holds these seeds and training settings")
     p.add_argument("--out", default="runs/bench/dllm2rec")
+    p.add_argument("--merge", default="",
+                   help="DIR,DIR,...: no training; one table from earlier --out folders (their seeds and ablation rows)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        return merge([Path(d) for d in args.merge.split(",") if d], out, args.ablation_student)
     times, t0 = {}, time.perf_counter()
 
     def progress(line):
@@ -173,7 +177,64 @@ def main(argv=None) -> int:
         stage(f"ablation {name} x {len(ab_seeds)} seed(s)", start)
     times["total"] = round(time.perf_counter() - t0, 1)
 
-    teacher_name = (f"semantic, BIGRec-shaped, {report.get('backbone', args.backbone)}"
+    recipes = {st: {k: getattr(student_train(st), k) for k in ("lr", "batch_size", "batch_targets", "context", "loss",
+                                                              "ema", "label_smoothing")} for st in results}
+    header = (f"dataset {scene.name}, full ranking, exclude_seen={args.exclude_seen}, leave-one-out; seeds {list(seeds)} "
+              f"(ablation {list(ab_seeds)}); per-run budget {args.budget or 'none'}s / max {args.epochs} epochs, patience "
+              f"{args.patience}, student settings {recipes}; teacher budget {args.teacher_budget}s; threads {args.threads}; "
+              f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
+    write_report(out, header, report, results, ablation, ab_student, times, vars(args))
+    return 0
+
+
+def merge(dirs: list[Path], out: Path, ab_student: str) -> int:
+    """One report from several runs of this script on the same teacher and settings (e.g. one
+    seed per core): each student's seeds and each ablation row's seeds are pooled, means and
+    gains recomputed, and a seed given twice, another teacher or other settings refused."""
+    parts = {d: json.loads((d / "results.json").read_text()) for d in dirs}
+    report = parts[dirs[0]]["teacher"]
+    pooled, ablation, times = {}, {}, {}
+    for d, part in parts.items():
+        if part["teacher"]["test"] != report["test"]:
+            raise SystemExit(f"--merge: {d} was run with another teacher")
+        for name, r in [*part["students"].items(), *(("ablation " + n, a) for n, a in part["ablation"].items())]:
+            if "per_seed" not in r:  # an ablation's "full" row read from its run's students
+                continue
+            into = pooled.setdefault(name, {"config": r["config"], "distilled": [], "baseline": []})
+            if r["config"] != into["config"]:
+                raise SystemExit(f"--merge: {d}: {name} was trained with other settings")
+            for kind in ("distilled", "baseline"):
+                into[kind] += r["per_seed"].get(kind) or []
+        times.update({f"{d.name}: {k}": v for k, v in part["times"].items()})
+    results = {}
+    for name, r in pooled.items():
+        seeds = [m["seed"] for m in r["distilled"]]
+        if len(set(seeds)) < len(seeds):
+            raise SystemExit(f"--merge: {name} has seed {max(seeds, key=seeds.count)} twice")
+        per_seed = {k: sorted(r[k], key=lambda m: m["seed"]) for k in ("distilled", "baseline")}
+        row = {"config": r["config"], "per_seed": per_seed, "distilled": mean_over_seeds(per_seed["distilled"]),
+               "baseline": mean_over_seeds(per_seed["baseline"]) if per_seed["baseline"] else None}
+        if row["baseline"]:
+            row["gain"] = {c: relative_gain(row["distilled"]["test"][c], row["baseline"]["test"][c]) for c in COLS}
+        (ablation if name.startswith("ablation ") else results)[name.removeprefix("ablation ")] = row
+    if ablation and ab_student in results:  # the full model and the plain student on the ablation's seeds
+        seeds = set(next(iter(ablation.values()))["distilled"]["seeds"])
+        rows = {label: [m for m in results[ab_student]["per_seed"][kind] if m["seed"] in seeds]
+                for label, kind in (("full", "distilled"), ("plain (no teacher)", "baseline"))}
+        rows = {label: {"distilled": mean_over_seeds(runs)} for label, runs in rows.items() if runs}
+        ablation = {**{k: v for k, v in rows.items() if k == "full"}, **ablation, **{k: v for k, v in rows.items() if k != "full"}}
+    header = (f"merged from {', '.join(str(d) for d in dirs)}; {parts[dirs[0]]['args']['dataset']}, full ranking, "
+              f"exclude_seen={parts[dirs[0]]['args']['exclude_seen']}, leave-one-out; each part's settings in its "
+              f"results.md; {platform.processor() or platform.machine()}, torch {torch.__version__}")
+    write_report(out, header, report, results, ablation, ab_student, times, {"merge": [str(d) for d in dirs]})
+    return 0
+
+
+def write_report(out: Path, header: str, report: dict, results: dict, ablation: dict, ab_student: str, times: dict,
+                 args: dict) -> None:
+    """Print the tables (teacher and students, gains, ablation, stage times) and write them to
+    ``out/results.md``, every number to ``out/results.json``."""
+    teacher_name = (f"semantic, BIGRec-shaped, {report.get('backbone', 'gru')}"
                     if report.get("model", "semantic_teacher") == "semantic_teacher" else f"{report['model']} checkpoint")
     rows = [[f"teacher ({teacher_name})", *[report["test"][c] for c in COLS], report["params"],
              report["latency_cpu_b256_ms"]]]
@@ -183,30 +244,25 @@ def main(argv=None) -> int:
             label = f"{student} {'plain' if kind == 'baseline' else '+ DLLM2Rec'}"
             rows.append([label, *[m["test"][c] for c in COLS], m["params"], round(m["latency_cpu_b256_ms"], 2)])
     main_table = table(["model", *[f"test {c}" for c in COLS], "params", "CPU ms / 256 users"], rows)
+    per_seed = lambda r, kind: " / ".join(f"{x['test']['NDCG@10']:.4f}" for x in r["per_seed"][kind])
     gain_rows = [[s, r["baseline"]["test"]["NDCG@10"], r["distilled"]["test"]["NDCG@10"],
                   f"{100 * r['gain']['NDCG@10']:+.1f}%", r["baseline"]["test"]["HR@10"],
                   r["distilled"]["test"]["HR@10"], f"{100 * r['gain']['HR@10']:+.1f}%",
-                  f"{r['distilled']['test']['NDCG@10_std']:.4f} / {r['baseline']['test']['NDCG@10_std']:.4f}"]
+                  f"{r['distilled']['test']['NDCG@10_std']:.4f} / {r['baseline']['test']['NDCG@10_std']:.4f}",
+                  per_seed(r, "distilled"), per_seed(r, "baseline")]
                  for s, r in results.items()]
     gain_table = table(["student", "plain NDCG@10", "DLLM2Rec NDCG@10", "gain", "plain HR@10", "DLLM2Rec HR@10",
-                        "gain", "std NDCG@10 (distilled / plain)"], gain_rows)
+                        "gain", "std NDCG@10 (distilled / plain)", "per seed distilled", "per seed plain"], gain_rows)
     ab_rows = [[name, *[r["distilled"]["test"][c] for c in COLS], r["distilled"]["valid"]["NDCG@10"],
                 len(r["distilled"]["seeds"])] for name, r in ablation.items()]
     ab_table = table([f"{ab_student} variant", *[f"test {c}" for c in COLS], "valid NDCG@10", "seeds"], ab_rows)
     time_table = table(["stage", "seconds"], [[k, v] for k, v in times.items()])
-    recipes = {s: {k: getattr(student_train(s), k) for k in ("lr", "batch_size", "batch_targets", "context", "loss", "ema",
-                                                            "label_smoothing")} for s in results}
-    header = (f"dataset {scene.name}, full ranking, exclude_seen={args.exclude_seen}, leave-one-out; seeds {list(seeds)} "
-              f"(ablation {list(ab_seeds)}); per-run budget {args.budget or 'none'}s / max {args.epochs} epochs, patience "
-              f"{args.patience}, student settings {recipes}; teacher budget {args.teacher_budget}s; threads {args.threads}; "
-              f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
     text_out = f"{header}\n\nTeacher and students (test, mean over seeds)\n\n{main_table}\n\nGain of DLLM2Rec over the same student without it\n\n{gain_table}\n\nAblation\n\n{ab_table}\n\nStage times\n\n{time_table}"
     print("\n" + text_out)
     (out / "results.md").write_text(text_out + "\n")
     (out / "results.json").write_text(json.dumps(
-        {"teacher": report, "students": results, "ablation": ablation, "times": times, "args": vars(args)},
+        {"teacher": report, "students": results, "ablation": ablation, "times": times, "args": args},
         indent=1, default=str) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

@@ -40,13 +40,19 @@ def add_run_args(p) -> None:
 RUN_FIELDS = ("device", "seed", "progress")
 
 
-def prepare_out_dir(path: str | Path, force: bool, resume: bool = False) -> Path:
-    """Create ``path``; refuse a non-empty one unless ``force`` (or ``resume``) says so."""
+def prepare_out_dir(path: str | Path, force: bool, resume: bool = False, marker: str = "", run: str = "") -> Path:
+    """Create ``path``; refuse a non-empty one unless ``force`` (or ``resume``) says so.
+
+    With ``marker`` (the file a resumable run keeps there), ``resume`` also refuses a
+    non-empty folder without it: it holds something else (``run`` says what it lacks),
+    which a resumed run must not overwrite."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: exists and is not a directory")
     if path.exists() and any(path.iterdir()) and not (force or resume):
         raise ConfigError(f"--out {path}: directory exists and is not empty; pass --force to overwrite")
+    if resume and marker and path.exists() and any(path.iterdir()) and not (path / marker).exists():
+        raise ConfigError(f"--resume: {path} holds no {run or marker} to resume from; pass --force to start over")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -83,10 +83,7 @@ def run(args) -> int:
     cfg = configs(args)
     max_len = cfg.train.max_len
     batches = parse_list(args.latency_batch, int, "--latency-batch")
-    out = prepare_out_dir(args.out, args.force, resume=args.resume)
-    if args.resume and not (out / "settings.json").exists() and any(out.iterdir()):
-        raise ConfigError(f"--resume: {out} holds no recnb distill run to resume (no settings.json); "
-                          "pass --force to start over")
+    out = prepare_out_dir(args.out, args.force, args.resume, "settings.json", "recnb distill run (no settings.json)")
     settings = {"arch": arch.signature(), "teacher": args.teacher, "exclude_seen": args.exclude_seen,
                 "distill": dataclasses.asdict(cfg)}
     check_resume_settings(out / "settings.json", settings, args.resume)

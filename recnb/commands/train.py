@@ -117,10 +117,8 @@ def _run(args, group) -> int:
     if args.protocol not in ("full", "sampled100"):
         raise ConfigError(f"--protocol: expected full or sampled100, got {args.protocol!r}")
     model_cfg, train_cfg = split_options(args.model, args)
-    out = prepare_out_dir(args.out, args.force, resume=args.resume)
-    if args.resume and not (out / "train_state.pt").exists() and any(out.iterdir()):
-        raise ConfigError(f"--resume: {out} holds no train_state.pt to resume from (a finished run deletes it); "
-                          "pass --force to start over")
+    out = prepare_out_dir(args.out, args.force, args.resume, "train_state.pt",
+                          "train_state.pt (a finished run deletes it)")
     start = time.perf_counter()
     scene = scene_of(args, kcore=args.kcore)
     cfg = recipe(args.model, scene.name, device=args.device, seed=args.seed, progress=not args.quiet and group.is_main,
