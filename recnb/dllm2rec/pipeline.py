@@ -592,9 +592,9 @@ __all__ = [
     "importance_weights",
     "propensity",
     "ranking_distillation_loss",
-    "weighted_pair_bce",
     "relative_gain",
     "run_dllm2rec",
     "task_of",
     "train_student",
+    "weighted_pair_bce",
 ]
