@@ -183,7 +183,7 @@ def main(argv=None) -> int:
               f"(ablation {list(ab_seeds)}); per-run budget {args.budget or 'none'}s / max {args.epochs} epochs, patience "
               f"{args.patience}, student settings {recipes}; teacher budget {args.teacher_budget}s; threads {args.threads}; "
               f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
-    write_report(out, header, report, results, ablation, ab_student, times, vars(args))
+    write_report(out, header, report, results, ablation, ab_student, times, vars(args), args.backbone)
     return 0
 
 
@@ -226,15 +226,16 @@ def merge(dirs: list[Path], out: Path, ab_student: str) -> int:
     header = (f"merged from {', '.join(str(d) for d in dirs)}; {parts[dirs[0]]['args']['dataset']}, full ranking, "
               f"exclude_seen={parts[dirs[0]]['args']['exclude_seen']}, leave-one-out; each part's settings in its "
               f"results.md; {platform.processor() or platform.machine()}, torch {torch.__version__}")
-    write_report(out, header, report, results, ablation, ab_student, times, {"merge": [str(d) for d in dirs]})
+    write_report(out, header, report, results, ablation, ab_student, times, {"merge": [str(d) for d in dirs]},
+                 parts[dirs[0]]["args"].get("backbone", "gru"))
     return 0
 
 
 def write_report(out: Path, header: str, report: dict, results: dict, ablation: dict, ab_student: str, times: dict,
-                 args: dict) -> None:
+                 args: dict, backbone: str) -> None:
     """Print the tables (teacher and students, gains, ablation, stage times) and write them to
     ``out/results.md``, every number to ``out/results.json``."""
-    teacher_name = (f"semantic, BIGRec-shaped, {report.get('backbone', 'gru')}"
+    teacher_name = (f"semantic, BIGRec-shaped, {report.get('backbone', backbone)}"
                     if report.get("model", "semantic_teacher") == "semantic_teacher" else f"{report['model']} checkpoint")
     rows = [[f"teacher ({teacher_name})", *[report["test"][c] for c in COLS], report["params"],
              report["latency_cpu_b256_ms"]]]

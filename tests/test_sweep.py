@@ -80,18 +80,6 @@ def test_sweep_gives_the_numbers_of_the_runs_one_by_one(ray_address, scene_file,
     assert len(pd.read_csv(tmp_path / "sw" / "results.csv")) == 4
 
 
-def _finished_trials(tune_dir: Path) -> set:
-    """Ids of the trials Tune's experiment state in ``tune_dir`` records as finished."""
-    from ray.tune import ExperimentAnalysis
-
-    if not tune_dir.exists():
-        return set()
-    try:
-        return {t.trial_id for t in ExperimentAnalysis(str(tune_dir)).trials if t.status == "TERMINATED"}
-    except (OSError, ValueError):  # the state is not written yet, or is read mid-write: nothing recorded as finished
-        return set()
-
-
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(ray_address, scene_file, grid_file, one_by_one, tmp_path):
     out = tmp_path / "sw"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -104,8 +92,10 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(ray_address, s
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the sweep
     proc.wait(60)
+    from ray.tune import ExperimentAnalysis
+
     # what the experiment left on disk says was finished: those trials must not run again
-    finished = _finished_trials(out / "tune")
+    finished = {t.trial_id for t in ExperimentAnalysis(str(out / "tune")).trials if t.status == "TERMINATED"}
     assert 1 <= len(finished) < 4, "the sweep was to be stopped after some, not all, trials"
     assert main(["sweep", "--dataset", str(scene_file), "--grid", str(grid_file), "--out", str(out)]) == 0  # resumes
     attempts = {p.parent.name: len(p.read_text().splitlines()) for p in out.glob("runs/*/attempts.log")}
