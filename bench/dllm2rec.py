@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         teacher = build_semantic_teacher(scene, text=text, backbone=args.backbone)
         tcfg = teacher_recipe(teacher, epochs=200, patience=args.patience, progress=False, device="cpu",
                               time_budget=args.teacher_budget or None, seed=2020)
-        tres = fit(teacher, scene, tcfg)
+        tres = fit(teacher, scene, tcfg, exclude_seen=args.exclude_seen)
         stage("train semantic teacher", start)
         start = time.perf_counter()
         report = model_report(teacher, scene, args.exclude_seen)

@@ -89,19 +89,22 @@ class Group:
             return idx[:1], 0.0
         return mine, float((targets[mine] > 0).sum()) * self.world_size / max(1, total)
 
-    def evaluate(self, model, scene, split: str = "valid", max_len: int | None = None, cut_padding: bool = False):
+    def evaluate(self, model, scene, split: str = "valid", max_len: int | None = None, cut_padding: bool = False,
+                 exclude_seen: bool = False):
         """``recnb.train.evaluate`` (full ranking), each rank scoring its share of the users
         (``cut_padding`` applies on one process; the ranks score uncut, the same ranks)."""
         from recnb.data import eval_inputs
         from recnb.metrics import metrics_from_ranks, ranks_from_scores
-        from recnb.train import evaluate, score_users
+        from recnb.train import evaluate, mask_seen, score_users
 
         if not self.parallel:
-            return evaluate(model, scene, split, max_len=max_len, cut_padding=cut_padding)
+            return evaluate(model, scene, split, exclude_seen=exclude_seen, max_len=max_len, cut_padding=cut_padding)
         hist, target = eval_inputs(scene, split, max_len or model.config.max_len)
         users = torch.arange(len(hist)).tensor_split(self.world_size)
         mine = users[self.rank]
         scores = score_users(model, hist[mine])
+        if exclude_seen:
+            mask_seen(scores, scene, split, mine, target[mine].to(scores.device))
         ranks = ranks_from_scores(scores, target[mine].to(scores.device)).cpu()
         # all_gather wants equal sizes: pad every share to the largest, then trim
         device = _collective_device()

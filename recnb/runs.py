@@ -82,7 +82,8 @@ def run_model(
         return _finished(out)
     evaluation = evaluation or Evaluation()
     state = _state_file(out, resume)
-    result = fit(model, scene, cfg, extra_loss=extra_loss, windows=windows, state=state, log=log)
+    result = fit(model, scene, cfg, extra_loss=extra_loss, windows=windows, state=state, log=log,
+                 exclude_seen=evaluation.exclude_seen)  # validated as it is reported
     if hasattr(extra_loss, "finish"):
         extra_loss.finish(model)
     metrics = {"dataset": scene.name, "model": model.name, **(info or {}),

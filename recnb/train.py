@@ -359,8 +359,12 @@ def fit(
     checkpoint: str | Path | None = None,
     log: Callable[[dict], None] | None = None,
     state: str | Path | None = None,
+    exclude_seen: bool = False,
 ) -> TrainResult:
     """Train with Adam and early stopping on validation NDCG@10; keep the best weights.
+
+    ``exclude_seen`` validates with each user's earlier items masked: a run reported under
+    that protocol then stops, and keeps its weights, on the metric it reports.
 
     ``extra_loss(model, batch, hidden_states, logits)`` adds terms (distillation); it gets
     ``batch["index"]``, the window indices, to look up cached teacher outputs. Batches drop
@@ -373,7 +377,7 @@ def fit(
     """
     cfg = config or recipe(model.name)  # the measured settings, as the CLI uses
     seed_everything(cfg.seed)
-    run = _Run.start(model, scene, cfg, extra_loss, windows, checkpoint, log, state)
+    run = _Run.start(model, scene, cfg, extra_loss, windows, checkpoint, log, state, exclude_seen)
     bar = tqdm(range(run.first, cfg.epochs if not run.done else run.first), desc=f"train {model.name}",
                disable=not cfg.progress, leave=False)
     for epoch in bar:
@@ -420,12 +424,13 @@ class _Run:
     trained: float = 0.0
     first: int = 0
     done: bool = False
+    exclude_seen: bool = False  # validation masks each user's earlier items
 
     # the fields a state file keeps, besides the model, optimiser, schedulers and generators
     CARRIED: ClassVar[tuple[str, ...]] = ("best", "best_state", "best_epoch", "seconds_to_best", "history", "bad", "trained")
 
     @classmethod
-    def start(cls, model, scene, cfg: TrainConfig, extra_loss, windows, checkpoint, log, state) -> _Run:
+    def start(cls, model, scene, cfg: TrainConfig, extra_loss, windows, checkpoint, log, state, exclude_seen=False) -> _Run:
         device = resolve_device(cfg.device)
         model.to(device)
         ddp = distributed.current()  # distributed: under torchrun, this rank's share of each batch (else no-op)
@@ -445,9 +450,10 @@ class _Run:
         steps = len(batches)
         average = WeightAverage(model, cfg.ema, cfg.ema_warmup, round(cfg.ema_start * steps)) if cfg.ema else None
         run = cls(model, scene, cfg, extra_loss, checkpoint, log, state, device, ddp, forward, windows, batches, opt,
-                  plateau, average, round(cfg.warmup * steps), torch.Generator(device=device).manual_seed(cfg.seed))
+                  plateau, average, round(cfg.warmup * steps), torch.Generator(device=device).manual_seed(cfg.seed),
+                  exclude_seen=exclude_seen)
         if state is not None and Path(state).exists():
-            run.resume(_load_state(state, cfg, model))
+            run.resume(_load_state(state, cfg, model, exclude_seen))
         return run
 
     def resume(self, saved: dict) -> None:
@@ -538,7 +544,7 @@ class _Run:
     def validate(self, epoch: int, row: dict, bar) -> None:
         # distributed: users split over ranks, ranks gathered
         valid = flatten(self.ddp.evaluate(self.model, self.scene, "valid", max_len=self.cfg.max_len,
-                                          cut_padding=bool(self.cfg.batch_targets)))
+                                          cut_padding=bool(self.cfg.batch_targets), exclude_seen=self.exclude_seen))
         row.update({f"valid_{k}": v for k, v in valid.items()})
         if valid["NDCG@10"] > self.best:
             self.best, self.best_epoch, self.bad = valid["NDCG@10"], epoch, 0
@@ -553,7 +559,8 @@ class _Run:
 
     def save(self, epoch: int) -> None:
         _save_state(self.state, self.cfg, {
-            "epoch": epoch, "done": self.done, "model": self.model.state_dict(), "model_config": self.model.config.to_dict(),
+            "epoch": epoch, "done": self.done, "exclude_seen": self.exclude_seen,
+            "model": self.model.state_dict(), "model_config": self.model.config.to_dict(),
             "optimizer": self.opt.state_dict(), "plateau": self.plateau.state_dict() if self.plateau is not None else None,
             "average": self.average.state_dict() if self.average is not None else None,
             "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
@@ -615,11 +622,14 @@ def changed_settings(saved: dict, now: dict, free=()) -> list[str]:
                   if k not in free and k.rsplit(".", 1)[-1] not in free and saved.get(k) != now.get(k))
 
 
-def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel) -> dict:
+def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel, exclude_seen: bool = False) -> dict:
     """The saved state, refused (naming the fields) if it belongs to other settings or another model."""
     saved = read_torch_file(path, "recnb training state")
     if not isinstance(saved, dict) or saved.get("format") != "recnb-train-state/1":
         raise DataError(f"{path}: not a recnb training state")
+    if saved.get("exclude_seen", False) != exclude_seen:  # its best epoch was chosen under the other protocol
+        raise ConfigError(f"{path}: saved with validation {'with' if saved.get('exclude_seen') else 'without'} "
+                          "seen items masked (exclude_seen); resume with the same one or start over")
     # a setting missing from an older state counts as saved at its default
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     free = [k for k in _RESUMABLE if not (k == "epochs" and cfg.lr_decay != "none")]
@@ -732,12 +742,18 @@ def user_ranks(
         if cand is not None:
             ranks[idx] = ranks_from_scores(scores.gather(1, cand[idx].to(scores.device)), torch.zeros_like(tgt)).cpu()
             continue
-        if exclude_seen:  # every earlier item to -inf in one scatter, except the target itself
-            seen = seen_matrix(scene, split, idx).to(scores.device)
-            seen = seen.masked_fill(seen == tgt[:, None], 0)  # column 0 (padding) is -inf already
-            scores.scatter_(1, seen, float("-inf"))
+        if exclude_seen:
+            mask_seen(scores, scene, split, idx, tgt)
         ranks[idx] = ranks_from_scores(scores, tgt).cpu()
     return ranks
+
+
+def mask_seen(scores: torch.Tensor, scene: Scene, split: str, users: torch.Tensor, target: torch.Tensor) -> None:
+    """Set, in place, each of ``users``' earlier items to -inf in their rows of ``scores``,
+    except the held-out ``target`` itself: the Amazon protocol (``exclude_seen``)."""
+    seen = seen_matrix(scene, split, users).to(scores.device)
+    seen = seen.masked_fill(seen == target[:, None], 0)  # column 0 (padding) is -inf already
+    scores.scatter_(1, seen, float("-inf"))  # one scatter for the whole batch
 
 
 def evaluate(

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -46,17 +47,20 @@ def _torchrun(scene: Path, out: Path, *extra: str, wait: bool = True):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch has no torch.distributed")
 def test_two_processes_train_to_the_numbers_of_one_with_the_same_global_batch(scene_file, tmp_path):
-    two = _torchrun(scene_file, tmp_path / "two")
+    """With seen items masked (--exclude-seen), so the ranks' share of validation masks them too."""
+    two = _torchrun(scene_file, tmp_path / "two", "--exclude-seen")
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout.count("(2 processes)") == 1  # rank 0 alone reports
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each torchrun process
     try:
-        assert main(["train", "--dataset", str(scene_file), *ARGS, "--out", str(tmp_path / "one")]) == 0
+        assert main(["train", "--dataset", str(scene_file), *ARGS, "--exclude-seen", "--out", str(tmp_path / "one")]) == 0
     finally:
         torch.set_num_threads(threads)
     one_m, two_m = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
-    assert one_m["best_epoch"] == two_m["best_epoch"]
+    assert one_m["best_epoch"] == two_m["best_epoch"] and one_m["exclude_seen"] and two_m["exclude_seen"]
+    one_h, two_h = (pd.read_csv(tmp_path / d / "history.csv") for d in ("one", "two"))
+    assert two_h["valid_NDCG@10"].tolist() == pytest.approx(one_h["valid_NDCG@10"].tolist(), abs=METRIC_TOL)
     for split in ("valid", "test"):
         for key, value in one_m[split].items():
             assert two_m[split][key] == pytest.approx(value, abs=METRIC_TOL), (split, key)
@@ -65,8 +69,9 @@ def test_two_processes_train_to_the_numbers_of_one_with_the_same_global_batch(sc
     model, _ = load_checkpoint(tmp_path / "two" / "model.pt")  # rank 0's checkpoint, one process
     from recnb.data import load_scene
 
-    valid = evaluate(model, load_scene(scene_file), "valid")
+    valid = evaluate(model, load_scene(scene_file), "valid", exclude_seen=True)
     assert valid.loc[10, "NDCG"] == pytest.approx(two_m["valid"]["NDCG@10"], abs=1e-12)
+    assert valid.loc[10, "NDCG"] == pytest.approx(two_h["valid_NDCG@10"].max(), abs=1e-12)  # validated masked
     assert not (tmp_path / "two" / "train_state.pt").exists()
 
 

@@ -271,6 +271,29 @@ def test_resume_with_other_settings_is_a_config_error(scene, tmp_path):
         fit(other, scene, cfg, state=tmp_path / "s.pt")
 
 
+def test_exclude_seen_validation_stops_and_keeps_weights_on_the_masked_metric(scene, tmp_path):
+    """Under the Amazon protocol early stopping reads the metric the run reports: each epoch's
+    validation masks the users' earlier items, and the kept weights score the best of them."""
+
+    def run(exclude_seen, state=None):
+        seed_everything(4)
+        model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
+        cfg = TrainConfig(epochs=3, batch_size=32, lr=3e-3, seed=4, max_len=20, progress=False, device="cpu", patience=50)
+        return fit(model, scene, cfg, state=state, exclude_seen=exclude_seen)
+
+    masked, plain = run(True), run(False)
+    assert masked.history["loss"].tolist() == plain.history["loss"].tolist()  # the same training
+    for res, ex in ((masked, True), (plain, False)):
+        kept = flatten(evaluate(res.model, scene, "valid", exclude_seen=ex))["NDCG@10"]
+        assert kept == pytest.approx(res.history["valid_NDCG@10"].max(), abs=1e-12)
+        assert res.valid["NDCG@10"] == pytest.approx(kept, abs=1e-12)
+    # the scene repeats items, so the two protocols really differ
+    assert (masked.history["valid_NDCG@10"] > plain.history["valid_NDCG@10"]).all()
+    run(False, tmp_path / "s.pt")
+    with pytest.raises(ConfigError, match="exclude_seen"):  # a best epoch chosen under the other protocol
+        run(True, tmp_path / "s.pt")
+
+
 def test_recipe_gives_measured_settings_and_overrides_win():
     from recnb.train import RECIPES, recipe
 

@@ -86,7 +86,7 @@ def run(args) -> int:
         info["encode_seconds"] = round(time.perf_counter() - t0, 2)
         teacher = build_semantic_teacher(scene, text=text, **model)
         cfg = teacher_recipe(teacher, **train)  # the recipe of the model it is shaped like, flags win
-        result = fit(teacher, scene, cfg)
+        result = fit(teacher, scene, cfg, exclude_seen=args.exclude_seen)  # validated as its artifacts will rank
         info.update(train_seconds=round(result.train_seconds, 2), epochs=result.epochs, best_epoch=result.best_epoch)
         teacher.cpu()
         save_checkpoint(out / "teacher.pt", teacher, scene)
