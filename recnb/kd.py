@@ -28,11 +28,57 @@ WEIGHT_UPDATES = ("softmax", "normalize", "none")
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
     """Temperature-scaled KL(teacher || student) over items, averaged over positions, × T².
 
-    Both are ``(P, num_items + 1)`` logits; column 0 (padding) is ignored.
+    Both are ``(P, num_items + 1)`` logits; column 0 (padding) is ignored. A frozen teacher
+    (no gradient) takes a fused path with the same value and gradient.
     """
-    s = F.log_softmax(student_logits[:, 1:].float() / T, dim=-1)
-    t = F.log_softmax(teacher_logits[:, 1:].float() / T, dim=-1)
-    return F.kl_div(s, t, log_target=True, reduction="batchmean") * T * T
+    if teacher_logits.requires_grad:
+        s = F.log_softmax(student_logits[:, 1:].float() / T, dim=-1)
+        t = F.log_softmax(teacher_logits[:, 1:].float() / T, dim=-1)
+        return F.kl_div(s, t, log_target=True, reduction="batchmean") * T * T
+    return _FrozenTeacherKD.apply(student_logits, teacher_logits, float(T))
+
+
+class _FrozenTeacherKD(torch.autograd.Function):
+    """``kd_loss`` against a frozen teacher in a few passes over the ``(P, items)`` scores.
+
+    Per row ``KL = sum_j p_j (t_j - s_j) + lse(s) - lse(t)`` (``p`` the teacher's softmax, ``s``
+    and ``t`` the scaled logits), and the gradient on the student's logits is ``(softmax(s) -
+    p) T / P``: the student's softmax is kept from the forward pass, in the buffer the gradient
+    is returned in. Autograd through ``log_softmax`` and ``kl_div`` keeps and revisits several
+    full-size intermediates instead, and on a 12k-item catalogue the KD term is a large part
+    of a distilled student's step."""
+
+    @staticmethod
+    def forward(ctx, student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
+        s = student_logits[:, 1:].float()
+        t = teacher_logits[:, 1:].float()
+        if T != 1.0:
+            s, t = s / T, t / T
+        p, lse_t = _softmax_and_lse(t, torch.empty_like(t))
+        grad = s.new_zeros(len(s), s.shape[1] + 1)  # column 0 (padding) gets no gradient
+        _, lse_s = _softmax_and_lse(s, grad[:, 1:])  # the student's softmax stays in grad
+        kl = torch.linalg.vecdot(p, t).sum() - torch.linalg.vecdot(p, s).sum() + (lse_s - lse_t).sum()
+        scale = T * T / max(len(s), 1)
+        ctx.save_for_backward(grad, p)
+        ctx.scale, ctx.dtype, ctx.spent = T / max(len(s), 1), student_logits.dtype, False
+        return kl * scale
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        if ctx.spent:  # the kept softmax became the gradient in place
+            raise RuntimeError("kd_loss: a second backward through the same loss (retain_graph) is not supported")
+        grad, p = ctx.saved_tensors
+        grad[:, 1:].sub_(p).mul_(grad_output * ctx.scale)
+        ctx.spent = True
+        return grad.to(ctx.dtype), None, None
+
+
+def _softmax_and_lse(x: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(x)`` written into ``out`` and ``logsumexp(x)`` per row, in one shared pass."""
+    m = x.amax(-1, keepdim=True)
+    torch.sub(x, m, out=out).exp_()
+    z = out.sum(-1, keepdim=True)
+    return out.div_(z), (m + z.log()).squeeze(-1)
 
 
 # ----------------------------------------------------------------------------- hidden layers

@@ -9,6 +9,7 @@ import ot
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from recnb.adarec.architecture import Architecture, derive, edges_per_cell
 from recnb.adarec.objective import combined_loss, cost_loss
@@ -196,6 +197,29 @@ def test_kd_loss_is_zero_on_identical_logits_and_scaled_by_T2():
     q = torch.softmax(s[:, 1:] / 3.0, -1)
     expected = (p * (p.log() - q.log())).sum(-1).mean() * 9.0
     assert kd_loss(s, t, 3.0).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0])
+def test_kd_loss_against_a_frozen_teacher_matches_autograd_through_kl_div(T):
+    """The fused path (teacher without gradient) gives torch's value and gradient, column 0 ignored."""
+    torch.manual_seed(0)
+    s = torch.randn(9, 41, dtype=torch.float64) * 4
+    s[:, 0] = float("-inf")  # the student's padding logit, as item_logits leaves it
+    t = torch.randn(9, 41, dtype=torch.float64) * 4
+    s.requires_grad_(True)
+    fused = kd_loss(s, t, T)
+    fused.backward()
+    got, s.grad = s.grad.clone(), None
+    ref = F.kl_div(F.log_softmax(s[:, 1:].float() / T, -1), F.log_softmax(t[:, 1:].float() / T, -1),
+                   log_target=True, reduction="batchmean") * T * T
+    ref.backward()
+    assert fused.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert torch.isfinite(got).all() and (got[:, 0] == 0).all()
+    assert torch.allclose(got, s.grad, atol=1e-7)
+    twice = kd_loss(s, t, T)
+    twice.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="second backward"):
+        twice.backward()
 
 
 def test_cost_loss_is_monotone_in_the_alphas_of_costly_ops():
