@@ -43,7 +43,7 @@ class Variant:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=3e-3, foreach=True)
 
     def step(self, batch: dict) -> None:
-        import recnb.adarec.pipeline as pipeline
+        from recnb.adarec import pipeline
 
         pipeline.kd_loss = self.kd  # DistillationLoss reads it from its module
         t0 = time.perf_counter()
