@@ -37,7 +37,7 @@ def register(sub) -> None:
                    help="the hand-made students of the default one's size, trained with the same KD (default nextitnet,sasrec)")
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
     p.add_argument("--exclude-seen", action="store_true",
-                   help="mask items the user already interacted with when measuring every model (the Amazon protocol)")
+                   help="mask items the user already interacted with when measuring every model, validation for early stopping included (the Amazon protocol)")
     p.add_argument("--dropouts", default=None,
                    help="student dropouts to choose from per beta, e.g. 0,0.1,0.2,0.3: the no-teacher twin's best on "
                         "validation is given to the distilled students and the twins (default: --distill-dropout)")

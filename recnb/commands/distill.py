@@ -53,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("--no-teacher", action="store_true", help="train the same student without distillation")
     p.add_argument("--latency-batch", default="1,256", help="batch sizes for the latency measurement")
     p.add_argument("--exclude-seen", action="store_true",
-                   help="mask each user's earlier items when measuring (the Amazon protocol, as `recnb adarec --exclude-seen`)")
+                   help="mask each user's earlier items when measuring, validation for early stopping included (the Amazon protocol, as `recnb adarec --exclude-seen`)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run in --out from its train_state.pt (the same settings, else refused); "
                         "a finished run is read back")

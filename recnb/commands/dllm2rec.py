@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--student", default="sasrec", help="sasrec, gru4rec or dros (SASRec + DROS loss)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...)")
     p.add_argument("--no-baseline", action="store_true", help="skip the same student without the teacher")
-    p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with when measuring")
+    p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with when measuring, validation for early stopping included")
     own, train = dllm2rec_flags()
     own.add_to(p.add_argument_group("distillation options (DLLM2RecConfig)"))
     train.add_to(p.add_argument_group("training options of each student, with and without the teacher (unset ones come "
