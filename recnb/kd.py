@@ -54,10 +54,11 @@ class _FrozenTeacherKD(torch.autograd.Function):
         t = teacher_logits[:, 1:].float()
         if T != 1.0:
             s, t = s / T, t / T
-        p, lse_t = _softmax_and_lse(t, torch.empty_like(t))
+        p, lse_t = _softmax_and_lse(t, t.new_empty(t.shape))  # contiguous
         grad = s.new_zeros(len(s), s.shape[1] + 1)  # column 0 (padding) gets no gradient
         _, lse_s = _softmax_and_lse(s, grad[:, 1:])  # the student's softmax stays in grad
-        kl = torch.linalg.vecdot(p, t).sum() - torch.linalg.vecdot(p, s).sum() + (lse_s - lse_t).sum()
+        # sum_j p_j (t_j - s_j): one BLAS dot per row (one dot over all rows loses float32 precision)
+        kl = torch.bmm(p.unsqueeze(1), (t - s).unsqueeze(2)).sum() + (lse_s - lse_t).sum()
         scale = T * T / max(len(s), 1)
         ctx.save_for_backward(grad, p)
         ctx.scale, ctx.dtype, ctx.spent = T / max(len(s), 1), student_logits.dtype, False

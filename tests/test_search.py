@@ -216,6 +216,10 @@ def test_kd_loss_against_a_frozen_teacher_matches_autograd_through_kl_div(T):
     assert fused.item() == pytest.approx(ref.item(), rel=1e-5)
     assert torch.isfinite(got).all() and (got[:, 0] == 0).all()
     assert torch.allclose(got, s.grad, atol=1e-7)
+    big_s, big_t = torch.randn(300, 12_001) * 4, torch.randn(300, 12_001) * 4  # a catalogue's width, in float32
+    exact = F.kl_div(F.log_softmax(big_s[:, 1:].double() / T, -1), F.log_softmax(big_t[:, 1:].double() / T, -1),
+                     log_target=True, reduction="batchmean") * T * T
+    assert kd_loss(big_s, big_t, T).item() == pytest.approx(exact.item(), rel=1e-5)
     twice = kd_loss(s, t, T)
     twice.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="second backward"):
