@@ -18,18 +18,11 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
 from recnb.adarec.pipeline import DistillConfig, build_student, distillation_loss
 from recnb.data import load_scene
-from recnb.kd import TeacherCache, kd_loss
+from recnb.kd import TeacherCache, autograd_kd_loss, kd_loss
 from recnb.train import Batches, TrainConfig, load_checkpoint, rec_loss, train_windows
-
-
-def autograd_kd(student_logits, teacher_logits, T: float = 1.0):
-    s = F.log_softmax(student_logits[:, 1:].float() / T, dim=-1)
-    t = F.log_softmax(teacher_logits[:, 1:].float() / T, dim=-1)
-    return F.kl_div(s, t, log_target=True, reduction="batchmean") * T * T
 
 
 class Variant:
@@ -75,7 +68,7 @@ def main() -> None:
     windows = train_windows(scene, args.max_len)
     cache = TeacherCache(teacher, windows)
     gen = torch.Generator().manual_seed(0)
-    variants = [Variant("autograd (log_softmax + kl_div)", autograd_kd, scene, cache, args),
+    variants = [Variant("autograd (log_softmax + kl_div)", autograd_kd_loss, scene, cache, args),
                 Variant("fused frozen-teacher KD", kd_loss, scene, cache, args)]
     cut = variants[0].model.cuts_padding  # as fit batches them
     batches = list(Batches(windows, 32, args.batch_targets, cut=cut).epoch(gen))[: args.steps]

@@ -103,9 +103,10 @@ class Group:
         users = torch.arange(len(hist)).tensor_split(self.world_size)
         mine = users[self.rank]
         scores = score_users(model, hist[mine])
+        tgt = target[mine].to(scores.device)
         if exclude_seen:
-            mask_seen(scores, scene, split, mine, target[mine].to(scores.device))
-        ranks = ranks_from_scores(scores, target[mine].to(scores.device)).cpu()
+            mask_seen(scores, scene, split, mine, tgt)
+        ranks = ranks_from_scores(scores, tgt).cpu()
         # all_gather wants equal sizes: pad every share to the largest, then trim
         device = _collective_device()
         size = len(users[0])

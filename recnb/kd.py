@@ -32,10 +32,16 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     (no gradient) takes a fused path with the same value and gradient.
     """
     if teacher_logits.requires_grad:
-        s = F.log_softmax(student_logits[:, 1:].float() / T, dim=-1)
-        t = F.log_softmax(teacher_logits[:, 1:].float() / T, dim=-1)
-        return F.kl_div(s, t, log_target=True, reduction="batchmean") * T * T
+        return autograd_kd_loss(student_logits, teacher_logits, T)
     return _FrozenTeacherKD.apply(student_logits, teacher_logits, float(T))
+
+
+def autograd_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
+    """:func:`kd_loss` through torch's autograd (``log_softmax`` + ``kl_div``): a gradient for
+    either side; the reference the fused path is timed against (``bench/kd_step.py``)."""
+    s = F.log_softmax(student_logits[:, 1:].float() / T, dim=-1)
+    t = F.log_softmax(teacher_logits[:, 1:].float() / T, dim=-1)
+    return F.kl_div(s, t, log_target=True, reduction="batchmean") * T * T
 
 
 class _FrozenTeacherKD(torch.autograd.Function):

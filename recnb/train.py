@@ -627,13 +627,12 @@ def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel, exclude_
     saved = read_torch_file(path, "recnb training state")
     if not isinstance(saved, dict) or saved.get("format") != "recnb-train-state/1":
         raise DataError(f"{path}: not a recnb training state")
-    if saved.get("exclude_seen", False) != exclude_seen:  # its best epoch was chosen under the other protocol
-        raise ConfigError(f"{path}: saved with validation {'with' if saved.get('exclude_seen') else 'without'} "
-                          "seen items masked (exclude_seen); resume with the same one or start over")
-    # a setting missing from an older state counts as saved at its default
+    # a setting missing from an older state counts as saved at its default; the validation protocol
+    # (exclude_seen, fit's own argument) is a training setting too: it chose the best epoch so far
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    training = {**defaults, **saved["config"], "exclude_seen": saved.get("exclude_seen", False)}
     free = [k for k in _RESUMABLE if not (k == "epochs" and cfg.lr_decay != "none")]
-    for what, old, now in (("training settings", {**defaults, **saved["config"]}, dataclasses.asdict(cfg)),
+    for what, old, now in (("training settings", training, {**dataclasses.asdict(cfg), "exclude_seen": exclude_seen}),
                            ("model", saved["model_config"], model.config.to_dict())):
         changed = changed_settings(old, now, free)
         if changed:
