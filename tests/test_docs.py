@@ -39,3 +39,36 @@ def test_readme_python_example_runs(data_dir, tmp_path):
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NDCG" in proc.stdout
+
+
+def notebook_parameters(path: Path) -> set[str]:
+    """The names the ``parameters`` cell of a notebook assigns (what papermill can set)."""
+    import ast
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    return {t.id for node in ast.parse(source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+
+
+def papermill_commands() -> list[tuple[str, str, list[str]]]:
+    """Every ``papermill NOTEBOOK OUT -p NAME VALUE ...`` in README, docs and the notebooks'
+    own text: (where, notebook file name, the names it sets)."""
+    texts = [(p.name, p.read_text()) for p in DOCS]
+    texts += [(p.name, p.read_text()) for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    found = []
+    for where, text in texts:
+        for m in re.finditer(r"papermill\s+(\S*?(\d\d_\w+)\.ipynb)((?:\\\n|[^`\n])*)", text):
+            found.append((where, m.group(2) + ".ipynb", re.findall(r"-p\s+(\w+)", m.group(3))))
+    return found
+
+
+def test_every_papermill_command_names_parameters_the_notebook_has():
+    """papermill runs on silently with a name the notebook lacks (``-p EPOCHS 50`` trains 3
+    epochs): every command the docs show must name parameters that exist."""
+    commands = papermill_commands()
+    assert len(commands) >= 5
+    wrong = [f"{where}: {nb} has no parameter {name!r}" for where, nb, names in commands
+             for name in names if name not in notebook_parameters(ROOT / "notebooks" / nb)]
+    assert not wrong, "\n".join(wrong)
