@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         with and without the teacher: the twin is never trained on weaker settings."""
         model = "sasrec" if student == "dros" else student
         given = {k: v for k, v in (("lr", args.lr), ("loss", args.loss)) if v}
-        return recipe(model, scene.name, **given, epochs=args.epochs, patience=args.patience,
+        return recipe(model, scene, **given, epochs=args.epochs, patience=args.patience,
                       progress=False, device="cpu", time_budget=args.budget or None)
 
     base_cfg = DLLM2RecConfig(lam=args.lam, ed_weight=args.ed_weight)

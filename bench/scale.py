@@ -37,7 +37,7 @@ BASE_COMMIT = "52d1d3a"
 ICLREC = {"beauty": (0.0403, 0.0744), "sports": (0.0238, 0.0437)}
 # what each side trains with: the base's measured ml-100k recipe; the new one per scene
 BASE_SETTINGS: dict = {}
-NEW_SETTINGS = {"ml-100k": {}, "beauty": None, "sports": None, "stress": None}  # None: recnb.train.SCENE_RECIPES
+NEW_SETTINGS = {"ml-100k": {}, "beauty": None, "sports": None, "stress": None}  # None: recnb.train.SCENE_RECIPES["large-sparse"]
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -98,7 +98,7 @@ def settings_for(task: dict) -> dict:
         return dict(fixed)
     from recnb.train import RECIPES, SCENE_RECIPES
 
-    settings = dict(SCENE_RECIPES[task["scene"] if task["scene"] != "stress" else "sports"]["sasrec"])
+    settings = dict(SCENE_RECIPES["large-sparse"]["sasrec"])
     if task["side"] == "new-ce":  # the same batches with the full-softmax CE of the ml-100k recipe
         settings.update(loss="ce", label_smoothing=RECIPES["sasrec"]["label_smoothing"])
         settings.pop("negatives")

@@ -9,8 +9,8 @@ import sys
 
 from recnb.errors import RecnbError
 
-COMMANDS = ("train", "evaluate", "search", "distill", "adarec", "bench", "teacher_artifacts", "dllm2rec", "export", "recommend",
-            "sweep")
+COMMANDS = ("train", "ensemble", "evaluate", "search", "distill", "adarec", "bench", "teacher_artifacts", "dllm2rec", "export",
+            "recommend", "sweep")
 
 
 class HelpFormatter(argparse.HelpFormatter):

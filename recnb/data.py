@@ -197,6 +197,9 @@ def read_atomic(path: str | Path) -> tuple[pd.DataFrame, dict]:
             if len(parts) != len(fields):
                 raise DataError(f"{path}:{n}: expected {len(fields)} tab-separated fields, got {len(parts)}")
             row = [parts[c] for c in cols]
+            for value, what in zip(row, ("user_id", "item_id")):
+                if not value.strip():
+                    raise DataError(f"{path}:{n}: empty {what} token")
             if has_time:
                 row[2] = _numbers([row[2]], path, [n], "timestamp")[0]
             rows.append(row)
@@ -236,10 +239,7 @@ def from_dataframe(df: pd.DataFrame, name: str = "dataframe", titles: dict | Non
     missing = {"user", "item"} - set(df.columns)
     if missing:
         raise DataError(f"DataFrame for scene '{name}' lacks column(s) {sorted(missing)}")
-    df = df.copy()
-    if "timestamp" not in df.columns:
-        df["timestamp"] = np.arange(len(df))
-    df["user"], df["item"] = df["user"].astype(str), df["item"].astype(str)
+    df = checked_interactions(df, lambda i: f"DataFrame for scene '{name}', row {df.index[i]!r}")
     return build_scene(df, name=name, titles={str(k): v for k, v in (titles or {}).items()}, **kw)
 
 
@@ -290,6 +290,7 @@ def build_scene(
     of first appearance in time, users in natural order (2 before 10). Array operations
     throughout: no Python work per interaction."""
     df = df[["user", "item", "timestamp"]]
+    given_users, given_rows = df["user"].nunique(), len(df)
     if kcore:
         df = _kcore(df.astype({"user": str, "item": str}), kcore)
     users, raw_users = pd.factorize(df["user"].astype(str).to_numpy())
@@ -325,7 +326,10 @@ def build_scene(
         item_ids=["<pad>"] + raw_item_list,
         user_ids=[str(x) for x in raw_users[user_order]],
         titles=title_list,
-        meta={"source": source, "kcore": kcore},
+        meta={"source": source, "kcore": kcore,
+              # what the filters left out (k-core, then users too short for leave-one-out), so a run can say it
+              "dropped": {"users": int(given_users - len(user_order)), "interactions": int(given_rows - len(flat)),
+                          "min_interactions": min_interactions}},
     )
 
 
@@ -383,6 +387,7 @@ def describe(scene: Scene) -> pd.Series:
             "density": round(inter / (scene.num_users * scene.num_items), 5),
             "repeat_ratio": round(repeats / inter, 4),
             "popularity_gini": round(gini, 4),
+            "users_dropped": int(scene.meta.get("dropped", {}).get("users", 0)),
         },
         name=scene.name,
     )
@@ -475,9 +480,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if missing:
         raise DataError(f"{path}: lacks column(s) {sorted(missing)} (found {', '.join(map(str, df.columns))})")
 
-    def place(i: int) -> str:
-        return f"{path}:{where}{int(df.index[i]) + first}"
+    return checked_interactions(df, lambda i: f"{path}:{where}{int(df.index[i]) + first}")
 
+
+def checked_interactions(df: pd.DataFrame, place) -> pd.DataFrame:
+    """``user``, ``item`` (as text) and ``timestamp`` (numbers; row order where absent) of a
+    table, refused at the first empty or missing id or timestamp that is not a finite number
+    with one line naming it (``place(i)``: where row ``i`` is, file and line or DataFrame row)."""
     for col in ("user", "item"):
         empty = df[col].isna().to_numpy() | (df[col].astype(str).str.strip() == "").to_numpy()
         if empty.any():
@@ -485,7 +494,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     out = pd.DataFrame({"user": df["user"].astype(str).to_numpy(), "item": df["item"].astype(str).to_numpy()})
     if "timestamp" in df.columns:
         stamps = df["timestamp"]
-        values = pd.to_numeric(stamps, errors="coerce").to_numpy(np.float64)
+        if pd.api.types.is_datetime64_any_dtype(stamps):  # datetimes in their order (nanoseconds); NaT is missing
+            values = np.where(stamps.isna().to_numpy(), np.nan,
+                              stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64))
+        else:
+            values = pd.to_numeric(stamps, errors="coerce").to_numpy(np.float64)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):  # never sorted as text, whose order is 1, 10, 11, 2
             raise DataError(f"{place(int(bad[0]))}: timestamp {str(stamps.iloc[bad[0]])!r} is not a number")

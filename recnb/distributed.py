@@ -89,24 +89,16 @@ class Group:
             return idx[:1], 0.0
         return mine, float((targets[mine] > 0).sum()) * self.world_size / max(1, total)
 
-    def evaluate(self, model, scene, split: str = "valid", max_len: int | None = None, cut_padding: bool = False,
-                 exclude_seen: bool = False):
-        """``recnb.train.evaluate`` (full ranking), each rank scoring its share of the users
-        (``cut_padding`` applies on one process; the ranks score uncut, the same ranks)."""
-        from recnb.data import eval_inputs
-        from recnb.metrics import metrics_from_ranks, ranks_from_scores
-        from recnb.train import evaluate, mask_seen, score_users
+    def evaluate(self, model, scene, split: str = "valid", max_len: int | None = None, exclude_seen: bool = False):
+        """``recnb.train.evaluate`` (full ranking), each rank ranking its share of the users
+        (``recnb.train.user_ranks(users=...)``), the ranks gathered."""
+        from recnb.metrics import metrics_from_ranks
+        from recnb.train import evaluate, user_ranks
 
         if not self.parallel:
-            return evaluate(model, scene, split, exclude_seen=exclude_seen, max_len=max_len, cut_padding=cut_padding)
-        hist, target = eval_inputs(scene, split, max_len or model.config.max_len)
-        users = torch.arange(len(hist)).tensor_split(self.world_size)
-        mine = users[self.rank]
-        scores = score_users(model, hist[mine])
-        tgt = target[mine].to(scores.device)
-        if exclude_seen:
-            mask_seen(scores, scene, split, mine, tgt)
-        ranks = ranks_from_scores(scores, tgt).cpu()
+            return evaluate(model, scene, split, exclude_seen=exclude_seen, max_len=max_len)
+        users = torch.arange(len(scene.sequences)).tensor_split(self.world_size)
+        ranks = user_ranks(model, scene, split, exclude_seen=exclude_seen, max_len=max_len, users=users[self.rank])
         # all_gather wants equal sizes: pad every share to the largest, then trim
         device = _collective_device()
         size = len(users[0])

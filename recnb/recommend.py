@@ -108,7 +108,11 @@ class Recommender:
             raise ConfigError(f"history: expected one of {', '.join(HISTORIES)}, got {history!r}")
         u = self.user_index.get(str(user))
         if u is None:
-            raise ConfigError(f"user {user!r}: not a user of '{self.scene.name}' ({self.scene.num_users} users)")
+            dropped = (self.scene.meta or {}).get("dropped") or {}
+            note = (f"; {dropped['users']:,} users of the data were left out when it was read (fewer than "
+                    f"{dropped['min_interactions']} interactions{', or the k-core' if self.scene.meta.get('kcore') else ''})"
+                    if dropped.get("users") else "")
+            raise ConfigError(f"user {user!r}: not a user of '{self.scene.name}' ({self.scene.num_users} users{note})")
         seq = self.scene.sequences[u]
         cut = {"full": 0, "valid": 2, "test": 1}[history]
         return seq[: len(seq) - cut]

@@ -3,7 +3,8 @@ extra loss is how distillation differs from plain training), evaluate valid and 
 measure it, write its files; and the mean of such runs over seeds.
 
 A run's results dict (``metrics.json``) has the same keys whoever made it: ``dataset``,
-``model``, ``protocol``, ``exclude_seen``, ``test`` (and ``test_<protocol>`` for each extra
+``model``, ``dropped`` (users and interactions the scene's filters left out), ``protocol``,
+``exclude_seen``, ``test`` (and ``test_<protocol>`` for each extra
 protocol), ``valid``, the size and cost keys of :mod:`recnb.measure`, ``epochs``,
 ``best_epoch``, ``train_seconds``, ``seconds_to_best``, ``seconds_per_epoch``, ``device``,
 ``seed``, ``threads``, ``config`` (the model's) and ``train`` (the training settings).
@@ -86,7 +87,7 @@ def run_model(
                  exclude_seen=evaluation.exclude_seen)  # validated as it is reported
     if hasattr(extra_loss, "finish"):
         extra_loss.finish(model)
-    metrics = {"dataset": scene.name, "model": model.name, **(info or {}),
+    metrics = {"dataset": scene.name, "model": model.name, "dropped": (scene.meta or {}).get("dropped"), **(info or {}),
                **evaluate_and_measure(model, scene, evaluation, latency), **_training(result, cfg),
                "config": model.config.to_dict(), "train": dataclasses.asdict(cfg)}
     if out is not None and distributed.current().is_main:  # under torchrun rank 0 writes the files
@@ -107,15 +108,17 @@ def train_and_report(
     exclude_seen: bool = False,
     resume: bool = False,
     log=None,
+    info: dict | None = None,
 ) -> dict:
     """Build ``model_name`` (its recipe's model settings, overridden by ``model_cfg``) from
     ``cfg.seed`` and run it (:func:`run_model`): what ``recnb train``, sweeps and benchmarks
-    do. ``log(row, model)`` sees each epoch's history row and the model."""
+    do. ``log(row, model)`` sees each epoch's history row and the model; ``info`` adds keys to
+    the results (``recipe``: which recipe the scene got and why)."""
     model_cfg = {"max_len": cfg.max_len, **recipe_model_config(model_name), **model_cfg, "num_items": scene.num_items}
     seed_everything(cfg.seed)  # the initial weights come from the seed too
     model = build_model(model_name, **model_cfg)
     return run_model(scene, model, cfg, out, evaluation=Evaluation(protocol, exclude_seen), resume=resume,
-                     log=(lambda row: log(row, model)) if log else None)
+                     log=(lambda row: log(row, model)) if log else None, info=info)
 
 
 def _finished(out: Path) -> dict:

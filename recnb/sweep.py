@@ -229,7 +229,7 @@ def run_trial(kind: str, point: dict, dataset: str, out: str | Path, data_dir: s
         from recnb.train import load_checkpoint, recipe
 
         model_cfg, train_cfg = split_train(point)
-        cfg = recipe(point["model"], scene.name, progress=False, **train_cfg)
+        cfg = recipe(point["model"], scene, progress=False, **train_cfg)
         metrics = train_and_report(scene, point["model"], model_cfg, cfg, out)
         metrics["latency_cpu_b1_ms"] = _latency_b1(load_checkpoint(out / "model.pt")[0])
     elif kind == "adarec":

@@ -146,25 +146,42 @@ RECIPES = {
     "nextitnet": {"batch_size": 32, "lr": 1e-2, "ema": 0.995, "label_smoothing": 0.1, "model": {"dropout": 0.3}},
 }
 RECIPE_MAX_LEN = 50  # the window length the recipes were measured at
-# Per scene, where a scene needs other settings than ml-100k's (bench/scale.py, docs/benchmarks.md):
-# the Amazon scenes have short histories (median 6) over 12k-18k items, so batches count targets
-# (cut to their longest history) and the softmax runs over 1,024 shared sampled items.
-_AMAZON_BATCHES = {"batch_targets": 2048, "loss": "sampled", "negatives": 1024}
-_AMAZON = {"sasrec": {**RECIPES["sasrec"], **_AMAZON_BATCHES},
-           # GRU4Rec: the same batches and loss over its ml-100k settings (Beauty 0.0322 test NDCG@10 masked, seed 2020;
-           # lr not tuned on Amazon)
-           "gru4rec": {**RECIPES["gru4rec"], **_AMAZON_BATCHES}}
-SCENE_RECIPES = {"beauty": _AMAZON, "sports": _AMAZON}
+# Per kind of scene, where a kind needs other settings than ml-100k's (bench/scale.py, docs/benchmarks.md).
+# "large-sparse": a large catalogue and short histories (Amazon Beauty and Sports: 12k-18k items,
+# median history 6), so batches count targets (cut to their longest history) and the softmax runs
+# over shared sampled items. :func:`scene_kind` tells the kind from the scene's own statistics.
+_LARGE_SPARSE_BATCHES = {"batch_targets": 2048, "loss": "sampled", "negatives": 1024}
+_LARGE_SPARSE = {"sasrec": {**RECIPES["sasrec"], **_LARGE_SPARSE_BATCHES},
+                 # GRU4Rec: the same batches and loss over its ml-100k settings (Beauty 0.0322 test NDCG@10 masked,
+                 # seed 2020; lr not tuned on Amazon)
+                 "gru4rec": {**RECIPES["gru4rec"], **_LARGE_SPARSE_BATCHES}}
+SCENE_RECIPES = {"default": {}, "large-sparse": _LARGE_SPARSE}
+LARGE_CATALOGUE = 5000  # items: a full softmax over more costs more than the network itself
+SHORT_HISTORY = 20  # median interactions per user: most of a 50-window would be padding
 
 
-def recipe(model: str, scene: str | None = None, **overrides) -> TrainConfig:
-    """The measured training settings for ``model`` (defaults for others) on ``scene`` (the
-    ml-100k ones where the scene has none of its own), then ``overrides``.
+def scene_kind(scene: Scene) -> tuple[str, str]:
+    """Which recipes fit ``scene`` (a key of ``SCENE_RECIPES``) and why, from its own statistics
+    (never its name, so a user's own file of the same shape gets the same recipe)."""
+    median = float(np.median([len(s) for s in scene.sequences])) if scene.sequences else 0.0
+    facts = f"{scene.num_items:,} items, median history {median:g}"
+    if scene.num_items >= LARGE_CATALOGUE and median <= SHORT_HISTORY:
+        return "large-sparse", f"{facts}: at least {LARGE_CATALOGUE:,} items and a median history of at most {SHORT_HISTORY}"
+    return "default", f"{facts}: not both at least {LARGE_CATALOGUE:,} items and a median history of at most {SHORT_HISTORY}"
+
+
+def recipe(model: str, scene: Scene | str | None = None, **overrides) -> TrainConfig:
+    """The measured training settings for ``model`` (defaults for others) on ``scene`` (a
+    :class:`Scene`, whose kind :func:`scene_kind` tells, or a kind name; the ml-100k settings
+    where the kind has none of its own), then ``overrides``.
 
     A recipe's ``context`` is a share of the window: with another ``max_len`` it scales
     along (20 of 50 becomes 8 of 20) unless ``context`` is given; a ``loss`` other than CE drops
     the recipe's label smoothing."""
-    settings = {k: v for k, v in (SCENE_RECIPES.get(scene, {}).get(model) or RECIPES.get(model, {"batch_size": 32})).items()
+    kind = scene_kind(scene)[0] if isinstance(scene, Scene) else (scene or "default")
+    if kind not in SCENE_RECIPES:
+        raise ConfigError(f"recipe: unknown kind of scene {kind!r} (give the Scene, or one of {', '.join(SCENE_RECIPES)})")
+    settings = {k: v for k, v in (SCENE_RECIPES[kind].get(model) or RECIPES.get(model, {"batch_size": 32})).items()
                 if k != "model"}
     max_len = overrides.get("max_len", RECIPE_MAX_LEN)
     if "context" in settings and "context" not in overrides:
@@ -544,7 +561,7 @@ class _Run:
     def validate(self, epoch: int, row: dict, bar) -> None:
         # distributed: users split over ranks, ranks gathered
         valid = flatten(self.ddp.evaluate(self.model, self.scene, "valid", max_len=self.cfg.max_len,
-                                          cut_padding=bool(self.cfg.batch_targets), exclude_seen=self.exclude_seen))
+                                          exclude_seen=self.exclude_seen))
         row.update({f"valid_{k}": v for k, v in valid.items()})
         if valid["NDCG@10"] > self.best:
             self.best, self.best_epoch, self.bad = valid["NDCG@10"], epoch, 0
@@ -693,17 +710,25 @@ class WeightAverage:
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def score_users(model: SeqRecModel, histories: torch.Tensor, batch_size: int = 1024, offset: int = 0) -> torch.Tensor:
+def score_users(model: SeqRecModel, histories: torch.Tensor, batch_size: int = 1024, offset: int = 0,
+                out: torch.Tensor | None = None) -> torch.Tensor:
     """Scores of every item for each left-padded history (rows on the model's device);
-    ``offset``: columns of padding cut from the histories' left (``cuts_padding`` models)."""
+    ``offset``: columns of padding cut from the histories' left (``cuts_padding`` models).
+    Only the last position's state is computed where the model can (``last_output``).
+    ``out``: a float32 buffer of at least ``(len(histories), num_items + 1)`` that the scores
+    are written into (a view of it is returned) where the model scores by dot product: a fresh
+    matrix of users x items per batch costs more in page faults than the product itself."""
     model.eval()
     device = next(model.parameters()).device
-    out = []
-    for b in range(0, len(histories), batch_size):
-        seq = histories[b : b + batch_size].to(device)
-        h = (model(seq, offset=offset)[-1] if offset else model.output(seq))[:, -1]
-        out.append(item_logits(model, h).float())
-    return torch.cat(out) if out else torch.zeros(0, model.config.num_items + 1)
+    last = getattr(model, "last_output", None) or (lambda seq, off: (model(seq, offset=off) if off else model(seq))[-1][:, -1])
+    if out is not None and len(histories) <= batch_size and type(model).score is SeqRecModel.score:
+        h = last(histories.to(device), offset).float()
+        scores = torch.mm(h, model.item_weights().float().t(), out=out[: len(h)])
+        scores[:, 0] = float("-inf")
+        return scores
+    parts = [item_logits(model, last(histories[b: b + batch_size].to(device), offset)).float()
+             for b in range(0, len(histories), batch_size)]
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)) if parts else torch.zeros(0, model.config.num_items + 1)
 
 
 @torch.no_grad()
@@ -716,34 +741,42 @@ def user_ranks(
     max_len: int | None = None,
     seed: int = 0,
     batch_size: int = 1024,
-    cut_padding: bool = False,
+    cut_padding: bool = True,
+    users: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """0-based rank of each user's held-out item (the unit every metric is built from)."""
+    """0-based rank of each user's held-out item (the unit every metric is built from).
+
+    ``users``: indices of the users to rank (one process's share under torchrun), else all.
+    Users go by history length and each batch is cut to its longest history where the model
+    ``cuts_padding`` (the same numbers up to float rounding, a fraction of the work on short
+    histories; ``cut_padding=False`` keeps the full window). Each batch's scores are ranked in
+    place: no second matrix of users x items."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     max_len = max_len or model.config.max_len
     hist, target = eval_inputs(scene, split, max_len)
+    users = torch.arange(len(hist)) if users is None else torch.as_tensor(users, dtype=torch.long)
     cand = None
     if protocol == "sampled100":
-        cand = sampled_candidates(seen_items(scene, split), target, scene.num_items, 100, seed)
-    # users in batches: memory stays at one batch of scores (users x items) however many users;
-    # with ``cut_padding`` users go by history length and each batch is cut to its longest
-    # (the same numbers up to float rounding, a fraction of the work on short histories)
+        cand = sampled_candidates(seen_items(scene, split), target, scene.num_items, 100, seed)[users]
+    hist, target = hist[users], target[users]
     cut = cut_padding and model.cuts_padding
     order = torch.argsort(hist.ne(0).sum(1), stable=True) if cut else torch.arange(len(hist))
     ranks = torch.zeros(len(hist), dtype=torch.long)
+    device = next(model.parameters()).device
+    buffer = torch.empty(min(batch_size, len(hist)), model.config.num_items + 1, device=device)  # one for all batches
     for b in range(0, len(hist), batch_size):
         idx = order[b: b + batch_size]
         h = hist[idx]
         off = h.shape[1] - int(h.ne(0).sum(1).max()) if cut else 0
-        scores = score_users(model, h[:, off:], batch_size, offset=off)
+        scores = score_users(model, h[:, off:], batch_size, offset=off, out=buffer)
         tgt = target[idx].to(scores.device)
         if cand is not None:
             ranks[idx] = ranks_from_scores(scores.gather(1, cand[idx].to(scores.device)), torch.zeros_like(tgt)).cpu()
             continue
         if exclude_seen:
-            mask_seen(scores, scene, split, idx, tgt)
-        ranks[idx] = ranks_from_scores(scores, tgt).cpu()
+            mask_seen(scores, scene, split, users[idx], tgt)
+        ranks[idx] = ranks_from_scores(scores, tgt, inplace=True).cpu()
     return ranks
 
 
@@ -764,7 +797,7 @@ def evaluate(
     ks=DEFAULT_KS,
     max_len: int | None = None,
     seed: int = 0,
-    cut_padding: bool = False,
+    cut_padding: bool = True,
 ) -> pd.DataFrame:
     """HR/NDCG/MRR at each k as a DataFrame (rows k, columns metrics)."""
     ranks = user_ranks(model, scene, split, protocol, exclude_seen, max_len, seed, cut_padding=cut_padding)

@@ -273,8 +273,8 @@ def test_a_command_line_without_options_builds_the_config_defaults():
     assert distill.configs(parse("distill")) == DistillConfig()
     assert adarec.configs(parse("adarec")) == (SearchConfig(), DistillConfig())
     assert dllm2rec.configs(parse("dllm2rec")) == (DLLM2RecConfig(), recipe("sasrec"))  # the twin trains as recnb train
-    assert dllm2rec.configs(parse("dllm2rec", "--student", "gru4rec"), "beauty")[1] == recipe("gru4rec", "beauty")
-    assert dllm2rec.configs(parse("dllm2rec"), "beauty")[1] == recipe("sasrec", "beauty")
+    assert dllm2rec.configs(parse("dllm2rec", "--student", "gru4rec"), "large-sparse")[1] == recipe("gru4rec", "large-sparse")
+    assert dllm2rec.configs(parse("dllm2rec"), "large-sparse")[1] == recipe("sasrec", "large-sparse")
     assert dllm2rec.configs(parse("dllm2rec", "--student", "dros"))[0] == DLLM2RecConfig(dros_alpha=1.0)
     model, train = teacher_artifacts.settings(parse("teacher-artifacts"))
     scene = synthetic_scene(num_users=20, num_items=15, seq_len=8, seed=1)

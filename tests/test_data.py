@@ -66,6 +66,55 @@ def test_dataframe_reader():
     assert [scene.item_ids[i] for i in scene.sequences[0]] == ["c", "b", "a"]
 
 
+@pytest.mark.parametrize("df, needle", [
+    (pd.DataFrame({"user": ["a"] * 3 + ["b"] * 3, "item": ["x", None, "z", "x", "y", "z"]}), "row 1: empty item"),
+    (pd.DataFrame({"user": ["a"] * 3 + [None] * 3, "item": list("xyzxyz")}), "row 3: empty user"),
+    (pd.DataFrame({"user": ["a"] * 3, "item": ["x", " ", "z"]}), "row 1: empty item"),
+    (pd.DataFrame({"user": ["a"] * 3, "item": list("xyz"), "timestamp": ["9", "ten", "11"]}), "row 1: timestamp 'ten'"),
+    (pd.DataFrame({"user": ["a"] * 3, "item": list("xyz"), "timestamp": [1, np.nan, 3]}), "row 1: timestamp 'nan'"),
+    (pd.DataFrame({"user": ["a"] * 3, "item": list("xyz"), "timestamp": [1, np.inf, 3]}), "row 1: timestamp 'inf'"),
+    (pd.DataFrame({"user": ["a"] * 3, "item": list("xyz"),
+                   "timestamp": pd.to_datetime(["2020-01-01", None, "2020-01-03"])}), "row 1: timestamp 'NaT'"),
+])
+def test_dataframe_reader_refuses_what_it_cannot_read_naming_the_row(df, needle):
+    """A missing id never becomes another item (a -1 code indexes the last one), and a missing
+    or unreadable timestamp is never sorted last, where it would become the test item."""
+    with pytest.raises(DataError, match=needle):
+        from_dataframe(df, name="mine")
+
+
+def test_dataframe_timestamps_sort_as_numbers_or_times_never_as_text():
+    text = from_dataframe(pd.DataFrame({"user": ["a"] * 3, "item": list("xyz"), "timestamp": ["10", "9", "11"]}))
+    assert [text.item_ids[i] for i in text.sequences[0]] == ["y", "x", "z"]  # 9 < 10 < 11, not "10" < "11" < "9"
+    times = pd.to_datetime(["2020-01-03", "2020-01-01", "2020-01-02"])
+    dated = from_dataframe(pd.DataFrame({"user": ["a"] * 3, "item": list("xyz"), "timestamp": times}))
+    assert [dated.item_ids[i] for i in dated.sequences[0]] == ["y", "z", "x"]
+
+
+def test_empty_token_in_an_atomic_file_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "x.inter"
+    path.write_text("user_id:token\titem_id:token\n1\ta\n1\t\n1\tc\n")
+    with pytest.raises(DataError, match=r"x.inter:3: empty item_id token"):
+        read_atomic(path)
+    path.write_text("user_id:token\titem_id:token\n1\ta\n \tb\n")
+    with pytest.raises(DataError, match=r"x.inter:3: empty user_id token"):
+        read_atomic(path)
+
+
+def test_users_left_out_by_the_filters_are_counted():
+    df = pd.DataFrame({"user": ["a"] * 3 + ["b"] * 2 + ["c"] * 4, "item": list("xyzxyxyzw")})
+    scene = from_dataframe(df, name="counted")
+    assert scene.meta["dropped"] == {"users": 1, "interactions": 2, "min_interactions": 3}
+    assert describe(scene)["users_dropped"] == 1
+    from recnb.errors import ConfigError
+    from recnb.models import build_model
+    from recnb.recommend import Recommender
+
+    rec = Recommender(build_model("sasrec", num_items=scene.num_items), scene.id_maps(), scene)
+    with pytest.raises(ConfigError, match="1 users of the data were left out when it was read"):
+        rec.user_history("b")
+
+
 def test_malformed_line_names_file_and_line(tmp_path):
     write_movielens(tmp_path / "ml", [(1, 2, 3, 4)])
     with open(tmp_path / "ml" / "u.data", "a") as fh:
@@ -132,7 +181,7 @@ def test_synthetic_scene_is_seeded():
     assert all(np.array_equal(x, y) for x, y in zip(a.sequences, b.sequences))
     stats = describe(a)
     assert set(stats.index) == {"users", "items", "interactions", "seq_len_mean", "seq_len_median", "seq_len_p90",
-                                "density", "repeat_ratio", "popularity_gini"}
+                                "density", "repeat_ratio", "popularity_gini", "users_dropped"}
     assert all(s.dtype == np.int64 for s in a.sequences)
 
 

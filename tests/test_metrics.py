@@ -96,3 +96,21 @@ def test_paired_difference_pairs_users_and_averages_seeds():
     assert same["difference"] == 0.0 and not same["significant"] and not same["every_seed"]
     with pytest.raises(ValueError, match="same number"):
         paired_difference(b, b[:1])
+
+
+def test_ranks_in_place_equal_ranks_on_a_copy_with_ties_and_non_finite_scores():
+    """The in-place path (evaluation's: no second users x items matrix) counts exactly as the
+    copying one, a target at NaN, +inf or -inf included; only its buffer is spent."""
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 6, (64, 30), generator=gen).float()  # many ties
+    bad = torch.rand(64, 30, generator=gen)
+    scores[bad < 0.05] = float("nan")
+    scores[(bad >= 0.05) & (bad < 0.1)] = float("inf")
+    scores[(bad >= 0.1) & (bad < 0.15)] = float("-inf")
+    targets = torch.randint(0, 30, (64,), generator=gen)
+    clean = torch.nan_to_num(scores, nan=float("-inf"), posinf=float("-inf"))
+    want = (clean >= clean.gather(1, targets[:, None])).sum(1) - 1  # the definition
+    assert torch.equal(ranks_from_scores(scores, targets), want)
+    kept = scores.clone()
+    assert torch.equal(ranks_from_scores(scores, targets), want) and torch.equal(scores.isnan(), kept.isnan())
+    assert torch.equal(ranks_from_scores(scores.clone(), targets, inplace=True), want)

@@ -46,6 +46,37 @@ def test_contract_shapes_and_config_round_trip(name):
     assert model.num_params() > model.num_params(embeddings=False) > 0
 
 
+@pytest.mark.parametrize("name", BASE_MODELS)
+def test_last_output_is_the_last_state_of_forward(name):
+    """Ranking reads ``last_output``; a model that computes it with less work (SASRec's last
+    block on one query) must give the last position of ``forward``, padding cut or not."""
+    model = make(name)
+    seq = torch.randint(1, N_ITEMS + 1, (4, L))
+    seq[:, :5] = 0
+    seq[0, 5] = 3  # one row of 7 items; columns 0-4 are padding in every row
+    with torch.no_grad():
+        want = model(seq)[-1][:, -1]
+        assert torch.allclose(model.last_output(seq), want, atol=1e-5)
+        if model.cuts_padding:
+            assert torch.allclose(model.last_output(seq[:, 5:], offset=5), want, atol=1e-5)
+
+
+def test_pre_norm_sasrec_is_causal_and_its_last_output_is_forwards():
+    torch.manual_seed(0)
+    model = build_model("sasrec", num_items=N_ITEMS, max_len=L, norm="pre", dropout=0.0, attn_dropout=0.0).eval()
+    seq = torch.randint(1, N_ITEMS + 1, (3, L))
+    seq[:, :4] = 0
+    changed = seq.clone()
+    changed[:, 8:] = torch.randint(1, N_ITEMS + 1, (3, L - 8))
+    with torch.no_grad():
+        a, b = model(seq), model(changed)
+        assert all(torch.allclose(x[:, :8], y[:, :8], atol=1e-5) for x, y in zip(a, b))
+        assert torch.allclose(model.last_output(seq[:, 4:], offset=4), a[-1][:, -1], atol=1e-5)
+    assert isinstance(model.final_norm, torch.nn.LayerNorm)  # the stack ends normalised
+    with pytest.raises(ConfigError, match="norm must be post or pre"):
+        build_model("sasrec", num_items=N_ITEMS, norm="mid")
+
+
 def test_sasrec_first_item_positions_make_padding_invisible():
     """With positions counted from the first real item (RecBole's way) left padding never
     changes a history's outputs; with slot positions (the default) it does."""

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from recnb.data import seen_items, synthetic_scene, train_windows
+from recnb.errors import ConfigError
 from recnb.metrics import ranks_from_scores
 from recnb.models import BASE_MODELS, build_model
 from recnb.train import Batches, TrainConfig, fit, rec_loss, sampled_softmax, score_users, user_ranks
@@ -114,15 +115,32 @@ def test_evaluation_cut_to_each_batch_history_gives_the_same_ranks(one_thread):
         assert torch.equal(full, cut)
 
 
-def test_scene_recipes_leave_the_ml100k_recipes_alone():
-    from recnb.train import RECIPES, recipe
+def sparse_scene(num_items=6000, users=300, seed=0):
+    """A large catalogue and short histories (median 5): the shape of the Amazon files."""
+    from recnb.data import Scene
 
-    amazon = recipe("sasrec", "beauty")
+    rng = np.random.default_rng(seed)
+    seqs = [rng.choice(np.arange(1, num_items + 1), size=int(rng.integers(4, 7)), replace=False) for _ in range(users)]
+    return Scene("my-category", seqs, ["<pad>"] + [str(i) for i in range(1, num_items + 1)], [str(u) for u in range(users)])
+
+
+def test_the_recipe_follows_the_scene_statistics_not_its_name():
+    from recnb.train import RECIPES, recipe, scene_kind
+
+    kind, why = scene_kind(sparse_scene())
+    assert kind == "large-sparse" and "6,000 items" in why and "median history 5" in why
+    amazon = recipe("sasrec", sparse_scene())
+    assert amazon == recipe("sasrec", "large-sparse")
     assert amazon.batch_targets > 0 and amazon.loss == "sampled" and amazon.label_smoothing == 0
-    for scene in (None, "ml-100k", "wikipedia"):
+    assert recipe("sasrec", sparse_scene(), loss="ce").loss == "ce"  # flags win
+    dense = synthetic_scene(num_users=50, num_items=6000, seq_len=30)  # many items, long histories
+    small = sparse_scene(num_items=400)  # short histories, a small catalogue
+    for scene in (None, "default", dense, small):
         cfg = recipe("sasrec", scene)
         assert cfg.batch_targets == 0 and cfg.loss == "ce"
         assert {k: getattr(cfg, k) for k in RECIPES["sasrec"]} == RECIPES["sasrec"]
+    with pytest.raises(ConfigError, match="unknown kind of scene 'beauty'"):
+        recipe("sasrec", "beauty")  # a name says nothing: give the scene
 
 
 def test_distillation_losses_read_cut_batches_as_full_ones(one_thread):

@@ -36,9 +36,9 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def configs(args, scene: str | None = None):
+def configs(args, scene=None):
     """The DLLM2RecConfig and TrainConfig of a ``dllm2rec`` command line on ``scene``: the
-    student's recipe there (DROS trains a SASRec), the flags given on top."""
+    student's recipe there (``scene``: a Scene or a kind of scene, ``recnb.train.recipe``; DROS trains a SASRec), the flags given on top."""
     from recnb.dllm2rec.pipeline import DLLM2RecConfig
     from recnb.train import recipe
 
@@ -63,7 +63,7 @@ def run(args) -> int:
         num_items, scene = data.item_num, None
     else:
         data = scene_of(args)
-        num_items, scene = data.num_items, data.name
+        num_items, scene = data.num_items, data
     cfg, train = configs(args, scene)
     art = load_artifacts(args.artifacts, num_items=num_items, ranking=cfg.ranking, embeddings=cfg.embedding)
     out = prepare_out_dir(args.out, args.force)

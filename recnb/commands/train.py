@@ -18,7 +18,7 @@ from recnb.commands.common import (
 from recnb.errors import ConfigError
 from recnb.files import read_json_file
 from recnb.models import BASE_MODELS, model_class
-from recnb.train import RECIPES, TrainConfig, recipe
+from recnb.train import RECIPES, TrainConfig, recipe, scene_kind
 
 NOT_FLAGS = RUN_FIELDS  # TrainConfig fields set by add_run_args (--device, --seed, --quiet)
 
@@ -66,7 +66,8 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run in --out from its train_state.pt (same settings; else it starts over)")
     train_flags().add_to(p.add_argument_group(
-        "training options (unset ones come from the model's recipe, recnb.train.RECIPES)"))
+        "training options (unset ones come from the model's recipe for the kind of scene, recnb.train.scene_kind; "
+        "metrics.json records which)"))
     group = p.add_argument_group("model hyper-parameters (each applies to the models that have it)")
     for flags in model_flags():
         flags.add_to(group)
@@ -121,12 +122,14 @@ def _run(args, group) -> int:
                           "train_state.pt (a finished run deletes it)")
     start = time.perf_counter()
     scene = scene_of(args, kcore=args.kcore)
-    cfg = recipe(args.model, scene.name, device=args.device, seed=args.seed, progress=not args.quiet and group.is_main,
+    kind, why = scene_kind(scene)  # the recipe follows the scene's statistics, never its name
+    cfg = recipe(args.model, scene, device=args.device, seed=args.seed, progress=not args.quiet and group.is_main,
                  **train_cfg)  # flags win
     if cfg.batch_size < group.world_size:
         raise ConfigError(f"--batch-size {cfg.batch_size}: the global batch must hold at least one window per process "
                           f"({group.world_size} under torchrun)")
-    metrics = train_and_report(scene, args.model, model_cfg, cfg, out, args.protocol, args.exclude_seen, resume=args.resume)
+    metrics = train_and_report(scene, args.model, model_cfg, cfg, out, args.protocol, args.exclude_seen, resume=args.resume,
+                               info={"recipe": {"kind": kind, "rule": why, "flags": sorted(train_cfg)}})
     if not group.is_main:
         return 0
     where = f" ({group.world_size} processes)" if group.parallel else ""

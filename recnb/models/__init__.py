@@ -1,7 +1,7 @@
 """Sequential models behind one contract (see :mod:`recnb.models.base`), and the registry
 that maps a checkpoint's model name to its class.
 
-The four base models register here; models defined by the methods above this layer (the
+The four base models and their ensemble register here; models defined by the methods above this layer (the
 AdaRec ``student``, DLLM2Rec's semantic teacher and embedding-distilled student) register
 themselves with :func:`register_model` when their module is imported, which ``import
 recnb`` does, so the models layer never names the layers above it.
@@ -12,6 +12,7 @@ from __future__ import annotations
 from recnb.errors import ConfigError
 from recnb.models.base import ModelConfig, SeqRecModel, check_contract
 from recnb.models.caser import Caser
+from recnb.models.ensemble import Ensemble
 from recnb.models.gru4rec import GRU4Rec
 from recnb.models.nextitnet import NextItNet
 from recnb.models.sasrec import SASRec
@@ -26,7 +27,7 @@ def register_model(cls: type[SeqRecModel]) -> type[SeqRecModel]:
     return cls
 
 
-for _cls in (SASRec, GRU4Rec, NextItNet, Caser):
+for _cls in (SASRec, GRU4Rec, NextItNet, Caser, Ensemble):
     register_model(_cls)
 
 

@@ -3,7 +3,8 @@
 ``forward(seq)`` returns the per-layer hidden states, embedding output first, state ``i``
 of shape ``(B, L, layer_widths()[i])`` (one width for all layers unless the model declares
 otherwise, as GRU4Rec does); ``score(h)`` turns the last state into logits over all items
-(column 0 is padding and is never recommended); every consumer scores through ``score()``
+(column 0 is padding and is never recommended); ``last_output(seq)`` is ``forward(seq)[-1][:, -1]``,
+what ranking reads, which a model may compute with less work; every consumer scores through ``score()``
 (a model may rank by distance rather than a dot product). Position ``i`` never sees
 positions ``> i``. :func:`check_contract` refuses a model that breaks this.
 """
@@ -76,6 +77,12 @@ class SeqRecModel(nn.Module):
         """The last hidden state, the one scored against items."""
         return self.forward(seq)[-1]
 
+    def last_output(self, seq: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """The last position's output state ``(B, d)``, all that ranking reads. A model may
+        compute it with less work than ``forward`` (SASRec runs its last block for that
+        position only); ``offset`` as in ``forward`` for ``cuts_padding`` models."""
+        return (self(seq, offset=offset) if offset else self(seq))[-1][:, -1]
+
     def item_weights(self) -> torch.Tensor:
         """Item vectors the output is scored against (tied to the input embedding)."""
         return self.item_embedding.weight
@@ -119,6 +126,11 @@ def check_contract(model: nn.Module) -> nn.Module:
         if declared is not None and list(declared) != widths:
             raise ConfigError(f"{name}: breaks the model contract: layer_widths() says {list(declared)}, "
                               f"forward() returns {widths}")
+        last = model.last_output(torch.ones(1, 2, dtype=torch.long, device=device)) if hasattr(model, "last_output") \
+            else states[-1][:, -1]
+        if tuple(last.shape) != (1, widths[-1]) or not torch.allclose(last, states[-1][:, -1], atol=1e-4):
+            raise ConfigError(f"{name}: breaks the model contract: last_output() is not forward()'s last state "
+                              "at the last position")
         scores = model.score(states[-1])
         if tuple(scores.shape) != (1, 2, num_items + 1):
             raise ConfigError(f"{name}: breaks the model contract: score() gives {tuple(scores.shape)}, "

@@ -30,16 +30,23 @@ class SASRecConfig(ModelConfig):
     # history's last position tells its length. Measured on ml-100k (3 seeds, docs/benchmarks.md):
     # no better than "slot", which the documented numbers use, so "slot" stays the default.
     positions: str = "slot"
+    # "post": LayerNorm after each residual sum (RecBole's blocks). "pre": LayerNorm before each
+    # sub-layer, residual sums left unnormalised, one LayerNorm after the last block (the original
+    # SASRec's layout): gradients reach the embeddings undamped.
+    norm: str = "post"
     HELP: ClassVar[dict] = {"hidden_size": "model width", "num_layers": "transformer blocks", "num_heads": "attention heads",
                             "inner_size": "feed-forward width", "dropout": "hidden dropout",
                             "attn_dropout": "attention dropout",
-                            "positions": "slot (position = slot in the left-padded window) or first_item"}
+                            "positions": "slot (position = slot in the left-padded window) or first_item",
+                            "norm": "post (LayerNorm after each residual sum) or pre (before each sub-layer, one after the last block)"}
     RANGES: ClassVar[dict] = {"hidden_size": "[1, inf)", "num_layers": "[1, inf)", "num_heads": "[1, inf)", "inner_size": "[1, inf)", "dropout": "[0, 1)", "attn_dropout": "[0, 1)"}
 
     def __post_init__(self):
         super().__post_init__()
         if self.positions not in ("first_item", "slot"):
             raise ConfigError(f"sasrec: positions must be first_item or slot, got {self.positions!r}")
+        if self.norm not in ("post", "pre"):
+            raise ConfigError(f"sasrec: norm must be post or pre, got {self.norm!r}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"sasrec: hidden_size {self.hidden_size} must be a multiple of num_heads {self.num_heads}")
 
@@ -51,9 +58,15 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``last_only``: queries of the last position only (keys and values of all), ``(B, 1, d)``."""
         B, L, d = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if last_only:
+            q = F.linear(x[:, -1:], self.qkv.weight[:d], self.qkv.bias[:d]).view(B, 1, self.heads, d // self.heads)
+            k, v = F.linear(x, self.qkv.weight[d:], self.qkv.bias[d:]).view(B, L, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+            q, mask, L = q.transpose(1, 2), mask[:, :, -1:], 1
+        else:
+            q, k, v = self.qkv(x).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, L, d))
 
@@ -67,9 +80,14 @@ class Block(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d, c.inner_size), nn.GELU(), nn.Linear(c.inner_size, d))
         self.norm2 = nn.LayerNorm(d, eps=1e-12)
         self.drop = nn.Dropout(c.dropout)
+        self.pre = c.norm == "pre"
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.drop(self.attn(x, mask)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``last_only``: the last position's output only, ``(B, 1, d)`` (it reads every position)."""
+        if self.pre:
+            x = (x[:, -1:] if last_only else x) + self.drop(self.attn(self.norm1(x), mask, last_only))
+            return x + self.drop(self.ff(self.norm2(x)))
+        x = self.norm1((x[:, -1:] if last_only else x) + self.drop(self.attn(x, mask, last_only)))
         return self.norm2(x + self.drop(self.ff(x)))
 
 
@@ -88,22 +106,34 @@ class SASRec(SeqRecModel):
         self.norm = nn.LayerNorm(d, eps=1e-12)
         self.drop = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.final_norm = nn.LayerNorm(d, eps=1e-12) if config.norm == "pre" else nn.Identity()
         init_weights(self)
 
     def forward(self, seq: torch.Tensor, offset: int = 0) -> list[torch.Tensor]:
         """``offset``: columns of left padding dropped from ``seq`` (slot positions count them)."""
+        x, mask = self._embed(seq, offset), attention_mask(seq)
+        states = [x]
+        for layer in self.layers:
+            x = layer(x, mask)
+            states.append(x)
+        states[-1] = self.final_norm(states[-1])
+        return states
+
+    def last_output(self, seq: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """The last position's output with the last block run for that position alone: the
+        same numbers as ``forward(seq)[-1][:, -1]`` at a fraction of the last block's work."""
+        x, mask = self._embed(seq, offset), attention_mask(seq)
+        for layer in self.layers[:-1]:
+            x = layer(x, mask)
+        return self.final_norm(self.layers[-1](x, mask, last_only=True)[:, 0])
+
+    def _embed(self, seq: torch.Tensor, offset: int) -> torch.Tensor:
         L = seq.shape[1]
         pos = torch.arange(offset, offset + L, device=seq.device).expand_as(seq)
         if self.config.positions == "first_item":  # shift each row by its leading padding
             pos = (pos - offset - (seq.ne(0).cumsum(1) == 0).sum(1, keepdim=True)).clamp(min=0)
         pos = pos.clamp(max=self.config.max_len - 1)
-        x = self.drop(self.norm(self.item_embedding(seq) + self.position_embedding(pos)))
-        mask = attention_mask(seq)
-        states = [x]
-        for layer in self.layers:
-            x = layer(x, mask)
-            states.append(x)
-        return states
+        return self.drop(self.norm(self.item_embedding(seq) + self.position_embedding(pos)))
 
 
 def attention_mask(seq: torch.Tensor) -> torch.Tensor:

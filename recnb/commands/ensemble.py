@@ -1,0 +1,50 @@
+"""``recnb ensemble``: trained models of one scene served as one (their scores summed), the
+teacher that ranks better than any of them; evaluated and written like a trained model."""
+
+from __future__ import annotations
+
+import time
+
+from recnb.commands.common import add_data_args, parse_list, prepare_out_dir, scene_of
+from recnb.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ensemble", help="serve trained models of one scene as one model (their scores summed)")
+    p.add_argument("--models", required=True, help="model.pt files (or run folders holding one), comma-separated")
+    add_data_args(p)
+    p.add_argument("--out", required=True, help="output directory: model.pt and metrics.json")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
+    p.add_argument("--protocol", default="full", help="full or sampled100 (default full)")
+    p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from recnb.models.ensemble import Ensemble
+    from recnb.runs import Evaluation, evaluate_and_measure
+    from recnb.train import load_checkpoint, save_checkpoint, write_json
+
+    if args.protocol not in ("full", "sampled100"):
+        raise ConfigError(f"--protocol: expected full or sampled100, got {args.protocol!r}")
+    paths = [Path(p) / "model.pt" if Path(p).is_dir() else Path(p) for p in parse_list(args.models, str, "--models")]
+    if len(paths) < 2:
+        raise ConfigError(f"--models: give at least two models to ensemble, got {len(paths)}")
+    if (Path(args.out) / "model.pt").resolve() in {p.resolve() for p in paths}:
+        raise ConfigError(f"--out {args.out}: holds one of the --models, which the ensemble would overwrite")
+    start = time.perf_counter()
+    scene = scene_of(args)
+    members = [load_checkpoint(p, args.device, scene, "--models")[0] for p in paths]  # each checked against the scene
+    out = prepare_out_dir(args.out, args.force)
+    model = Ensemble.of(members).to(members[0].item_weights().device).eval()
+    metrics = {"dataset": scene.name, "model": model.name, "members": [str(p) for p in paths],
+               **evaluate_and_measure(model, scene, Evaluation(args.protocol, args.exclude_seen)),
+               "config": model.config.to_dict()}
+    save_checkpoint(out / "model.pt", model, scene, extra={"metrics": metrics})
+    write_json(out / "metrics.json", metrics)
+    print(f"ensemble of {len(members)} on {scene.name}: test NDCG@10 {metrics['test']['NDCG@10']:.4f} "
+          f"HR@10 {metrics['test']['HR@10']:.4f} ({time.perf_counter() - start:.0f}s) -> {out}")
+    return 0

@@ -1,0 +1,90 @@
+"""Several trained models served as one: the sum of their item scores, behind the contract.
+
+A teacher does not have to be fast, only right, and the mean of a few independently seeded
+models ranks better than any of them. The ensemble is exact and still one model: its states
+are the members' states side by side (widths add up), and its item vectors are the members'
+item vectors side by side, so the dot product ``score(h)`` is the sum of the members' scores.
+Distillation, evaluation, export and every consumer of the contract read it like any model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from recnb.errors import ConfigError
+from recnb.models.base import ModelConfig, SeqRecModel
+
+
+@dataclass
+class EnsembleConfig(ModelConfig):
+    # one {"model": name, "config": {...}} per member, in order
+    members: list = field(default_factory=list)
+    HELP: ClassVar[dict] = {"members": "the members' model names and configs"}
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.members, list) or not self.members or not all(
+                isinstance(m, dict) and isinstance(m.get("model"), str) and isinstance(m.get("config"), dict)
+                for m in self.members):
+            raise ConfigError("ensemble: members must be a non-empty list of {'model': name, 'config': {...}}")
+        for m in self.members:
+            if m["config"].get("num_items") != self.num_items:
+                raise ConfigError(f"ensemble: a {m['model']} member has {m['config'].get('num_items')} items, "
+                                  f"the ensemble {self.num_items}")
+
+
+class Ensemble(SeqRecModel):
+    name = "ensemble"
+    config_class = EnsembleConfig
+
+    def __init__(self, config: EnsembleConfig):
+        super().__init__(config)
+        from recnb.models import model_class  # the registry: members of any registered family
+
+        self.members = nn.ModuleList(
+            model_class(m["model"])(model_class(m["model"]).config_class.from_dict(m["config"])) for m in config.members)
+        if config.max_len < max(m.config.max_len for m in self.members):
+            raise ConfigError(f"ensemble: max_len {config.max_len} is shorter than a member's window")
+        for m in self.members:
+            if type(m).score is not SeqRecModel.score:
+                raise ConfigError(f"ensemble: a {m.name} member does not score by dot product; its scores cannot add up")
+        self.cuts_padding = all(m.cuts_padding for m in self.members)
+        was = self.training
+        self.eval()  # widths from one run in eval mode: no random number drawn
+        with torch.no_grad():
+            self._widths = [int(s.shape[-1]) for s in self(torch.ones(1, 1, dtype=torch.long))]
+        self.train(was)
+
+    @classmethod
+    def of(cls, models: list[SeqRecModel]) -> Ensemble:
+        """The ensemble of trained ``models`` (their weights copied in)."""
+        if not models:
+            raise ConfigError("ensemble: give at least one model")
+        items = {m.config.num_items for m in models}
+        if len(items) != 1:
+            raise ConfigError(f"ensemble: the members score different catalogues ({sorted(items)} items)")
+        config = EnsembleConfig(num_items=items.pop(), max_len=max(m.config.max_len for m in models),
+                                members=[{"model": m.name, "config": m.config.to_dict()} for m in models])
+        ensemble = cls(config)
+        for mine, given in zip(ensemble.members, models):
+            mine.load_state_dict(given.state_dict())
+        return ensemble
+
+    def forward(self, seq: torch.Tensor, offset: int = 0) -> list[torch.Tensor]:
+        """State ``i`` is the members' states ``i`` side by side; a member with fewer layers
+        repeats its output for the layers it lacks."""
+        runs = [m(seq, offset=offset) if offset else m(seq) for m in self.members]
+        return [torch.cat([r[min(i, len(r) - 1)] for r in runs], -1) for i in range(max(map(len, runs)))]
+
+    def last_output(self, seq: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return torch.cat([m.last_output(seq, offset) for m in self.members], -1)
+
+    def item_weights(self) -> torch.Tensor:
+        return torch.cat([m.item_weights() for m in self.members], 1)
+
+    def layer_widths(self) -> list[int] | None:
+        return None if len(set(self._widths)) == 1 else list(self._widths)
