@@ -52,6 +52,46 @@ def test_train_writes_checkpoint_and_metrics_then_evaluate(inter, tmp_path):
     assert json.loads((out / "metrics.json").read_text()) == metrics  # untouched
 
 
+def test_a_users_own_amazon_shaped_file_gets_the_large_sparse_recipe_and_says_why(tmp_path):
+    """The recipe follows the scene's statistics: a file of any name with a large catalogue
+    and short histories trains as the Amazon scenes do, and metrics.json says which rule fired."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "my_category.txt"
+    path.write_text("".join(f"u{u} " + " ".join(f"i{i}" for i in rng.choice(6000, int(rng.integers(4, 8)), replace=False))
+                            + "\n" for u in range(3000)))
+    out = tmp_path / "run"
+    proc = run("train", "--dataset", path, "--data-format", "user-items", "--model", "sasrec", "--epochs", "1",
+               "--negatives", "64", "--hidden-size", "8", "--out", out, "--quiet", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"]["kind"] == "large-sparse" and "median history" in metrics["recipe"]["rule"]
+    assert metrics["train"]["loss"] == "sampled" and metrics["train"]["batch_targets"] > 0
+    assert metrics["train"]["negatives"] == 64 and metrics["recipe"]["flags"] == ["epochs", "negatives"]  # flags win
+    assert metrics["dropped"] == {"users": 0, "interactions": 0, "min_interactions": 3}
+
+
+def test_ensemble_serves_trained_models_as_one_and_never_overwrites_them(inter, tmp_path):
+    for seed in (1, 2):
+        proc = run("train", "--dataset", inter, "--model", "sasrec", "--epochs", "1", "--max-len", "10",
+                   "--hidden-size", "16", "--seed", seed, "--out", tmp_path / f"r{seed}", "--quiet")
+        assert proc.returncode == 0, proc.stderr
+    proc = run("ensemble", "--models", f"{tmp_path / 'r1'},{tmp_path / 'r2' / 'model.pt'}", "--dataset", inter,
+               "--out", tmp_path / "ens")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert metrics["model"] == "ensemble" and len(metrics["members"]) == 2
+    ev = run("evaluate", "--model", tmp_path / "ens" / "model.pt", "--dataset", inter)
+    assert json.loads(ev.stdout)["metrics"]["NDCG@10"] == pytest.approx(metrics["test"]["NDCG@10"], abs=1e-9)
+    kept = (tmp_path / "r1" / "model.pt").read_bytes()
+    one_line_error(run("ensemble", "--models", f"{tmp_path / 'r1'},{tmp_path / 'r2'}", "--dataset", inter,
+                       "--out", tmp_path / "r1", "--force"), "holds one of the --models")
+    assert (tmp_path / "r1" / "model.pt").read_bytes() == kept
+    one_line_error(run("ensemble", "--models", tmp_path / "r1", "--dataset", inter, "--out", tmp_path / "e1"),
+                   "at least two")
+
+
 def test_config_file_and_sampled_protocol(inter, tmp_path):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"embedding_size": 16, "hidden_size": 24, "epochs": 1, "max_len": 8, "ema": 0.9}))

@@ -157,3 +157,27 @@ def test_nextitnet_stochastic_depth_is_causal_and_off_at_eval():
         assert torch.equal(model(seq)[-1], model(seq)[-1])
     with pytest.raises(ConfigError, match="block_drop"):
         build_model("nextitnet", num_items=3, block_drop=1.0)
+
+
+def test_an_ensemble_is_one_model_whose_scores_are_the_members_sum(tmp_path):
+    """The teacher of several seeds served as one: contract kept (states side by side, its
+    own last_output), scores exactly the sum, and a checkpoint round trip."""
+    from recnb.models.ensemble import Ensemble
+    from recnb.train import load_checkpoint, save_checkpoint
+
+    members = [make("sasrec"), make("gru4rec"),
+               build_model("sasrec", num_items=N_ITEMS, max_len=L, num_layers=1, norm="pre").eval()]
+    ensemble = Ensemble.of(members).eval()
+    seq = torch.randint(1, N_ITEMS + 1, (3, L))
+    seq[:, :3] = 0
+    with torch.no_grad():
+        want = sum(m.score(m(seq)[-1]) for m in members)
+        assert torch.allclose(ensemble.score(ensemble(seq)[-1]), want, atol=1e-5)
+        assert torch.allclose(ensemble.last_output(seq), ensemble(seq)[-1][:, -1], atol=1e-5)
+        save_checkpoint(tmp_path / "e.pt", ensemble)
+        again, _ = load_checkpoint(tmp_path / "e.pt")
+        assert torch.equal(again.score(again(seq)[-1]), ensemble.score(ensemble(seq)[-1]))
+    assert ensemble.num_params() == sum(m.num_params() for m in members)
+    assert not ensemble.cuts_padding  # GRU4Rec reads padding
+    with pytest.raises(ConfigError, match="different catalogues"):
+        Ensemble.of([make("sasrec"), build_model("sasrec", num_items=N_ITEMS + 1)])
