@@ -269,11 +269,55 @@ def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce
 def sampled_softmax(h: torch.Tensor, tgt: torch.Tensor, w: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """Softmax CE over each target and the ``neg`` items every position shares (uniform
     draws: their log-probability correction ``log(N / num_items)`` is the same for every
-    candidate and cancels). A negative that is the position's own target is masked out."""
-    pos = (h * w[tgt]).sum(-1, keepdim=True)
-    other = (h @ w[neg].t()).masked_fill(neg[None, :] == tgt[:, None], float("-inf"))
-    logits = torch.cat([pos, other], 1).float()
-    return F.cross_entropy(logits, torch.zeros(len(tgt), dtype=torch.long, device=h.device))
+    candidate and cancels). A negative that is the position's own target is masked out.
+
+    One fused autograd function (:class:`_SampledSoftmaxCE`): the (positions x negatives)
+    scores are written once and turned into their softmax, then the gradient, in place; the
+    same value and gradients as ``cross_entropy`` over ``[target, negatives]`` (tested), about
+    a third less time per step than that chain of copies on a CPU."""
+    order = torch.argsort(neg)
+    lo = torch.searchsorted(neg[order], tgt)
+    counts = torch.searchsorted(neg[order], tgt, right=True) - lo  # how often each target was drawn
+    rows = torch.repeat_interleave(torch.arange(len(tgt), device=h.device), counts)
+    starts = torch.repeat_interleave(lo - (torch.cumsum(counts, 0) - counts), counts)
+    cols = order[starts + torch.arange(len(rows), device=h.device)]
+    return _SampledSoftmaxCE.apply(h, w[tgt], w[neg], rows, cols)
+
+
+class _SampledSoftmaxCE(torch.autograd.Function):
+    """Mean over positions of ``logsumexp([s_pos, s_neg...]) - s_pos`` with ``s = h . w``;
+    the entries ``(rows, cols)`` of the negatives' scores (a negative that is the target) are
+    left out. Computed in float32; the saved score buffer becomes the gradient in backward,
+    so a second backward through the same loss is refused."""
+
+    @staticmethod
+    def forward(ctx, h, w_pos, w_neg, rows, cols):
+        dtypes = (h.dtype, w_pos.dtype, w_neg.dtype)
+        h, w_pos, w_neg = h.float(), w_pos.float(), w_neg.float()
+        pos = (h * w_pos).sum(-1)
+        e = h @ w_neg.t()
+        e[rows, cols] = float("-inf")
+        m = torch.maximum(e.amax(1), pos)
+        e.sub_(m[:, None]).exp_()  # exp(s - m): the buffer that becomes the softmax, then the gradient
+        p_pos = (pos - m).exp_()
+        total = e.sum(1).add_(p_pos)
+        ctx.save_for_backward(h, w_pos, w_neg, e, total, p_pos)
+        ctx.dtypes, ctx.spent = dtypes, False
+        return (m + total.log() - pos).mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.spent:
+            raise RuntimeError("sampled_softmax: a second backward through the same loss is not supported")
+        ctx.spent = True
+        h, w_pos, w_neg, e, total, p_pos = ctx.saved_tensors
+        scale = grad.float() / len(h)
+        e.div_(total[:, None]).mul_(scale)  # d loss / d negative scores
+        d_pos = (p_pos / total - 1) * scale  # d loss / d target score
+        grad_h = torch.addmm(d_pos[:, None] * w_pos, e, w_neg)
+        grad_w_neg = e.t() @ h
+        grad_w_pos = d_pos[:, None] * h
+        return (grad_h.to(ctx.dtypes[0]), grad_w_pos.to(ctx.dtypes[1]), grad_w_neg.to(ctx.dtypes[2]), None, None)
 
 
 def reorder_windows(inputs: torch.Tensor, targets: torch.Tensor, rate: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

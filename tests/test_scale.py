@@ -79,6 +79,27 @@ def test_sampled_softmax_with_every_item_as_negative_is_the_full_softmax():
     assert sampled_softmax(h, tgt, w, torch.arange(1, 6)) < full
 
 
+def test_fused_sampled_softmax_has_the_value_and_gradients_of_cross_entropy():
+    """Drawn with replacement, a negative can repeat and can be the target itself (every
+    occurrence left out): the fused function equals cross_entropy over [target, negatives]."""
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(4):
+        h = torch.randn(40, 8, generator=gen, requires_grad=True)
+        w = torch.randn(21, 8, generator=gen, requires_grad=True)
+        tgt = torch.randint(1, 21, (40,), generator=gen)
+        neg = torch.randint(1, 21, (30,), generator=gen)  # many repeats and collisions on 20 items
+        assert (neg[None, :] == tgt[:, None]).sum() > 40
+        pos = (h * w[tgt]).sum(-1, keepdim=True)
+        other = (h @ w[neg].t()).masked_fill(neg[None, :] == tgt[:, None], float("-inf"))
+        want = F.cross_entropy(torch.cat([pos, other], 1), torch.zeros(40, dtype=torch.long))
+        got = sampled_softmax(h, tgt, w, neg)
+        assert torch.isclose(got, want, rtol=1e-6)
+        for a, b in zip(torch.autograd.grad(want, [h, w]), torch.autograd.grad(got, [h, w], retain_graph=True)):
+            assert torch.allclose(a, b, atol=1e-6)
+        with pytest.raises(RuntimeError, match="second backward"):
+            got.backward()
+
+
 def test_target_batches_and_sampled_loss_train(one_thread):
     scene = short_scene()
     torch.manual_seed(0)
