@@ -415,6 +415,8 @@ def load_scene(name_or_path: str | Path, data_dir: str | Path | None = None, kco
                format: str | None = None) -> Scene:
     """Load a known dataset by name or any supported file/folder by path. ``format`` (one of
     :data:`TEXT_FORMATS`) says how to read a text file that could be read two ways."""
+    if kcore is not None and (isinstance(kcore, bool) or not isinstance(kcore, int) or kcore < 1):
+        raise ConfigError(f"kcore: expected a whole number of at least 1 (or None), got {kcore!r}")
     target = str(name_or_path)
     path = Path(target)
     if path.exists():

@@ -9,9 +9,13 @@ each 0 beyond k.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
+
+from recnb.errors import ConfigError
 
 DEFAULT_KS = (5, 10, 20)
 PROTOCOLS = ("full", "sampled100")
@@ -30,6 +34,26 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, inplace: bool
     # floats are summed as floats (exact below 2^24 candidates; a sum into int64 is 20x slower)
     ranks = scores.sub_(true).ge_(0).sum(1).long() - 1
     return torch.where(true[:, 0].isinf(), scores.shape[1] - 1, ranks)
+
+
+def check_ks(ks, num_items: int | None = None) -> tuple[int, ...]:
+    """The cut-offs as a tuple of positive integers (one int allowed), refused in one line
+    otherwise. A catalogue of fewer than two items is refused (nothing to rank); a cut-off at
+    or above the catalogue size is flagged with a warning: every item is then inside the top
+    k, so HR@k is 1 whatever the model does."""
+    ks = (ks,) if isinstance(ks, int) and not isinstance(ks, bool) else ks
+    try:
+        ks = tuple(ks)
+    except TypeError:
+        raise ConfigError(f"ks: expected cut-offs such as (5, 10, 20), got {ks!r}") from None
+    if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
+        raise ConfigError(f"ks: expected positive whole cut-offs such as (5, 10, 20), got {ks!r}")
+    if num_items is not None and num_items < 2:
+        raise ConfigError(f"a catalogue of {num_items} item(s) has nothing to rank: every metric would be perfect")
+    if num_items is not None and max(ks) >= num_items:
+        warnings.warn(f"cut-off {max(ks)} is at or above the catalogue size ({num_items} items): every item is in "
+                      f"the top {max(ks)}, so HR@{max(ks)} is 1 whatever the model", stacklevel=3)
+    return ks
 
 
 def metrics_from_ranks(ranks, ks=DEFAULT_KS) -> pd.DataFrame:

@@ -43,6 +43,8 @@ class Recommender:
     def __init__(self, model: SeqRecModel, id_maps: dict | None = None, scene=None, device: str = "cpu"):
         from recnb.train import resolve_device
 
+        if not isinstance(model, SeqRecModel):
+            raise ConfigError(f"Recommender: expected a recnb model (or Recommender.load(path)), got {type(model).__name__}")
         self.device = resolve_device(device)
         self.model = model
         self.head = ScoringHead(model, output="scores").to(self.device)

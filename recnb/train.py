@@ -31,7 +31,15 @@ from recnb import distributed
 from recnb.data import Scene, Windows, eval_inputs, seen_items, seen_matrix, train_windows
 from recnb.errors import ConfigError, DataError, TrainingDiverged, check_fields, from_checked_dict
 from recnb.files import atomic_write
-from recnb.metrics import DEFAULT_KS, PROTOCOLS, flatten, metrics_from_ranks, ranks_from_scores, sampled_candidates
+from recnb.metrics import (
+    DEFAULT_KS,
+    PROTOCOLS,
+    check_ks,
+    flatten,
+    metrics_from_ranks,
+    ranks_from_scores,
+    sampled_candidates,
+)
 from recnb.models import SeqRecModel, model_class
 
 CHECKPOINT_FORMAT = 1
@@ -57,7 +65,7 @@ class TrainConfig:
     clip: float | None = 5.0
     eval_every: int = 1
     progress: bool = True
-    time_budget: float | None = None  # seconds; stop after the epoch that crosses it
+    time_budget: float | None = None  # seconds of training (validation not counted); stop after the epoch that crosses it
     lr_plateau: int = 0  # halve the lr after this many epochs without a better valid NDCG@10, counted after the warm-up (0 = off)
     # linear lr warm-up over this many epochs (fractions allowed), step by step from ~0 to ``lr``:
     # post-norm attention (SASRec) collapses at a high lr without it (0 = off)
@@ -88,7 +96,7 @@ class TrainConfig:
         "patience": "[1, inf)", "max_len": "[1, inf)", "context": "[0, inf)", "clip": "(0, inf)", "eval_every": "[1, inf)",
         "time_budget": "(0, inf)", "lr_plateau": "[0, inf)", "warmup": "[0, inf)", "label_smoothing": "[0, 1)",
         "ema": "[0, 1)", "ema_warmup": "[1, inf)", "ema_start": "[0, inf)", "reorder": "[0, 1]",
-        "batch_targets": "[0, inf)", "negatives": "[1, inf)",
+        "batch_targets": "[0, inf)", "negatives": "[1, inf)", "seed": "[0, 4294967295]",
     }
 
     # one line of help per field: `recnb train --help` is generated from it (commands/train.py)
@@ -102,7 +110,7 @@ class TrainConfig:
         "context": "overlap of training windows (targets masked there): more context per target, more compute",
         "amp": "bfloat16 autocast (CUDA only)", "clip": "gradient norm clip (none = off)",
         "eval_every": "epochs between validations", "progress": "progress bars",
-        "time_budget": "seconds; stop after the epoch that crosses it",
+        "time_budget": "seconds of training, validation not counted; stop after the epoch that crosses it",
         "lr_plateau": "halve the lr after this many epochs without a better validation (0 = off)",
         "warmup": "epochs of linear lr warm-up (0 = off)",
         "lr_decay": "none, cosine or linear: the lr falls to 0 at the end of --epochs after the warm-up",
@@ -222,6 +230,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def check_model_scene(model, scene) -> None:
+    """Refuse, in one line, a model that cannot score ``scene``'s items (wrong types included)."""
+    if not isinstance(model, SeqRecModel):
+        raise ConfigError(f"expected a recnb model (recnb.build_model), got {type(model).__name__}")
+    if not isinstance(scene, Scene):
+        raise ConfigError(f"expected a recnb Scene (recnb.load_scene), got {type(scene).__name__}")
+    if model.config.num_items != scene.num_items:
+        raise ConfigError(f"{model.name} was built for {model.config.num_items} items, scene '{scene.name}' has "
+                          f"{scene.num_items}: build it with num_items=scene.num_items")
 
 
 # ----------------------------------------------------------------------------- losses
@@ -437,6 +456,11 @@ def fit(
     an ``extra_loss`` keeps for itself is not part of it).
     """
     cfg = config or recipe(model.name)  # the measured settings, as the CLI uses
+    if isinstance(cfg, dict):
+        cfg = TrainConfig.from_dict(cfg)
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"fit: config must be a TrainConfig or a dict of its fields, got {type(cfg).__name__}")
+    check_model_scene(model, scene)
     seed_everything(cfg.seed)
     run = _Run.start(model, scene, cfg, extra_loss, windows, checkpoint, log, state, exclude_seen)
     bar = tqdm(range(run.first, cfg.epochs if not run.done else run.first), desc=f"train {model.name}",
@@ -797,6 +821,7 @@ def user_ranks(
     place: no second matrix of users x items."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    check_model_scene(model, scene)
     max_len = max_len or model.config.max_len
     hist, target = eval_inputs(scene, split, max_len)
     users = torch.arange(len(hist)) if users is None else torch.as_tensor(users, dtype=torch.long)
@@ -844,6 +869,7 @@ def evaluate(
     cut_padding: bool = True,
 ) -> pd.DataFrame:
     """HR/NDCG/MRR at each k as a DataFrame (rows k, columns metrics)."""
+    ks = check_ks(ks, scene.num_items)
     ranks = user_ranks(model, scene, split, protocol, exclude_seen, max_len, seed, cut_padding=cut_padding)
     return metrics_from_ranks(ranks, ks)
 
@@ -907,7 +933,14 @@ def model_from_checkpoint(payload, path: str | Path, device: str = "cpu", cls=No
         raise DataError(f"{path}: not a recnb checkpoint (no model name or weights)")
     cls = cls or model_class(payload["model"])
     model = cls(cls.config_class.from_dict(payload["config"]))
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as exc:  # missing, extra or misshapen tensors
+        first = str(exc).strip().splitlines()
+        detail = next((ln.strip() for ln in first[1:] if ln.strip()), first[0] if first else "")
+        raise DataError(f"{path}: its weights do not fit its {payload['model']} config ({detail[:160]})") from None
+    if not all_finite(model.state_dict().values()):
+        raise DataError(f"{path}: holds NaN or infinite weights; it cannot score (a diverged run?)")
     model.to(resolve_device(device)).eval()
     return model, {k: payload.get(k) for k in ("dataset", "id_maps", "scene", "extra")}
 

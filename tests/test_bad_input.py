@@ -175,3 +175,46 @@ def test_python_api_errors_are_recnb_errors(scene):
     model = build_model("gru4rec", num_items=scene.num_items, max_len=10)
     with pytest.raises(ConfigError, match="split"):
         evaluate(model, scene, split="train")
+
+
+def test_wrong_types_and_values_through_the_api_are_one_line_recnb_errors(scene, tmp_path):
+    import recnb
+
+    model = build_model("gru4rec", num_items=scene.num_items, max_len=10)
+    cases = [
+        (lambda: recnb.fit(model, scene, {"epochs": 1, "bogus": 2}), "unknown field"),
+        (lambda: recnb.fit(model, scene, 3), "TrainConfig or a dict"),
+        (lambda: recnb.fit(model, "ml-100k", {"epochs": 1}), "expected a recnb Scene"),
+        (lambda: evaluate(build_model("gru4rec", num_items=scene.num_items - 1), scene), "built for"),
+        (lambda: evaluate(model, scene, ks=[0]), "positive whole cut-offs"),
+        (lambda: evaluate(model, scene, ks="10"), "positive whole cut-offs"),
+        (lambda: recnb.Recommender("x"), "expected a recnb model"),
+        (lambda: recnb.load_scene("ml-100k", kcore="5"), "kcore"),
+        (lambda: recnb.recipe("sasrec", seed=-1), "seed must be in"),
+    ]
+    for call, needle in cases:
+        with pytest.raises(recnb.RecnbError, match=needle):
+            call()
+    assert list(evaluate(model, scene, ks=10).index) == [10]  # one cut-off as an int is fine
+    tiny = recnb.from_dataframe(__import__("pandas").DataFrame({"user": ["a"] * 3, "item": ["x"] * 3}))
+    with pytest.raises(ConfigError, match="nothing to rank"):
+        evaluate(build_model("gru4rec", num_items=1, max_len=10), tiny)
+    with pytest.warns(UserWarning, match="at or above the catalogue size"):
+        evaluate(model, scene, ks=(5, scene.num_items))
+
+
+def test_checkpoints_whose_weights_do_not_fit_or_are_not_finite_are_refused(inter, checkpoint, tmp_path):
+    payload = torch.load(checkpoint, weights_only=True)
+    shapes = dict(payload, state_dict={k: v[:-1] if v.dim() else v for k, v in payload["state_dict"].items()})
+    torch.save(shapes, tmp_path / "shapes.pt")
+    nan = {k: v.clone() for k, v in payload["state_dict"].items()}
+    next(v for v in nan.values() if v.is_floating_point()).view(-1)[0] = float("nan")
+    torch.save(dict(payload, state_dict=nan), tmp_path / "nan.pt")
+    with pytest.raises(DataError, match="do not fit its"):
+        load_checkpoint(tmp_path / "shapes.pt")
+    with pytest.raises(DataError, match="NaN or infinite weights"):
+        load_checkpoint(tmp_path / "nan.pt")
+    for args in (["evaluate", "--model", tmp_path / "nan.pt", "--dataset", inter],
+                 ["export", "--model", tmp_path / "shapes.pt", "--format", "torchscript", "--out", tmp_path / "x.ts"]):
+        one_line_error(run(*args), "nan.pt" if "nan.pt" in str(args) else "shapes.pt")
+    assert not (tmp_path / "x.ts").exists()
