@@ -114,7 +114,7 @@ def train_and_report(
     ``cfg.seed`` and run it (:func:`run_model`): what ``recnb train``, sweeps and benchmarks
     do. ``log(row, model)`` sees each epoch's history row and the model; ``info`` adds keys to
     the results (``recipe``: which recipe the scene got and why)."""
-    model_cfg = {"max_len": cfg.max_len, **recipe_model_config(model_name), **model_cfg, "num_items": scene.num_items}
+    model_cfg = {"max_len": cfg.max_len, **recipe_model_config(model_name, scene), **model_cfg, "num_items": scene.num_items}
     seed_everything(cfg.seed)  # the initial weights come from the seed too
     model = build_model(model_name, **model_cfg)
     return run_model(scene, model, cfg, out, evaluation=Evaluation(protocol, exclude_seen), resume=resume,

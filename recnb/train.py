@@ -74,7 +74,7 @@ class TrainConfig:
     # "linear" ("none" = constant), so a fixed budget of epochs ends on small, settling steps
     # (measured for SASRec on ml-100k: it overfits then, lower validation; docs/benchmarks.md)
     lr_decay: str = "none"
-    label_smoothing: float = 0.0  # of the full-softmax CE target (ce only): softer targets, less over-confidence
+    label_smoothing: float = 0.0  # of the softmax target (ce: over all items; sampled: over the scored ones): less over-confidence
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept instead (0 = off)
     # the average's warm-up: its decay at step t is at most (1 + t) / (ema_warmup + t). 10 (default)
     # averages about the last tenth of the steps so far, 2 about all of them until ``ema`` takes over
@@ -114,7 +114,8 @@ class TrainConfig:
         "lr_plateau": "halve the lr after this many epochs without a better validation (0 = off)",
         "warmup": "epochs of linear lr warm-up (0 = off)",
         "lr_decay": "none, cosine or linear: the lr falls to 0 at the end of --epochs after the warm-up",
-        "label_smoothing": "share of each CE target spread over all items (0 = off)",
+        "label_smoothing": "share of each softmax target spread over the items it scores: all (ce) or the sampled "
+                           "ones (sampled) (0 = off)",
         "ema": "decay of a moving average of the weights, validated and kept instead (0 = off)",
         "ema_warmup": "the average's decay at step t is at most (1 + t) / (this + t): 10 averages about the last "
                       "tenth of the steps, 2 about all of them",
@@ -135,8 +136,8 @@ class TrainConfig:
             raise ConfigError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
         if self.lr_decay != "none" and self.lr_plateau:
             raise ConfigError("lr_decay and lr_plateau both set the lr: choose one")
-        if self.label_smoothing and self.loss != "ce":
-            raise ConfigError("label_smoothing applies to the ce loss only")
+        if self.label_smoothing and self.loss == "bce":
+            raise ConfigError("label_smoothing applies to the ce and sampled losses only")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -159,10 +160,16 @@ RECIPE_MAX_LEN = 50  # the window length the recipes were measured at
 # median history 6), so batches count targets (cut to their longest history) and the softmax runs
 # over shared sampled items. :func:`scene_kind` tells the kind from the scene's own statistics.
 _LARGE_SPARSE_BATCHES = {"batch_targets": 2048, "loss": "sampled", "negatives": 1024}
-_LARGE_SPARSE = {"sasrec": {**RECIPES["sasrec"], **_LARGE_SPARSE_BATCHES},
-                 # GRU4Rec: the same batches and loss over its ml-100k settings (Beauty 0.0322 test NDCG@10 masked,
-                 # seed 2020; lr not tuned on Amazon)
-                 "gru4rec": {**RECIPES["gru4rec"], **_LARGE_SPARSE_BATCHES}}
+_LARGE_SPARSE = {
+    # SASRec (bench/train_cli.py, 3 seeds on Beauty and Sports; the probes behind each choice, on Beauty
+    # validation, in docs/benchmarks.md): 4,096 shared negatives (a third of Beauty's catalogue: closer to
+    # the full softmax), label smoothing over them, pre-norm blocks, and a random fifth of each training
+    # window shuffled each time it is drawn (short histories: order is a weak signal, easily over-fitted)
+    "sasrec": {**RECIPES["sasrec"], **_LARGE_SPARSE_BATCHES, "negatives": 4096, "reorder": 0.2,
+               "model": {"norm": "pre"}},
+    # GRU4Rec: the same batches and loss over its ml-100k settings (Beauty 0.0322 test NDCG@10 masked,
+    # seed 2020; lr not tuned on Amazon)
+    "gru4rec": {**RECIPES["gru4rec"], **_LARGE_SPARSE_BATCHES}}
 SCENE_RECIPES = {"default": {}, "large-sparse": _LARGE_SPARSE}
 LARGE_CATALOGUE = 5000  # items: a full softmax over more costs more than the network itself
 SHORT_HISTORY = 20  # median interactions per user: most of a 50-window would be padding
@@ -184,24 +191,28 @@ def recipe(model: str, scene: Scene | str | None = None, **overrides) -> TrainCo
     where the kind has none of its own), then ``overrides``.
 
     A recipe's ``context`` is a share of the window: with another ``max_len`` it scales
-    along (20 of 50 becomes 8 of 20) unless ``context`` is given; a ``loss`` other than CE drops
-    the recipe's label smoothing."""
-    kind = scene_kind(scene)[0] if isinstance(scene, Scene) else (scene or "default")
-    if kind not in SCENE_RECIPES:
-        raise ConfigError(f"recipe: unknown kind of scene {kind!r} (give the Scene, or one of {', '.join(SCENE_RECIPES)})")
-    settings = {k: v for k, v in (SCENE_RECIPES[kind].get(model) or RECIPES.get(model, {"batch_size": 32})).items()
-                if k != "model"}
+    along (20 of 50 becomes 8 of 20) unless ``context`` is given; the ``bce`` loss drops
+    the recipe's label smoothing (a softmax setting)."""
+    settings = {k: v for k, v in _recipe_of(model, scene).items() if k != "model"}
     max_len = overrides.get("max_len", RECIPE_MAX_LEN)
     if "context" in settings and "context" not in overrides:
         settings["context"] = settings["context"] * max_len // RECIPE_MAX_LEN
-    if {**settings, **overrides}.get("loss", "ce") != "ce":  # smoothing is a CE setting: another loss goes without it
+    if {**settings, **overrides}.get("loss", "ce") == "bce":  # smoothing is a softmax setting: bce goes without it
         settings.pop("label_smoothing", None)
     return TrainConfig(**{**settings, **overrides})
 
 
-def recipe_model_config(model: str) -> dict:
-    """The model settings of ``model``'s recipe (those that differ from its defaults)."""
-    return copy.deepcopy(RECIPES.get(model, {}).get("model", {}))
+def recipe_model_config(model: str, scene: Scene | str | None = None) -> dict:
+    """The model settings of ``model``'s recipe on ``scene`` (those that differ from its defaults)."""
+    return copy.deepcopy(_recipe_of(model, scene).get("model", {}))
+
+
+def _recipe_of(model: str, scene: Scene | str | None) -> dict:
+    """The recipe entry of ``model`` for the kind of ``scene`` (the ml-100k one where the kind has none)."""
+    kind = scene_kind(scene)[0] if isinstance(scene, Scene) else (scene or "default")
+    if kind not in SCENE_RECIPES:
+        raise ConfigError(f"recipe: unknown kind of scene {kind!r} (give the Scene, or one of {', '.join(SCENE_RECIPES)})")
+    return SCENE_RECIPES[kind].get(model) or RECIPES.get(model, {"batch_size": 32})
 
 
 @dataclass
@@ -275,7 +286,7 @@ def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce
         return F.cross_entropy(logits.float(), tgt), logits
     w = model.item_weights()
     if kind == "sampled":
-        return sampled_softmax(h, tgt, w, batch["negatives"]), None
+        return sampled_softmax(h, tgt, w, batch["negatives"], label_smoothing), None
     neg = batch["negatives"][mask]
     pos_s = (h * w[tgt]).sum(-1)
     neg_s = (h * w[neg]).sum(-1)
@@ -285,10 +296,14 @@ def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce
     return loss, None
 
 
-def sampled_softmax(h: torch.Tensor, tgt: torch.Tensor, w: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+def sampled_softmax(h: torch.Tensor, tgt: torch.Tensor, w: torch.Tensor, neg: torch.Tensor,
+                    label_smoothing: float = 0.0) -> torch.Tensor:
     """Softmax CE over each target and the ``neg`` items every position shares (uniform
     draws: their log-probability correction ``log(N / num_items)`` is the same for every
     candidate and cancels). A negative that is the position's own target is masked out.
+``label_smoothing`` spreads that share of each target over the position's scored items
+(the target and its unmasked negatives), as ``cross_entropy(label_smoothing=...)`` does
+over all items.
 
     One fused autograd function (:class:`_SampledSoftmaxCE`): the (positions x negatives)
     scores are written once and turned into their softmax, then the gradient, in place; the
@@ -300,7 +315,7 @@ def sampled_softmax(h: torch.Tensor, tgt: torch.Tensor, w: torch.Tensor, neg: to
     rows = torch.repeat_interleave(torch.arange(len(tgt), device=h.device), counts)
     starts = torch.repeat_interleave(lo - (torch.cumsum(counts, 0) - counts), counts)
     cols = order[starts + torch.arange(len(rows), device=h.device)]
-    return _SampledSoftmaxCE.apply(h, w[tgt], w[neg], rows, cols)
+    return _SampledSoftmaxCE.apply(h, w[tgt], w[neg], rows, cols, float(label_smoothing))
 
 
 class _SampledSoftmaxCE(torch.autograd.Function):
@@ -310,33 +325,46 @@ class _SampledSoftmaxCE(torch.autograd.Function):
     so a second backward through the same loss is refused."""
 
     @staticmethod
-    def forward(ctx, h, w_pos, w_neg, rows, cols):
+    def forward(ctx, h, w_pos, w_neg, rows, cols, smoothing):
         dtypes = (h.dtype, w_pos.dtype, w_neg.dtype)
         h, w_pos, w_neg = h.float(), w_pos.float(), w_neg.float()
         pos = (h * w_pos).sum(-1)
         e = h @ w_neg.t()
+        loss = -pos
+        ctx.share = None
+        if smoothing:  # the smoothed target: 1 - eps on the target, eps spread over the n scored items
+            e[rows, cols] = 0.0
+            n = torch.full_like(pos, w_neg.shape[0] + 1).index_add_(0, rows, torch.full_like(rows, -1, dtype=pos.dtype))
+            loss = (1 - smoothing) * loss - smoothing * (e.sum(1) + pos) / n
+            ctx.share = smoothing / n
         e[rows, cols] = float("-inf")
         m = torch.maximum(e.amax(1), pos)
         e.sub_(m[:, None]).exp_()  # exp(s - m): the buffer that becomes the softmax, then the gradient
         p_pos = (pos - m).exp_()
         total = e.sum(1).add_(p_pos)
-        ctx.save_for_backward(h, w_pos, w_neg, e, total, p_pos)
-        ctx.dtypes, ctx.spent = dtypes, False
-        return (m + total.log() - pos).mean()
+        ctx.save_for_backward(h, w_pos, w_neg, e, total, p_pos, rows, cols)
+        ctx.dtypes, ctx.spent, ctx.smoothing = dtypes, False, smoothing
+        return (m + total.log() + loss).mean()
 
     @staticmethod
     def backward(ctx, grad):
         if ctx.spent:
             raise RuntimeError("sampled_softmax: a second backward through the same loss is not supported")
         ctx.spent = True
-        h, w_pos, w_neg, e, total, p_pos = ctx.saved_tensors
+        h, w_pos, w_neg, e, total, p_pos, rows, cols = ctx.saved_tensors
         scale = grad.float() / len(h)
-        e.div_(total[:, None]).mul_(scale)  # d loss / d negative scores
-        d_pos = (p_pos / total - 1) * scale  # d loss / d target score
+        e.div_(total[:, None])  # softmax over [target, negatives]
+        d_pos = p_pos / total - 1
+        if ctx.smoothing:  # minus the smoothed target's share; masked negatives have neither
+            e.sub_(ctx.share[:, None])
+            e[rows, cols] = 0.0
+            d_pos = d_pos + ctx.smoothing - ctx.share
+        e.mul_(scale)  # d loss / d negative scores
+        d_pos = d_pos * scale  # d loss / d target score
         grad_h = torch.addmm(d_pos[:, None] * w_pos, e, w_neg)
         grad_w_neg = e.t() @ h
         grad_w_pos = d_pos[:, None] * h
-        return (grad_h.to(ctx.dtypes[0]), grad_w_pos.to(ctx.dtypes[1]), grad_w_neg.to(ctx.dtypes[2]), None, None)
+        return (grad_h.to(ctx.dtypes[0]), grad_w_pos.to(ctx.dtypes[1]), grad_w_neg.to(ctx.dtypes[2]), None, None, None)
 
 
 def reorder_windows(inputs: torch.Tensor, targets: torch.Tensor, rate: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -100,6 +100,24 @@ def test_fused_sampled_softmax_has_the_value_and_gradients_of_cross_entropy():
             got.backward()
 
 
+def test_label_smoothing_of_the_sampled_softmax_spreads_over_the_scored_items_only():
+    """As cross_entropy(label_smoothing) over [target, the negatives that are not the target]:
+    a masked negative gets neither probability nor smoothing."""
+    gen = torch.Generator().manual_seed(2)
+    h = torch.randn(40, 8, generator=gen, requires_grad=True)
+    w = torch.randn(21, 8, generator=gen, requires_grad=True)
+    tgt, neg = torch.randint(1, 21, (40,), generator=gen), torch.randint(1, 21, (30,), generator=gen)
+    pos = (h * w[tgt]).sum(-1, keepdim=True)
+    valid = torch.cat([torch.ones(40, 1, dtype=torch.bool), neg[None, :] != tgt[:, None]], 1)
+    logp = torch.cat([pos, h @ w[neg].t()], 1).masked_fill(~valid, float("-inf")).log_softmax(1)
+    q = F.one_hot(torch.zeros(40, dtype=torch.long), 31) * 0.8 + 0.2 * valid / valid.sum(1, keepdim=True)
+    want = -(q * logp.masked_fill(~valid, 0)).sum(1).mean()
+    got = sampled_softmax(h, tgt, w, neg, label_smoothing=0.2)
+    assert torch.isclose(got, want, rtol=1e-6)
+    for a, b in zip(torch.autograd.grad(want, [h, w]), torch.autograd.grad(got, [h, w])):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_target_batches_and_sampled_loss_train(one_thread):
     scene = short_scene()
     torch.manual_seed(0)
@@ -152,7 +170,10 @@ def test_the_recipe_follows_the_scene_statistics_not_its_name():
     assert kind == "large-sparse" and "6,000 items" in why and "median history 5" in why
     amazon = recipe("sasrec", sparse_scene())
     assert amazon == recipe("sasrec", "large-sparse")
-    assert amazon.batch_targets > 0 and amazon.loss == "sampled" and amazon.label_smoothing == 0
+    assert amazon.batch_targets > 0 and amazon.loss == "sampled" and amazon.negatives == 4096
+    from recnb.train import recipe_model_config
+
+    assert recipe_model_config("sasrec", sparse_scene()) == {"norm": "pre"} and recipe_model_config("sasrec") == {}
     assert recipe("sasrec", sparse_scene(), loss="ce").loss == "ce"  # flags win
     dense = synthetic_scene(num_users=50, num_items=6000, seq_len=30)  # many items, long histories
     small = sparse_scene(num_items=400)  # short histories, a small catalogue

@@ -303,7 +303,8 @@ def test_recipe_gives_measured_settings_and_overrides_win():
     assert recipe("sasrec", max_len=20).context == RECIPES["sasrec"]["context"] * 20 // 50  # scales with the window
     assert recipe("sasrec", max_len=20, context=3).context == 3
     assert recipe("sasrec").label_smoothing == RECIPES["sasrec"]["label_smoothing"] > 0
-    assert recipe("sasrec", loss="bce").label_smoothing == 0  # a CE-only setting, not an error
+    assert recipe("sasrec", loss="bce").label_smoothing == 0  # a softmax setting, not an error
+    assert recipe("sasrec", loss="sampled").label_smoothing == RECIPES["sasrec"]["label_smoothing"]
 
 
 def test_context_outside_the_window_is_a_config_error():
