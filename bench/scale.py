@@ -98,21 +98,27 @@ def settings_for(task: dict) -> dict:
         return dict(fixed)
     from recnb.train import RECIPES, SCENE_RECIPES
 
-    settings = dict(SCENE_RECIPES["large-sparse"]["sasrec"])
+    settings = {k: v for k, v in SCENE_RECIPES["large-sparse"]["sasrec"].items() if k != "model"}  # model: model_for
     if task["side"] == "new-ce":  # the same batches with the full-softmax CE of the ml-100k recipe
         settings.update(loss="ce", label_smoothing=RECIPES["sasrec"]["label_smoothing"])
         settings.pop("negatives")
-    if settings.get("loss", "ce") != "ce":  # as recnb.train.recipe resolves it: smoothing is a CE setting
+    if settings.get("loss", "ce") == "bce":  # as recnb.train.recipe resolves it: smoothing is a softmax setting
         settings.pop("label_smoothing", None)
     return settings
 
 
-def model_for(scene, seed: int):
+def model_for(scene, seed: int, side: str = "new"):
+    """SASRec with the model settings of the side's recipe for the scene (the base: defaults)."""
     from recnb.models import build_model
     from recnb.train import seed_everything
 
     seed_everything(seed)
-    return build_model("sasrec", num_items=scene.num_items, max_len=50)
+    extra = {}
+    if side != "base":
+        from recnb.train import recipe_model_config
+
+        extra = recipe_model_config("sasrec", scene)
+    return build_model("sasrec", num_items=scene.num_items, max_len=50, **extra)
 
 
 def one_epoch(scene, cfg, windows, task) -> dict:
@@ -121,7 +127,7 @@ def one_epoch(scene, cfg, windows, task) -> dict:
     from recnb.train import fit
 
     cfg = dataclasses.replace(cfg, epochs=1, progress=False, seed=task["seed"])
-    model = model_for(scene, task["seed"])
+    model = model_for(scene, task["seed"], task["side"])
     cpu = time.process_time()  # CPU seconds: what the epoch costs, whatever else shares the machine
     res = fit(model, scene, cfg, windows=windows)
     cpu = time.process_time() - cpu
@@ -137,7 +143,7 @@ def train(scene, cfg, task) -> dict:
 
     cfg = dataclasses.replace(cfg, epochs=task["epochs"], progress=False, seed=task["seed"],
                               time_budget=task.get("time_budget"))
-    model = model_for(scene, task["seed"])
+    model = model_for(scene, task["seed"], task["side"])
     goal = ICLREC.get(task["scene"], (None,))[0]
     cut = task["side"] == "new"  # the base has no cut evaluation (same numbers, more work)
     reached, curve = {"seconds": None, "epoch": None}, []
