@@ -18,20 +18,27 @@ from recnb.commands.common import (
 from recnb.errors import ConfigError
 from recnb.files import read_json_file
 from recnb.models import BASE_MODELS, model_class
-from recnb.train import RECIPES, TrainConfig, recipe, scene_kind
+from recnb.train import RECIPES, SCENE_RECIPES, TrainConfig, recipe, scene_kind
 
 NOT_FLAGS = RUN_FIELDS  # TrainConfig fields set by add_run_args (--device, --seed, --quiet)
 
 
 def recipe_note(field: str, models=None) -> str:
-    """``"; recipe: sasrec 0.003, gru4rec 0.003"`` where the recipe of one of ``models`` sets ``field``."""
-    got = []
-    for model in RECIPES if models is None else models:
-        settings = RECIPES.get(model, {})
-        value = settings.get(field, settings.get("model", {}).get(field))
-        if value is not None:
-            got.append(f"{model} {show(value)}")
-    return f"; recipe: {', '.join(got)}" if got else ""
+    """``"; recipe: sasrec 0.003, gru4rec 0.003; large-sparse scenes: sasrec 4096"`` where the
+    recipe of one of ``models`` sets ``field`` (the default kind, then each other kind of scene
+    where it differs)."""
+    parts = []
+    for kind, recipes in (("", RECIPES), *((k, v) for k, v in SCENE_RECIPES.items() if v)):
+        got = []
+        for model in RECIPES if models is None else models:
+            settings = recipes.get(model, {})
+            value = settings.get(field, settings.get("model", {}).get(field))
+            default = RECIPES.get(model, {}).get(field, RECIPES.get(model, {}).get("model", {}).get(field))
+            if value is not None and (not kind or value != default):
+                got.append(f"{model} {show(value)}")
+        if got:
+            parts.append(f"{kind + ' scenes: ' if kind else 'recipe: '}{', '.join(got)}")
+    return f"; {'; '.join(parts)}" if parts else ""
 
 
 def train_flags(skip=NOT_FLAGS, models=None, **kw) -> ConfigFlags:
