@@ -379,3 +379,28 @@ def test_an_ambiguous_text_file_is_read_as_data_format_says(tmp_path):
     one_line_error(run(*base, "--data-format", "user-items", "--out", tmp_path / "b"), "three.txt",
                    "no user has at least 3 interactions")
     one_line_error(run(*base, "--data-format", "pairs", "--out", tmp_path / "c"), "--data-format", "invalid choice")
+
+
+def test_one_writer_per_output_folder_and_never_over_an_input(inter, tmp_path):
+    """A second run (even with --force) meets the lock of a live one, naming its pid; the lock
+    of a killed run is recognised as stale; --out never holds a file the run reads."""
+    import socket
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".recnb-lock").write_text(f"{holder.pid} {socket.gethostname()}")
+        one_line_error(run("train", "--dataset", inter, "--model", "sasrec", "--epochs", "1", "--out", out, "--force"),
+                       f"pid {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+    proc = run("train", "--dataset", inter, "--model", "sasrec", "--epochs", "1", "--max-len", "10", "--out", out,
+               "--force", "--quiet")  # the holder is gone: a stale lock
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / ".recnb-lock").exists()  # released at exit
+    kept = (out / "model.pt").read_bytes()
+    one_line_error(run("teacher-artifacts", "--dataset", inter, "--teacher", out / "model.pt", "--out", out, "--force"),
+                   "holds the --teacher")
+    assert (out / "model.pt").read_bytes() == kept

@@ -4,8 +4,11 @@ place where options are generated from a config dataclass."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
+import os
 import re
+import socket
 from pathlib import Path
 
 from recnb.errors import ConfigError, annotation_types
@@ -40,21 +43,84 @@ def add_run_args(p) -> None:
 RUN_FIELDS = ("device", "seed", "progress")
 
 
-def prepare_out_dir(path: str | Path, force: bool, resume: bool = False, marker: str = "", run: str = "") -> Path:
-    """Create ``path``; refuse a non-empty one unless ``force`` (or ``resume``) says so.
+def prepare_out_dir(path: str | Path, force: bool, resume: bool = False, marker: str = "", run: str = "",
+                    inputs: dict | None = None) -> Path:
+    """Create ``path`` and hold its lock for this process; refuse a non-empty one unless
+    ``force`` (or ``resume``) says so.
 
     With ``marker`` (the file a resumable run keeps there), ``resume`` also refuses a
     non-empty folder without it: it holds something else (``run`` says what it lacks),
-    which a resumed run must not overwrite."""
+    which a resumed run must not overwrite. ``inputs`` (``{"--teacher": path}``): files the
+    command reads, refused when they lie inside ``path``, where the run would overwrite them.
+    One writer per folder: a second run (``--force`` or not) meets the lock of a live one."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: exists and is not a directory")
-    if path.exists() and any(path.iterdir()) and not (force or resume):
+    for option, given in (inputs or {}).items():
+        if given is not None and Path(given).exists() and path.resolve() in Path(given).resolve().parents:
+            raise ConfigError(f"--out {path}: holds the {option} {given}, which this run would overwrite; "
+                              "choose another --out")
+    if path.exists():
+        check_lock(path)
+    if path.exists() and any(p.name != LOCK for p in path.iterdir()) and not (force or resume):
         raise ConfigError(f"--out {path}: directory exists and is not empty; pass --force to overwrite")
     if resume and marker and path.exists() and any(path.iterdir()) and not (path / marker).exists():
         raise ConfigError(f"--resume: {path} holds no {run or marker} to resume from; pass --force to start over")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {path}: cannot create it ({exc.strerror})") from None
+    take_lock(path)
     return path
+
+
+LOCK = ".recnb-lock"  # "<pid> <host>" of the run writing the folder; gone when that run ends
+
+
+def check_lock(path: Path) -> None:
+    """Refuse ``path`` while another live process holds its lock (a stale lock, whose process
+    is gone, is removed)."""
+    lock = path / LOCK
+    try:
+        pid, host = lock.read_text().split()[:2]
+        pid = int(pid)
+    except (OSError, ValueError):
+        return  # no lock (or an unreadable one, which take_lock replaces)
+    if pid == os.getpid() and host == socket.gethostname():
+        return  # this process (a Python caller running two commands)
+    if host == socket.gethostname() and not _alive(pid):
+        lock.unlink(missing_ok=True)  # the run that held it was killed
+        return
+    raise ConfigError(f"--out {path}: another recnb run (pid {pid} on {host}) is writing there; wait for it, "
+                      f"or choose another --out (delete {lock} if that run is gone)")
+
+
+def take_lock(path: Path) -> None:
+    lock = path / LOCK
+    me = f"{os.getpid()} {socket.gethostname()}"
+    try:
+        lock.write_text(me)
+    except OSError as exc:
+        raise ConfigError(f"--out {path}: cannot write there ({exc.strerror})") from None
+
+    def release():
+        try:
+            if lock.read_text() == me:
+                lock.unlink()
+        except OSError:
+            pass
+
+    atexit.register(release)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def parse_list(text: str, kind=float, what: str = "list") -> list:

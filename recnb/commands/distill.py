@@ -83,7 +83,8 @@ def run(args) -> int:
     cfg = configs(args)
     max_len = cfg.train.max_len
     batches = parse_list(args.latency_batch, int, "--latency-batch")
-    out = prepare_out_dir(args.out, args.force, args.resume, "settings.json", "recnb distill run (no settings.json)")
+    out = prepare_out_dir(args.out, args.force, args.resume, "settings.json", "recnb distill run (no settings.json)",
+                          inputs={"--teacher": args.teacher, "--arch": args.arch})
     settings = {"arch": arch.signature(), "teacher": args.teacher, "exclude_seen": args.exclude_seen,
                 "distill": dataclasses.asdict(cfg)}
     check_resume_settings(out / "settings.json", settings, args.resume)

@@ -77,7 +77,7 @@ def run(args) -> int:
             "make artifacts from a recnb scene (it is exported in the official layout under OUT/data)"
         )
     model, train = settings(args) if args.teacher == "semantic" else ({}, {})
-    out = prepare_out_dir(args.out, args.force)
+    out = prepare_out_dir(args.out, args.force, inputs={"--teacher": args.teacher, "--dataset": args.dataset})
     scene = scene_of(args)
     info, start = {}, time.perf_counter()
     if args.teacher == "semantic":
