@@ -24,6 +24,7 @@ from recnb.dllm2rec.teachers import SemanticTeacher, build_semantic_teacher, mak
 from recnb.errors import ConfigError, DataError, RecnbError, TrainingDiverged
 from recnb.measure import efficiency, model_flops, model_latency
 from recnb.models import BASE_MODELS, build_model, register_model
+from recnb.models.ensemble import Ensemble
 from recnb.recommend import Recommender
 from recnb.runs import mean_over_seeds, run_model, train_and_report
 from recnb.train import (
@@ -39,7 +40,7 @@ from recnb.train import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "BASE_MODELS", "Architecture", "ConfigError", "DLLM2RecConfig", "DataError", "DistillConfig",
+    "BASE_MODELS", "Architecture", "ConfigError", "DLLM2RecConfig", "DataError", "DistillConfig", "Ensemble",
     "EmbeddingDistilledStudent", "RecnbError", "Recommender", "Scene", "SearchConfig", "SemanticTeacher", "Student", "TrainConfig",
     "TrainingDiverged", "__version__", "build_model", "build_semantic_teacher", "describe", "efficiency", "evaluate",
     "fit", "from_dataframe", "load_checkpoint", "load_scene", "load_summary", "make_artifacts", "mean_over_seeds", "model_flops",
