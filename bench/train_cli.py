@@ -58,9 +58,10 @@ def one_run(side: str, root: Path, seed: int, args) -> dict:
 
 
 def table(rows: list, args) -> str:
-    lines = [f"recnb bench/train_cli.py --dataset {args.dataset} --model {args.model} --seeds {args.seeds} "
+    title = (f"recnb bench/train_cli.py --dataset {args.dataset} --model {args.model} --seeds {args.seeds} "
              f"--flags '{args.flags}': {platform.machine()} {os.cpu_count()} cores, 1 torch thread per run, "
-             f"{args.jobs} run(s) at a time; base = {args.base_commit}", "",
+             f"{args.jobs} run(s) at a time; base = {args.base_commit}")
+    lines = [title, "",
              "| side | seed | test NDCG@10 | test HR@10 | valid NDCG@10 | epochs (best) | train s | wall s | wall / train |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -70,16 +70,16 @@ def report(rows: list, args) -> str:
     def med(side, part):
         return statistics.median(r[part]["cpu_s"] for r in rows if r["side"] == side)
 
-    lines = [f"recnb bench/validation.py --scene {args.scene} --repeats {args.repeats}: {platform.machine()} "
-             f"{os.cpu_count()} cores, 1 torch thread, CPU seconds (median of {args.repeats}); base = {args.base_commit}",
-             "", "| side | training epoch s | masked validation s | validation / epoch | evaluate() default s |",
+    title = (f"recnb bench/validation.py --scene {args.scene} --repeats {args.repeats}: {platform.machine()} "
+             f"{os.cpu_count()} cores, 1 torch thread, CPU seconds (median of {args.repeats}); base = {args.base_commit}")
+    lines = [title, "", "| side | training epoch s | masked validation s | validation / epoch | evaluate() default s |",
              "|---|---|---|---|---|"]
     for side in ("base", "new"):
         e, v, d = med(side, "epoch"), med(side, "validation"), med(side, "evaluate_default")
         lines.append(f"| {side} | {e:.2f} | {v:.2f} | {v / e:.2f} | {d:.2f} |")
-    lines += ["", "validation speed-up: "
-              f"{med('base', 'validation') / med('new', 'validation'):.1f}x; evaluate() default: "
-              f"{med('base', 'evaluate_default') / med('new', 'evaluate_default'):.1f}x",
+    speed = (f"validation speed-up: {med('base', 'validation') / med('new', 'validation'):.1f}x; evaluate() default: "
+             f"{med('base', 'evaluate_default') / med('new', 'evaluate_default'):.1f}x")
+    lines += ["", speed,
               "settings: " + json.dumps({side: next(r["settings"] for r in rows if r["side"] == side)
                                          for side in ("base", "new")})]
     return "\n".join(lines)

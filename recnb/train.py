@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import pickle
@@ -699,20 +700,58 @@ _RESUMABLE = ("epochs", "progress", "time_budget", "device")
 
 def _save_state(path: str | Path, cfg: TrainConfig, content: dict) -> None:
     # a kill mid-write leaves the previous epoch's state intact
-    atomic_write(path, lambda tmp: torch.save({"format": "recnb-train-state/1", "config": dataclasses.asdict(cfg), **content}, tmp))
+    write_torch_file(path, {"format": "recnb-train-state/1", "config": dataclasses.asdict(cfg), **content})
+
+
+def write_torch_file(path: str | Path, payload: dict) -> Path:
+    """``torch.save`` of ``payload`` with its digest (:func:`payload_digest`) under
+    ``"digest"``, written atomically: :func:`read_torch_file` refuses a file whose content no
+    longer matches it (a flipped bit in a weight would otherwise score slightly differently)."""
+    payload = {**payload, "digest": payload_digest(payload)}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def payload_digest(value) -> str:
+    """SHA-256 over a nested payload of dicts, lists, tensors and plain values: every tensor's
+    dtype, shape and bytes, every other value's repr, keys in order (the key "digest" left out)."""
+    h = hashlib.sha256()
+
+    def feed(v):
+        if isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(v, dict):
+            h.update(b"{")
+            for k in sorted(v, key=str):
+                if k != "digest":
+                    h.update(repr(k).encode())
+                    feed(v[k])
+            h.update(b"}")
+        elif isinstance(v, (list, tuple)):
+            h.update(b"[")
+            for x in v:
+                feed(x)
+            h.update(b"]")
+        else:
+            h.update(repr(v).encode())
+
+    feed(value)
+    return h.hexdigest()
 
 
 def read_torch_file(path: str | Path, what: str = "recnb checkpoint"):
     """``torch.load`` of a file recnb wrote, on CPU, with ``weights_only=True``: tensors and
     plain values (dict, list, str, numbers, numpy scalars) only, so a crafted file cannot run
     code while it is read. A missing, unreadable or code-carrying file is one ``DataError``
-    line naming it, never a pickle traceback."""
+    line naming it, never a pickle traceback; so is a file whose digest (written by
+    :func:`write_torch_file`) no longer matches its content."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such {what.removeprefix('recnb ')}")
     try:
         with torch.serialization.safe_globals(_NUMPY_SCALARS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         needs = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if needs is None:  # not a pickle of plain values at all
@@ -721,6 +760,10 @@ def read_torch_file(path: str | Path, what: str = "recnb checkpoint"):
                         "with weights_only, so a file cannot run code)") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
         raise DataError(f"{path}: not a {what} ({type(exc).__name__})") from None
+    if isinstance(payload, dict) and "digest" in payload and payload["digest"] != payload_digest(payload):
+        raise DataError(f"{path}: fails its integrity check (its content no longer matches the digest written with it: "
+                        "a damaged or edited file); use another copy or train again")
+    return payload
 
 
 # numpy scalars and dtypes are data: metrics computed with numpy may hold them
@@ -927,7 +970,7 @@ def save_checkpoint(path: str | Path, model: SeqRecModel, scene: Scene | None = 
         "scene": dict(scene.meta) if scene else None,  # how it was built (source, kcore): rebuilt the same way
         "extra": extra or {},
     }
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))  # never a half-written checkpoint
+    return write_torch_file(path, payload)  # never a half-written checkpoint, and its digest inside
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu", scene: Scene | None = None,

@@ -218,3 +218,30 @@ def test_checkpoints_whose_weights_do_not_fit_or_are_not_finite_are_refused(inte
                  ["export", "--model", tmp_path / "shapes.pt", "--format", "torchscript", "--out", tmp_path / "x.ts"]):
         one_line_error(run(*args), "nan.pt" if "nan.pt" in str(args) else "shapes.pt")
     assert not (tmp_path / "x.ts").exists()
+
+
+def test_a_damaged_checkpoint_or_training_state_fails_its_digest(scene, tmp_path):
+    """Files recnb writes carry a digest of their content: a flipped bit in a weight is refused
+    by name instead of scoring slightly differently; a file without one (older) still loads."""
+    from recnb.train import TrainConfig, fit, read_torch_file, write_torch_file
+
+    model = build_model("sasrec", num_items=scene.num_items, max_len=10, hidden_size=8, num_heads=1)
+    path = save_checkpoint(tmp_path / "model.pt", model, scene)
+    state = tmp_path / "state.pt"
+    fit(model, scene, TrainConfig(epochs=1, max_len=10, progress=False), state=state)
+    for good in (path, state):
+        payload = read_torch_file(good)
+        weights = payload["state_dict"] if "state_dict" in payload else payload["model"]
+        name = next(k for k, v in weights.items() if v.is_floating_point() and v.numel() > 4)
+        weights[name].view(-1)[3] += 1e-3  # one weight moved
+        torch.save(payload, tmp_path / "damaged.pt")  # the old digest kept
+        with pytest.raises(DataError, match="fails its integrity check"):
+            read_torch_file(tmp_path / "damaged.pt")
+    del payload["digest"]
+    torch.save(payload, tmp_path / "older.pt")
+    assert "model" in read_torch_file(tmp_path / "older.pt")
+    write_torch_file(tmp_path / "again.pt", payload)
+    assert read_torch_file(tmp_path / "again.pt")["digest"]
+    torch.save(read_torch_file(tmp_path / "again.pt") | {"epoch": 99}, state)  # an edited state
+    with pytest.raises(DataError, match="fails its integrity check"):
+        fit(model, scene, TrainConfig(epochs=2, max_len=10, progress=False), state=state)

@@ -39,7 +39,6 @@ from recnb.adarec.ops import COSTS, normalised_costs, op_costs
 from recnb.adarec.supernet import Supernet, SupernetConfig
 from recnb.data import Scene, train_windows
 from recnb.errors import ConfigError, check_fields, from_checked_dict
-from recnb.files import atomic_write
 from recnb.kd import WEIGHT_UPDATES, EMDLoss, TeacherCache, kd_loss
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel
@@ -52,6 +51,7 @@ from recnb.train import (
     resolve_device,
     seed_everything,
     write_json,
+    write_torch_file,
 )
 
 # The default candidate ops: the paper's eight plus causal self-attention. The d4
@@ -462,7 +462,7 @@ class _Search:
         payload = {"model": self.model.state_dict(), "emd": emd.state_dict() if emd is not None else None,
                    "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(), "generator": self.gen.get_state(),
                    "state": self.state, "config": self.cfg.to_dict()}
-        atomic_write(out / "checkpoint.pt", lambda tmp: torch.save(payload, tmp))
+        write_torch_file(out / "checkpoint.pt", payload)  # atomic, with its digest
 
     def finish(self) -> SearchResult:
         """The architecture derived from the best alphas (written with ``result.json``)."""
