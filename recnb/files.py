@@ -15,12 +15,23 @@ from recnb.errors import ConfigError, DataError
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``
-    (atomic on one filesystem): readers see the old file or the new one, never a part."""
+    (atomic on one filesystem): readers see the old file or the new one, never a part. A
+    failed write (full disk, file-size limit, permissions) leaves no ``.tmp`` behind and is
+    one ``DataError`` line naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as exc:  # torch's writer reports a short write as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "short write"
+        raise DataError(f"{path}: could not be written ({why}); check the free space, file-size limit and "
+                        "permissions there") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -245,3 +245,17 @@ def test_a_damaged_checkpoint_or_training_state_fails_its_digest(scene, tmp_path
     torch.save(read_torch_file(tmp_path / "again.pt") | {"epoch": 99}, state)  # an edited state
     with pytest.raises(DataError, match="fails its integrity check"):
         fit(model, scene, TrainConfig(epochs=2, max_len=10, progress=False), state=state)
+
+
+def test_a_file_size_limit_is_one_line_and_leaves_no_tmp(inter, tmp_path):
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    out = tmp_path / "run"
+    proc = subprocess.run(CMD + ["train", "--dataset", str(inter), "--model", "sasrec", "--epochs", "1",
+                                 "--out", str(out), "--quiet"], capture_output=True, text=True, preexec_fn=limit,
+                          timeout=300, check=False)
+    one_line_error(proc, "could not be written")
+    assert not list(out.glob("*.tmp"))
