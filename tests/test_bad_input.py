@@ -205,6 +205,7 @@ def test_wrong_types_and_values_through_the_api_are_one_line_recnb_errors(scene,
 
 def test_checkpoints_whose_weights_do_not_fit_or_are_not_finite_are_refused(inter, checkpoint, tmp_path):
     payload = torch.load(checkpoint, weights_only=True)
+    payload.pop("digest", None)  # crafted files: no digest to fail, the content itself is refused
     shapes = dict(payload, state_dict={k: v[:-1] if v.dim() else v for k, v in payload["state_dict"].items()})
     torch.save(shapes, tmp_path / "shapes.pt")
     nan = {k: v.clone() for k, v in payload["state_dict"].items()}
