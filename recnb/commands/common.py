@@ -82,12 +82,12 @@ def check_lock(path: Path) -> None:
     is gone, is removed)."""
     lock = path / LOCK
     try:
-        pid, host = lock.read_text().split()[:2]
+        pid, host, *job = lock.read_text().split()
         pid = int(pid)
     except (OSError, ValueError):
         return  # no lock (or an unreadable one, which take_lock replaces)
-    if pid == os.getpid() and host == socket.gethostname():
-        return  # this process (a Python caller running two commands)
+    if (pid == os.getpid() and host == socket.gethostname()) or (job and job[0] == _job()):
+        return  # this process (a Python caller running two commands), or a rank of the same torchrun job
     if host == socket.gethostname() and not _alive(pid):
         lock.unlink(missing_ok=True)  # the run that held it was killed
         return
@@ -97,7 +97,7 @@ def check_lock(path: Path) -> None:
 
 def take_lock(path: Path) -> None:
     lock = path / LOCK
-    me = f"{os.getpid()} {socket.gethostname()}"
+    me = f"{os.getpid()} {socket.gethostname()} {_job()}".strip()
     try:
         lock.write_text(me)
     except OSError as exc:
@@ -111,6 +111,13 @@ def take_lock(path: Path) -> None:
             pass
 
     atexit.register(release)
+
+
+def _job() -> str:
+    """The torchrun job this process is a rank of ("" outside one): its ranks share the lock."""
+    run = os.environ.get("TORCHELASTIC_RUN_ID")  # "none" unless --rdzv-id: the port tells jobs apart
+    port = os.environ.get("MASTER_PORT", "")
+    return f"torchrun-{run}-{port}" if run and os.environ.get("WORLD_SIZE", "1") != "1" else ""
 
 
 def _alive(pid: int) -> bool:
