@@ -33,9 +33,10 @@ from recnb import analysis
 from recnb.adarec.architecture import Architecture
 from recnb.adarec.pipeline import TEACHER_CONFIG, TEACHER_TRAIN, DistillConfig, run_pipeline
 from recnb.adarec.search import SearchConfig, search
+from recnb.checkpoint import load_checkpoint
 from recnb.data import load_scene
 from recnb.runs import train_and_report
-from recnb.train import load_checkpoint, recipe
+from recnb.train import recipe
 
 
 def hardware() -> str:

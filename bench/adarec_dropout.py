@@ -43,9 +43,10 @@ def run(args, extra: list[str], dropout: float) -> dict:
 
 def add_paired(rows: list[dict], args, extra: list[str]) -> None:
     """Each row's test NDCG@10 minus the ``--against`` run's, paired over the same users."""
+    from recnb.checkpoint import load_checkpoint
     from recnb.data import load_scene
+    from recnb.evaluation import user_ranks
     from recnb.metrics import paired_difference
-    from recnb.train import load_checkpoint, user_ranks
 
     scene = load_scene(extra[extra.index("--dataset") + 1])
 

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import torch
 
+from recnb.checkpoint import load_checkpoint
 from recnb.data import load_scene
 from recnb.dllm2rec.artifacts import load_artifacts
 from recnb.dllm2rec.pipeline import DLLM2RecConfig, relative_gain, run_dllm2rec
 from recnb.dllm2rec.teachers import build_semantic_teacher, make_artifacts, model_report, scene_text, teacher_recipe
 from recnb.runs import mean_over_seeds
-from recnb.train import TrainConfig, fit, load_checkpoint, recipe
+from recnb.train import TrainConfig, fit, recipe
 
 ABLATIONS = {
     "full": {},

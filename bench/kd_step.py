@@ -20,9 +20,10 @@ import time
 import torch
 
 from recnb.adarec.pipeline import DistillConfig, build_student, distillation_loss
+from recnb.checkpoint import load_checkpoint
 from recnb.data import load_scene
 from recnb.kd import TeacherCache, autograd_kd_loss, kd_loss
-from recnb.train import Batches, TrainConfig, load_checkpoint, rec_loss, train_windows
+from recnb.train import Batches, TrainConfig, rec_loss, train_windows
 
 
 class Variant:

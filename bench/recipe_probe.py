@@ -26,8 +26,9 @@ def probe(args) -> dict:
 
     torch.set_num_threads(1)
     import recnb
+    from recnb.evaluation import evaluate
     from recnb.metrics import flatten
-    from recnb.train import evaluate, fit, recipe, recipe_model_config
+    from recnb.train import fit, recipe, recipe_model_config
 
     scene = recnb.load_scene(args.scene)
     cfg = recipe("sasrec", scene, progress=False, seed=args.seed, **json.loads(args.train))

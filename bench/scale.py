@@ -138,8 +138,9 @@ def one_epoch(scene, cfg, windows, task) -> dict:
 def train(scene, cfg, task) -> dict:
     import dataclasses
 
+    from recnb.evaluation import evaluate
     from recnb.metrics import flatten
-    from recnb.train import evaluate, fit
+    from recnb.train import fit
 
     cfg = dataclasses.replace(cfg, epochs=task["epochs"], progress=False, seed=task["seed"],
                               time_budget=task.get("time_budget"))

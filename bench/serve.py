@@ -46,11 +46,13 @@ import torch
 from recnb.adarec.architecture import Architecture
 from recnb.adarec.pipeline import TEACHER_CONFIG
 from recnb.adarec.student import Student
+from recnb.checkpoint import save_checkpoint
 from recnb.data import eval_inputs, load_scene
+from recnb.evaluation import score_users
 from recnb.export import Exported, ScoringHead, export
 from recnb.metrics import flatten, metrics_from_ranks, ranks_from_scores
 from recnb.models import build_model
-from recnb.train import TrainConfig, fit, save_checkpoint, score_users
+from recnb.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 # The default student of `recnb adarec` on ml-100k (beta 1), in Architecture.signature() form.
@@ -102,7 +104,7 @@ def latency_rows(name: str, model, hist: torch.Tensor, tmp: Path, threads: int, 
 
 def checkpoint_latency(args, tmp: Path) -> tuple[list[dict], dict]:
     """Latency rows of two trained checkpoints, each fed ``--dataset``'s test histories at its own max_len."""
-    from recnb.train import load_checkpoint
+    from recnb.checkpoint import load_checkpoint
 
     if not args.student:
         raise SystemExit("bench/serve.py: --teacher needs --student")
@@ -195,7 +197,7 @@ def peak_memory(dataset: Path, tmp: Path, threads: int) -> list[dict]:
 def agreement(ckpt: Path, scene, recs: Path, k: int = 10) -> str:
     """Users whose test item, at rank r < k in ``evaluate``'s ranking, sits at position r of
     the written top-k (within its ties), and users ranked >= k whose test item is absent."""
-    from recnb.train import load_checkpoint
+    from recnb.checkpoint import load_checkpoint
 
     model = load_checkpoint(ckpt)[0]
     table = pd.read_parquet(recs)

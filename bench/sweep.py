@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 from recnb.data import load_scene
+from recnb.evaluation import evaluate
 from recnb.metrics import flatten
 from recnb.models import build_model
-from recnb.train import TrainConfig, evaluate, fit, seed_everything
+from recnb.train import TrainConfig, fit, seed_everything
 
 
 def run_seed(scene, model_name: str, model_opts: dict, train_opts: dict, epochs: int, seed: int, tag: str,

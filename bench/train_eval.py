@@ -23,11 +23,13 @@ from pathlib import Path
 
 import torch
 
+from recnb.checkpoint import resolve_device
 from recnb.data import load_scene
+from recnb.evaluation import evaluate
 from recnb.metrics import flatten
 from recnb.models import build_model
 from recnb.runs import train_and_report
-from recnb.train import TrainConfig, evaluate, fit, recipe, recipe_model_config, resolve_device, seed_everything
+from recnb.train import TrainConfig, fit, recipe, recipe_model_config, seed_everything
 
 # RecBole 1.2.1 on ml-100k, same protocol, measured on a 2-core CPU like CI's (issue #3)
 RECBOLE = {

@@ -35,7 +35,8 @@ def worker(task: dict) -> dict:
 
     torch.set_num_threads(1)
     import recnb
-    from recnb.train import _Run, evaluate, recipe, user_ranks
+    from recnb.evaluation import evaluate, user_ranks
+    from recnb.train import _Run, recipe
 
     scene = recnb.load_scene(task["scene"])
     cfg = recipe("sasrec", scene if task["side"] == "new" else scene.name, progress=False, seed=2020)  # base: by name

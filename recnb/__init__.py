@@ -8,34 +8,48 @@ The public API, enough for a notebook or a script::
     result = recnb.fit(model, scene, recnb.recipe("sasrec", epochs=5))
     print(recnb.evaluate(model, scene, "test"))
 
-Layers, lowest first (each imports only from the ones before it): ``errors``; ``data``,
-``metrics``, ``models``; ``measure``, ``train``, ``kd``, ``runs``; the methods
+Names are imported on first use. Layers, lowest first (each imports only from the ones before it): ``errors``; ``data``,
+``metrics``, ``models``; ``measure``, ``checkpoint``, ``evaluation``, ``train``, ``kd``, ``runs``; the methods
 ``adarec`` and ``dllm2rec``; ``analysis``, ``viz`` and ``widgets``; ``cli`` and ``commands``.
 """
 
-from recnb.adarec.architecture import Architecture
-from recnb.adarec.pipeline import DistillConfig, run_pipeline
-from recnb.adarec.search import SearchConfig, search
-from recnb.adarec.student import Student
-from recnb.adarec.summary import load_summary
-from recnb.data import Scene, describe, from_dataframe, load_scene, synthetic_scene
-from recnb.dllm2rec.pipeline import DLLM2RecConfig, EmbeddingDistilledStudent, run_dllm2rec
-from recnb.dllm2rec.teachers import SemanticTeacher, build_semantic_teacher, make_artifacts
-from recnb.errors import ConfigError, DataError, RecnbError, TrainingDiverged
-from recnb.measure import efficiency, model_flops, model_latency
-from recnb.models import BASE_MODELS, build_model, register_model
-from recnb.models.ensemble import Ensemble
-from recnb.recommend import Recommender
-from recnb.runs import mean_over_seeds, run_model, train_and_report
-from recnb.train import (
-    TrainConfig,
-    evaluate,
-    fit,
-    load_checkpoint,
-    recipe,
-    recipe_model_config,
-    save_checkpoint,
-)
+# public name -> the module that defines it: imported on first use, so ``import recnb`` (and
+# ``recnb --help``, ``import recnb.errors``) loads neither torch nor pandas until a name needs them
+_EXPORTS = {
+    "recnb.adarec.architecture": ("Architecture",),
+    "recnb.adarec.pipeline": ("DistillConfig", "run_pipeline"),
+    "recnb.adarec.search": ("SearchConfig", "search"),
+    "recnb.adarec.student": ("Student",),
+    "recnb.adarec.summary": ("load_summary",),
+    "recnb.checkpoint": ("load_checkpoint", "save_checkpoint"),
+    "recnb.data": ("Scene", "describe", "from_dataframe", "load_scene", "synthetic_scene"),
+    "recnb.dllm2rec.pipeline": ("DLLM2RecConfig", "EmbeddingDistilledStudent", "run_dllm2rec"),
+    "recnb.dllm2rec.teachers": ("SemanticTeacher", "build_semantic_teacher", "make_artifacts"),
+    "recnb.errors": ("ConfigError", "DataError", "RecnbError", "TrainingDiverged"),
+    "recnb.evaluation": ("evaluate",),
+    "recnb.measure": ("efficiency", "model_flops", "model_latency"),
+    "recnb.models": ("BASE_MODELS", "build_model", "register_model"),
+    "recnb.models.ensemble": ("Ensemble",),
+    "recnb.recommend": ("Recommender",),
+    "recnb.runs": ("mean_over_seeds", "run_model", "train_and_report"),
+    "recnb.train": ("TrainConfig", "fit", "recipe", "recipe_model_config"),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+        globals()[name] = value  # looked up once
+        return value
+    raise AttributeError(f"module 'recnb' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOME))
+
 
 __version__ = "0.1.0"
 

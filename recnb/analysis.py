@@ -20,7 +20,7 @@ from recnb.dllm2rec.artifacts import scene_rows
 from recnb.dllm2rec.pipeline import importance_weights
 from recnb.errors import ConfigError
 from recnb.metrics import metrics_from_ranks
-from recnb.train import item_logits, score_users
+from recnb.evaluation import item_logits, score_users
 
 
 # ----------------------------------------------------------------------------- scene

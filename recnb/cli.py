@@ -1,5 +1,8 @@
 """``python -m recnb <command>``: each command lives in ``recnb/commands/<name>.py`` and
-exposes ``register(subparsers)``. Bad input prints one line and exits with code 2."""
+exposes ``register(subparsers)``. Bad input prints one line and exits with code 2.
+
+Only the command being run is imported (with torch and whatever it needs): ``recnb --help``
+lists the commands from :data:`COMMANDS` alone."""
 
 from __future__ import annotations
 
@@ -10,8 +13,21 @@ import sys
 
 from recnb.errors import RecnbError
 
-COMMANDS = ("train", "ensemble", "evaluate", "search", "distill", "adarec", "bench", "teacher_artifacts", "dllm2rec", "export",
-            "recommend", "sweep")
+# command -> its one-line summary (the module is recnb.commands.<command with _ for ->)
+COMMANDS = {
+    "train": "train a sequential model and evaluate it",
+    "ensemble": "serve trained models of one scene as one model (their scores summed)",
+    "evaluate": "evaluate a checkpoint (prints JSON)",
+    "search": "AdaRec: search a student architecture under a frozen teacher",
+    "distill": "AdaRec: train a searched student with (or without) the teacher",
+    "adarec": "AdaRec end to end: search per beta, distil, compare",
+    "bench": "micro-benchmarks (latency)",
+    "teacher-artifacts": "write DLLM2Rec teacher files from a semantic teacher or a trained model",
+    "dllm2rec": "distil teacher artifacts into GRU4Rec / SASRec / DROS (DLLM2Rec)",
+    "export": "export a checkpoint to ONNX or TorchScript for serving",
+    "recommend": "top-k recommendations for users of a scene",
+    "sweep": "run a grid of trainings or distillations on Ray Tune",
+}
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -38,24 +54,34 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Commands(argparse._SubParsersAction):
+    """Subcommands whose help line comes from :data:`COMMANDS` (one place for each summary)."""
+
+    def add_parser(self, name, **kwargs):
+        kwargs.setdefault("help", COMMANDS.get(name))
+        return super().add_parser(name, **kwargs)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with every command's options, or, given ``argv``, only those of the command
+    it runs (the others listed by name and summary): a command's module loads what it needs."""
     parser = Parser(prog="recnb", description="Make heavy sequential recommenders light.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser.register("action", "commands", _Commands)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, action="commands")
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"recnb.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"recnb.commands.{name}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+        if argv is None or name == chosen:
+            importlib.import_module(f"recnb.commands.{name.replace('-', '_')}").register(sub)
+        else:
+            sub.add_parser(name)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGXFSZ"):  # past a file-size limit a write fails (one line) instead of killing the process
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except RecnbError as exc:

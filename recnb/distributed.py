@@ -89,24 +89,24 @@ class Group:
             return idx[:1], 0.0
         return mine, float((targets[mine] > 0).sum()) * self.world_size / max(1, total)
 
-    def evaluate(self, model, scene, split: str = "valid", max_len: int | None = None, exclude_seen: bool = False):
-        """``recnb.train.evaluate`` (full ranking), each rank ranking its share of the users
-        (``recnb.train.user_ranks(users=...)``), the ranks gathered."""
-        from recnb.metrics import metrics_from_ranks
-        from recnb.train import evaluate, user_ranks
-
+    def share(self, count: int) -> torch.Tensor | None:
+        """This rank's part of ``count`` users to rank (``None`` on one process: all of them)."""
         if not self.parallel:
-            return evaluate(model, scene, split, exclude_seen=exclude_seen, max_len=max_len)
-        users = torch.arange(len(scene.sequences)).tensor_split(self.world_size)
-        ranks = user_ranks(model, scene, split, exclude_seen=exclude_seen, max_len=max_len, users=users[self.rank])
+            return None
+        return torch.arange(count).tensor_split(self.world_size)[self.rank]
+
+    def gather(self, ranks: torch.Tensor, count: int) -> torch.Tensor:
+        """Every rank's ``ranks`` of its :meth:`share`, gathered in user order on every rank."""
+        if not self.parallel:
+            return ranks
+        shares = torch.arange(count).tensor_split(self.world_size)
         # all_gather wants equal sizes: pad every share to the largest, then trim
         device = _collective_device()
-        size = len(users[0])
-        padded = torch.zeros(size, dtype=ranks.dtype, device=device)
+        padded = torch.zeros(len(shares[0]), dtype=ranks.dtype, device=device)
         padded[: len(ranks)] = ranks.to(device)
-        parts = [torch.empty_like(padded) for _ in users]
+        parts = [torch.empty_like(padded) for _ in shares]
         torch.distributed.all_gather(parts, padded)
-        return metrics_from_ranks(torch.cat([p[: len(u)].cpu() for p, u in zip(parts, users)]))
+        return torch.cat([p[: len(u)].cpu() for p, u in zip(parts, shares)])
 
     def any(self, flag: bool) -> bool:
         """True on every rank when it is true on any (a time budget ends the run for all)."""

@@ -41,7 +41,7 @@ class Recommender:
     """A model with the id maps of its scene; the scene (for users' histories) is optional."""
 
     def __init__(self, model: SeqRecModel, id_maps: dict | None = None, scene=None, device: str = "cpu"):
-        from recnb.train import resolve_device
+        from recnb.checkpoint import resolve_device
 
         if not isinstance(model, SeqRecModel):
             raise ConfigError(f"Recommender: expected a recnb model (or Recommender.load(path)), got {type(model).__name__}")
@@ -64,8 +64,8 @@ class Recommender:
     def load(cls, path: str | Path, dataset=None, data_dir=None, device: str = "cpu") -> Recommender:
         """From a ``model.pt``; ``dataset`` (a name, path or :class:`~recnb.data.Scene`) gives
         the users' histories and must hold the checkpoint's items."""
+        from recnb.checkpoint import load_checkpoint
         from recnb.data import Scene, load_scene
-        from recnb.train import load_checkpoint
 
         model, meta = load_checkpoint(path, "cpu")
         scene = None
@@ -78,7 +78,7 @@ class Recommender:
         return rec
 
     def use_scene(self, scene, where="model") -> Recommender:
-        from recnb.train import check_compatible
+        from recnb.checkpoint import check_compatible
 
         check_compatible(self.model, {"id_maps": self.checkpoint_maps}, scene, where)
         self.scene = scene

@@ -21,22 +21,13 @@ import numpy as np
 import torch
 
 from recnb import distributed
+from recnb.checkpoint import load_checkpoint, resolve_device, save_checkpoint, write_json
 from recnb.data import Scene, Windows
+from recnb.evaluation import evaluate
 from recnb.measure import COST_KEYS, efficiency, model_flops, size
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel, build_model
-from recnb.train import (
-    TrainConfig,
-    TrainResult,
-    evaluate,
-    fit,
-    load_checkpoint,
-    recipe_model_config,
-    resolve_device,
-    save_checkpoint,
-    seed_everything,
-    write_json,
-)
+from recnb.train import TrainConfig, TrainResult, fit, recipe_model_config, seed_everything
 
 STATE_FILE = "train_state.pt"  # the training state of an unfinished run (``fit``'s ``state``)
 

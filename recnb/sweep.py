@@ -225,8 +225,9 @@ def run_trial(kind: str, point: dict, dataset: str, out: str | Path, data_dir: s
     out.mkdir(parents=True, exist_ok=True)
     scene = load_scene(dataset, data_dir)
     if kind == "train":
+        from recnb.checkpoint import load_checkpoint
         from recnb.runs import train_and_report
-        from recnb.train import load_checkpoint, recipe
+        from recnb.train import recipe
 
         model_cfg, train_cfg = split_train(point)
         cfg = recipe(point["model"], scene, progress=False, **train_cfg)
@@ -245,9 +246,10 @@ def _adarec_trial(scene, p: dict, out: Path) -> dict:
     """Search with ``beta`` (seed ``search_seed``), then distil the derived student with ``seed``."""
     from recnb.adarec.pipeline import DistillConfig, build_student, train_model
     from recnb.adarec.search import SearchConfig, search
+    from recnb.checkpoint import load_checkpoint, resolve_device
     from recnb.data import train_windows
     from recnb.kd import TeacherCache
-    from recnb.train import TrainConfig, load_checkpoint, resolve_device
+    from recnb.train import TrainConfig
 
     device = resolve_device("auto")
     teacher, _ = load_checkpoint(p["teacher"], device=str(device))

@@ -1,4 +1,5 @@
-"""Training, evaluation and checkpoints for every model that meets the contract.
+"""Training for every model that meets the contract: settings, recipes, losses, batches and
+the fit loop (scoring and ranking live in ``recnb.evaluation``, files in ``recnb.checkpoint``).
 
 One epoch runs each training window through the network once and learns all of its
 positions together (RecBole re-runs the network once per prefix, which is why it is slow).
@@ -9,12 +10,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
-import json
 import math
-import pickle
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,21 +26,20 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recnb import distributed
-from recnb.data import Scene, Windows, eval_inputs, seen_items, seen_matrix, train_windows
-from recnb.errors import ConfigError, DataError, TrainingDiverged, check_fields, from_checked_dict
-from recnb.files import atomic_write
-from recnb.metrics import (
-    DEFAULT_KS,
-    PROTOCOLS,
-    check_ks,
-    flatten,
-    metrics_from_ranks,
-    ranks_from_scores,
-    sampled_candidates,
+from recnb.checkpoint import (
+    all_finite,
+    changed_settings,
+    read_torch_file,
+    resolve_device,
+    save_checkpoint,
+    write_torch_file,
 )
-from recnb.models import SeqRecModel, model_class
+from recnb.data import Scene, Windows, train_windows
+from recnb.errors import ConfigError, DataError, TrainingDiverged, check_fields, from_checked_dict
+from recnb.evaluation import check_model_scene, evaluate, item_logits
+from recnb.metrics import flatten
+from recnb.models import SeqRecModel
 
-CHECKPOINT_FORMAT = 1
 LOSSES = ("ce", "bce", "sampled")
 LR_DECAYS = ("none", "cosine", "linear")
 
@@ -227,44 +223,14 @@ class TrainResult:
     history: pd.DataFrame = field(repr=False, default=None)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"--device: unknown device {device!r} (use auto, cpu or cuda)") from None
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def check_model_scene(model, scene) -> None:
-    """Refuse, in one line, a model that cannot score ``scene``'s items (wrong types included)."""
-    if not isinstance(model, SeqRecModel):
-        raise ConfigError(f"expected a recnb model (recnb.build_model), got {type(model).__name__}")
-    if not isinstance(scene, Scene):
-        raise ConfigError(f"expected a recnb Scene (recnb.load_scene), got {type(scene).__name__}")
-    if model.config.num_items != scene.num_items:
-        raise ConfigError(f"{model.name} was built for {model.config.num_items} items, scene '{scene.name}' has "
-                          f"{scene.num_items}: build it with num_items=scene.num_items")
-
-
 # ----------------------------------------------------------------------------- losses
 ExtraLoss = Callable[[SeqRecModel, dict, list, torch.Tensor], "torch.Tensor | dict"]
-
-
-def item_logits(model: SeqRecModel, h: torch.Tensor) -> torch.Tensor:
-    """Scores of every item at hidden states ``h`` (``(P, num_items + 1)``) with the padding id
-    at -inf: what full-softmax losses, distillation and full ranking all read."""
-    logits = model.score(h)
-    logits[:, 0] = float("-inf")
-    return logits
 
 
 def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce",
@@ -657,8 +623,8 @@ class _Run:
 
     def validate(self, epoch: int, row: dict, bar) -> None:
         # distributed: users split over ranks, ranks gathered
-        valid = flatten(self.ddp.evaluate(self.model, self.scene, "valid", max_len=self.cfg.max_len,
-                                          exclude_seen=self.exclude_seen))
+        valid = flatten(evaluate(self.model, self.scene, "valid", max_len=self.cfg.max_len,
+                                 exclude_seen=self.exclude_seen, group=self.ddp))
         row.update({f"valid_{k}": v for k, v in valid.items()})
         if valid["NDCG@10"] > self.best:
             self.best, self.best_epoch, self.bad = valid["NDCG@10"], epoch, 0
@@ -682,11 +648,6 @@ class _Run:
             **{name: getattr(self, name) for name in self.CARRIED}})
 
 
-def all_finite(tensors) -> bool:
-    """True when no tensor holds a NaN or an infinity (one reduction per tensor)."""
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
-
-
 def _diverged(epoch: int, what: str, state) -> str:
     kept = (f"; the last good epoch's state is kept in {state}" if state is not None and Path(state).exists()
             else "")
@@ -701,81 +662,6 @@ _RESUMABLE = ("epochs", "progress", "time_budget", "device")
 def _save_state(path: str | Path, cfg: TrainConfig, content: dict) -> None:
     # a kill mid-write leaves the previous epoch's state intact
     write_torch_file(path, {"format": "recnb-train-state/1", "config": dataclasses.asdict(cfg), **content})
-
-
-def write_torch_file(path: str | Path, payload: dict) -> Path:
-    """``torch.save`` of ``payload`` with its digest (:func:`payload_digest`) under
-    ``"digest"``, written atomically: :func:`read_torch_file` refuses a file whose content no
-    longer matches it (a flipped bit in a weight would otherwise score slightly differently)."""
-    payload = {**payload, "digest": payload_digest(payload)}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def payload_digest(value) -> str:
-    """SHA-256 over a nested payload of dicts, lists, tensors and plain values: every tensor's
-    dtype, shape and bytes, every other value's repr, keys in order (the key "digest" left out)."""
-    h = hashlib.sha256()
-
-    def feed(v):
-        if isinstance(v, torch.Tensor):
-            t = v.detach().cpu().contiguous()
-            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        elif isinstance(v, dict):
-            h.update(b"{")
-            for k in sorted(v, key=str):
-                if k != "digest":
-                    h.update(repr(k).encode())
-                    feed(v[k])
-            h.update(b"}")
-        elif isinstance(v, (list, tuple)):
-            h.update(b"[")
-            for x in v:
-                feed(x)
-            h.update(b"]")
-        else:
-            h.update(repr(v).encode())
-
-    feed(value)
-    return h.hexdigest()
-
-
-def read_torch_file(path: str | Path, what: str = "recnb checkpoint"):
-    """``torch.load`` of a file recnb wrote, on CPU, with ``weights_only=True``: tensors and
-    plain values (dict, list, str, numbers, numpy scalars) only, so a crafted file cannot run
-    code while it is read. A missing, unreadable or code-carrying file is one ``DataError``
-    line naming it, never a pickle traceback; so is a file whose digest (written by
-    :func:`write_torch_file`) no longer matches its content."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such {what.removeprefix('recnb ')}")
-    try:
-        with torch.serialization.safe_globals(_NUMPY_SCALARS):
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        needs = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if needs is None:  # not a pickle of plain values at all
-            raise DataError(f"{path}: not a {what} (unreadable as one)") from None
-        raise DataError(f"{path}: refused to load as a {what}: it asks to import {needs.group(1)} (files are read "
-                        "with weights_only, so a file cannot run code)") from None
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
-        raise DataError(f"{path}: not a {what} ({type(exc).__name__})") from None
-    if isinstance(payload, dict) and "digest" in payload and payload["digest"] != payload_digest(payload):
-        raise DataError(f"{path}: fails its integrity check (its content no longer matches the digest written with it: "
-                        "a damaged or edited file); use another copy or train again")
-    return payload
-
-
-# numpy scalars and dtypes are data: metrics computed with numpy may hold them
-_NUMPY_SCALARS = [np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar, np.dtype,
-                  *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]
-
-
-def changed_settings(saved: dict, now: dict, free=()) -> list[str]:
-    """Names whose value differs between ``saved`` and ``now`` (either side may lack one),
-    except those in ``free`` (a dotted name counts by its last part): what a resume refuses."""
-    return sorted(k for k in saved.keys() | now.keys()
-                  if k not in free and k.rsplit(".", 1)[-1] not in free and saved.get(k) != now.get(k))
 
 
 def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel, exclude_seen: bool = False) -> dict:
@@ -847,174 +733,16 @@ class WeightAverage:
                 torch._foreach_copy_(self.live, own)
 
 
-# ----------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def score_users(model: SeqRecModel, histories: torch.Tensor, batch_size: int = 1024, offset: int = 0,
-                out: torch.Tensor | None = None) -> torch.Tensor:
-    """Scores of every item for each left-padded history (rows on the model's device);
-    ``offset``: columns of padding cut from the histories' left (``cuts_padding`` models).
-    Only the last position's state is computed where the model can (``last_output``).
-    ``out``: a float32 buffer of at least ``(len(histories), num_items + 1)`` that the scores
-    are written into (a view of it is returned) where the model scores by dot product: a fresh
-    matrix of users x items per batch costs more in page faults than the product itself."""
-    model.eval()
-    device = next(model.parameters()).device
-    last = getattr(model, "last_output", None) or (lambda seq, off: (model(seq, offset=off) if off else model(seq))[-1][:, -1])
-    if out is not None and len(histories) <= batch_size and type(model).score is SeqRecModel.score:
-        h = last(histories.to(device), offset).float()
-        scores = torch.mm(h, model.item_weights().float().t(), out=out[: len(h)])
-        scores[:, 0] = float("-inf")
-        return scores
-    parts = [item_logits(model, last(histories[b: b + batch_size].to(device), offset)).float()
-             for b in range(0, len(histories), batch_size)]
-    return (parts[0] if len(parts) == 1 else torch.cat(parts)) if parts else torch.zeros(0, model.config.num_items + 1)
+# names that lived here before scoring and files had modules of their own: still importable
+_MOVED = {"recnb.evaluation": ("score_users", "user_ranks", "mask_seen", "popularity_ranks"),
+          "recnb.checkpoint": ("CHECKPOINT_FORMAT", "payload_digest", "load_checkpoint", "check_compatible",
+                               "model_from_checkpoint", "write_json")}
 
 
-@torch.no_grad()
-def user_ranks(
-    model: SeqRecModel,
-    scene: Scene,
-    split: str = "test",
-    protocol: str = "full",
-    exclude_seen: bool = False,
-    max_len: int | None = None,
-    seed: int = 0,
-    batch_size: int = 1024,
-    cut_padding: bool = True,
-    users: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """0-based rank of each user's held-out item (the unit every metric is built from).
+def __getattr__(name: str):
+    import importlib
 
-    ``users``: indices of the users to rank (one process's share under torchrun), else all.
-    Users go by history length and each batch is cut to its longest history where the model
-    ``cuts_padding`` (the same numbers up to float rounding, a fraction of the work on short
-    histories; ``cut_padding=False`` keeps the full window). Each batch's scores are ranked in
-    place: no second matrix of users x items."""
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    check_model_scene(model, scene)
-    max_len = max_len or model.config.max_len
-    hist, target = eval_inputs(scene, split, max_len)
-    users = torch.arange(len(hist)) if users is None else torch.as_tensor(users, dtype=torch.long)
-    cand = None
-    if protocol == "sampled100":
-        cand = sampled_candidates(seen_items(scene, split), target, scene.num_items, 100, seed)[users]
-    hist, target = hist[users], target[users]
-    cut = cut_padding and model.cuts_padding
-    order = torch.argsort(hist.ne(0).sum(1), stable=True) if cut else torch.arange(len(hist))
-    ranks = torch.zeros(len(hist), dtype=torch.long)
-    device = next(model.parameters()).device
-    buffer = torch.empty(min(batch_size, len(hist)), model.config.num_items + 1, device=device)  # one for all batches
-    for b in range(0, len(hist), batch_size):
-        idx = order[b: b + batch_size]
-        h = hist[idx]
-        off = h.shape[1] - int(h.ne(0).sum(1).max()) if cut else 0
-        scores = score_users(model, h[:, off:], batch_size, offset=off, out=buffer)
-        tgt = target[idx].to(scores.device)
-        if cand is not None:
-            ranks[idx] = ranks_from_scores(scores.gather(1, cand[idx].to(scores.device)), torch.zeros_like(tgt)).cpu()
-            continue
-        if exclude_seen:
-            mask_seen(scores, scene, split, users[idx], tgt)
-        ranks[idx] = ranks_from_scores(scores, tgt, inplace=True).cpu()
-    return ranks
-
-
-def mask_seen(scores: torch.Tensor, scene: Scene, split: str, users: torch.Tensor, target: torch.Tensor) -> None:
-    """Set, in place, each of ``users``' earlier items to -inf in their rows of ``scores``,
-    except the held-out ``target`` itself: the Amazon protocol (``exclude_seen``)."""
-    seen = seen_matrix(scene, split, users).to(scores.device)
-    seen = seen.masked_fill(seen == target[:, None], 0)  # column 0 (padding) is -inf already
-    scores.scatter_(1, seen, float("-inf"))  # one scatter for the whole batch
-
-
-def evaluate(
-    model: SeqRecModel,
-    scene: Scene,
-    split: str = "test",
-    protocol: str = "full",
-    exclude_seen: bool = False,
-    ks=DEFAULT_KS,
-    max_len: int | None = None,
-    seed: int = 0,
-    cut_padding: bool = True,
-) -> pd.DataFrame:
-    """HR/NDCG/MRR at each k as a DataFrame (rows k, columns metrics)."""
-    ks = check_ks(ks, scene.num_items)
-    ranks = user_ranks(model, scene, split, protocol, exclude_seen, max_len, seed, cut_padding=cut_padding)
-    return metrics_from_ranks(ranks, ks)
-
-
-def popularity_ranks(scene: Scene, split: str = "test") -> torch.Tensor:
-    """Ranks under "recommend the most popular training items": the floor to beat."""
-    cut = 2 if split == "valid" else 1
-    counts = np.bincount(np.concatenate([s[: len(s) - 2] for s in scene.sequences]), minlength=scene.num_items + 1)
-    scores = torch.as_tensor(counts, dtype=torch.float64).repeat(scene.num_users, 1)
-    scores[:, 0] = -1
-    target = torch.as_tensor([s[len(s) - cut] for s in scene.sequences])
-    return ranks_from_scores(scores, target)
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: str | Path, model: SeqRecModel, scene: Scene | None = None, extra: dict | None = None) -> Path:
-    """One file with model name, config, weights and the scene's id maps."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "model": model.name,
-        "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "dataset": scene.name if scene else None,
-        "id_maps": scene.id_maps() if scene else None,
-        "scene": dict(scene.meta) if scene else None,  # how it was built (source, kcore): rebuilt the same way
-        "extra": extra or {},
-    }
-    return write_torch_file(path, payload)  # never a half-written checkpoint, and its digest inside
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu", scene: Scene | None = None,
-                    what: str = "--model") -> tuple[SeqRecModel, dict]:
-    """A ready model (eval mode) and the checkpoint's metadata (dataset, id maps, scene
-    settings, extra). With ``scene``, a model trained on other items is refused
-    (:func:`check_compatible`): every command that takes a checkpoint passes its scene."""
-    model, meta = model_from_checkpoint(read_torch_file(path), path, device)
-    if scene is not None:
-        check_compatible(model, meta, scene, path, what)
-    return model, meta
-
-
-def check_compatible(model: SeqRecModel, meta: dict, scene: Scene, path, what: str = "--model") -> None:
-    """The checkpoint's item ids must be the scene's, or every score is meaningless."""
-    maps = meta.get("id_maps") or {}
-    if maps.get("item_ids") and list(maps["item_ids"]) != list(scene.item_ids):
-        built = (meta.get("scene") or {}).get("kcore")
-        hint = f" (it was built with kcore {built})" if built else ""
-        raise ConfigError(f"{what} {path}: trained on '{meta.get('dataset')}'{hint}, whose item ids differ from "
-                          f"scene '{scene.name}'")
-    if model.config.num_items != scene.num_items:
-        raise ConfigError(f"{what} {path}: has {model.config.num_items} items, scene '{scene.name}' has {scene.num_items}")
-
-
-def model_from_checkpoint(payload, path: str | Path, device: str = "cpu", cls=None) -> tuple[SeqRecModel, dict]:
-    """The model and metadata held by a checkpoint already read (``read_torch_file``);
-    ``cls`` overrides the registry lookup of ``payload["model"]`` (models defined outside
-    ``recnb.models``)."""
-    if not isinstance(payload, dict) or "model" not in payload or "state_dict" not in payload:
-        raise DataError(f"{path}: not a recnb checkpoint (no model name or weights)")
-    cls = cls or model_class(payload["model"])
-    model = cls(cls.config_class.from_dict(payload["config"]))
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, TypeError, AttributeError) as exc:  # missing, extra or misshapen tensors
-        first = str(exc).strip().splitlines()
-        detail = next((ln.strip() for ln in first[1:] if ln.strip()), first[0] if first else "")
-        raise DataError(f"{path}: its weights do not fit its {payload['model']} config ({detail[:160]})") from None
-    if not all_finite(model.state_dict().values()):
-        raise DataError(f"{path}: holds NaN or infinite weights; it cannot score (a diverged run?)")
-    model.to(resolve_device(device)).eval()
-    return model, {k: payload.get(k) for k in ("dataset", "id_maps", "scene", "extra")}
-
-
-def write_json(path: str | Path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    for module, names in _MOVED.items():
+        if name in names:
+            return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module 'recnb.train' has no attribute {name!r}")

@@ -19,12 +19,13 @@ from recnb.adarec.pipeline import (
 )
 from recnb.adarec.search import SearchConfig
 from recnb.adarec.summary import story
+from recnb.checkpoint import load_checkpoint, save_checkpoint
 from recnb.cli import main
 from recnb.data import synthetic_scene, train_windows
 from recnb.errors import ConfigError
 from recnb.kd import TeacherCache
 from recnb.models import build_model
-from recnb.train import TrainConfig, load_checkpoint, save_checkpoint
+from recnb.train import TrainConfig
 
 L = 12
 OPS = ["zero", "skip", "avg_pool_k3", "conv_k3", "conv_k5"]

@@ -10,10 +10,11 @@ import sys
 import pytest
 import torch
 
+from recnb.checkpoint import load_checkpoint, save_checkpoint
 from recnb.data import synthetic_scene, write_atomic
 from recnb.errors import ConfigError, DataError
+from recnb.evaluation import evaluate
 from recnb.models import build_model
-from recnb.train import evaluate, load_checkpoint, save_checkpoint
 
 CMD = [sys.executable, "-m", "recnb"]
 
@@ -224,7 +225,8 @@ def test_checkpoints_whose_weights_do_not_fit_or_are_not_finite_are_refused(inte
 def test_a_damaged_checkpoint_or_training_state_fails_its_digest(scene, tmp_path):
     """Files recnb writes carry a digest of their content: a flipped bit in a weight is refused
     by name instead of scoring slightly differently; a file without one (older) still loads."""
-    from recnb.train import TrainConfig, fit, read_torch_file, write_torch_file
+    from recnb.checkpoint import read_torch_file, write_torch_file
+    from recnb.train import TrainConfig, fit
 
     model = build_model("sasrec", num_items=scene.num_items, max_len=10, hidden_size=8, num_heads=1)
     path = save_checkpoint(tmp_path / "model.pt", model, scene)

@@ -75,9 +75,9 @@ def test_a_users_own_amazon_shaped_file_gets_the_large_sparse_recipe_and_says_wh
 def test_ensemble_serves_trained_models_as_one_and_never_overwrites_them(inter, tmp_path):
     import torch
 
+    from recnb.checkpoint import save_checkpoint
     from recnb.data import load_scene
     from recnb.models import build_model
-    from recnb.train import save_checkpoint
 
     scene = load_scene(inter)
     for seed in (1, 2):  # two members of the scene (their training does not matter here)

@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
+from recnb.checkpoint import load_checkpoint, read_torch_file
 from recnb.cli import main
 from recnb.data import synthetic_scene, write_atomic
-from recnb.train import evaluate, load_checkpoint, read_torch_file
+from recnb.evaluation import evaluate
 
 # dropout off: with it the ranks draw their own masks, equal in distribution only
 ARGS = ["--model", "gru4rec", "--epochs", "2", "--batch-size", "15", "--embedding-size", "16", "--hidden-size", "16",

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from recnb.checkpoint import load_checkpoint, save_checkpoint
 from recnb.cli import main
 from recnb.data import synthetic_scene, train_windows, write_atomic
 from recnb.dllm2rec.artifacts import export_scene, load_artifacts, scene_rows, write_official
@@ -23,8 +24,9 @@ from recnb.dllm2rec.pipeline import (
 )
 from recnb.dllm2rec.teachers import build_semantic_teacher, make_artifacts, top_n_rows
 from recnb.errors import ConfigError, DataError
+from recnb.evaluation import item_logits
 from recnb.models import build_model
-from recnb.train import TrainConfig, fit, item_logits, load_checkpoint, save_checkpoint
+from recnb.train import TrainConfig, fit
 
 torch.set_num_threads(1)
 N, L = 40, 12

@@ -13,14 +13,15 @@ import torch
 from test_cli import one_line_error  # tests/ is on the path under pytest
 
 from recnb.adarec.student import Student
+from recnb.checkpoint import save_checkpoint
 from recnb.cli import main
 from recnb.data import eval_inputs, load_scene, synthetic_scene
 from recnb.dllm2rec.pipeline import DLLM2RecConfig, build_student
 from recnb.errors import ConfigError
+from recnb.evaluation import score_users, user_ranks
 from recnb.export import ScoringHead, export, idmap_path
 from recnb.models import build_model
 from recnb.recommend import Recommender
-from recnb.train import save_checkpoint, score_users, user_ranks
 
 pytest.importorskip("onnxruntime")
 import onnxruntime as ort

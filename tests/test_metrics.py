@@ -63,8 +63,8 @@ def test_ties_count_against_the_target_and_nan_ranks_last():
 
 def test_a_collapsed_model_gets_the_worst_metrics_end_to_end():
     from recnb.data import synthetic_scene
+    from recnb.evaluation import evaluate
     from recnb.models import build_model
-    from recnb.train import evaluate
 
     scene = synthetic_scene(num_users=40, num_items=30, seq_len=10, seed=1)
     model = build_model("gru4rec", num_items=scene.num_items, max_len=10)

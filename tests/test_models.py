@@ -162,8 +162,8 @@ def test_nextitnet_stochastic_depth_is_causal_and_off_at_eval():
 def test_an_ensemble_is_one_model_whose_scores_are_the_members_sum(tmp_path):
     """The teacher of several seeds served as one: contract kept (states side by side, its
     own last_output), scores exactly the sum, and a checkpoint round trip."""
+    from recnb.checkpoint import load_checkpoint, save_checkpoint
     from recnb.models.ensemble import Ensemble
-    from recnb.train import load_checkpoint, save_checkpoint
 
     members = [make("sasrec"), make("gru4rec"),
                build_model("sasrec", num_items=N_ITEMS, max_len=L, num_layers=1, norm="pre").eval()]

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import recnb.runs
+from recnb.checkpoint import load_checkpoint
 from recnb.data import synthetic_scene
 from recnb.models import build_model
 from recnb.runs import Evaluation, mean_over_seeds, run_model, train_and_report
-from recnb.train import TrainConfig, load_checkpoint
+from recnb.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny tensors run on one thread
 L = 10
@@ -69,8 +70,8 @@ def test_a_run_on_separate_test_data_measures_test_there(scene, tmp_path):
     torch.manual_seed(0)
     model = build_model("sasrec", num_items=scene.num_items, max_len=L, hidden_size=8, num_layers=1)
     m = run_model(scene, model, QUICK, evaluation=Evaluation(test_scene=other))
+    from recnb.evaluation import evaluate
     from recnb.metrics import flatten
-    from recnb.train import evaluate
 
     assert m["test"] == flatten(evaluate(model, other, "test")) and m["valid"] == flatten(evaluate(model, scene, "valid"))
 

@@ -7,9 +7,10 @@ import torch.nn.functional as F
 
 from recnb.data import seen_items, synthetic_scene, train_windows
 from recnb.errors import ConfigError
+from recnb.evaluation import score_users, user_ranks
 from recnb.metrics import ranks_from_scores
 from recnb.models import BASE_MODELS, build_model
-from recnb.train import Batches, TrainConfig, fit, rec_loss, sampled_softmax, score_users, user_ranks
+from recnb.train import Batches, TrainConfig, fit, rec_loss, sampled_softmax
 
 
 def short_scene():

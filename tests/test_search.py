@@ -17,12 +17,12 @@ from recnb.adarec.ops import PRIMITIVES, build_op, latency_table, normalised_cos
 from recnb.adarec.search import SearchConfig, bilevel_step, load_history, search
 from recnb.adarec.student import Student
 from recnb.adarec.supernet import Supernet, SupernetConfig
+from recnb.checkpoint import load_checkpoint, save_checkpoint
 from recnb.data import synthetic_scene, train_windows
 from recnb.errors import ConfigError
 from recnb.kd import EMDLoss, TeacherCache, emd_flow, kd_loss
 from recnb.measure import model_flops
 from recnb.models import build_model
-from recnb.train import load_checkpoint, save_checkpoint
 
 D, L = 8, 12
 

@@ -170,9 +170,9 @@ TIMING = ("latency_", "train_seconds", "architecture")  # clocks, and paths insi
 
 @pytest.fixture(scope="module")
 def adarec_teacher(scene_file, tmp_path_factory) -> Path:
+    from recnb.checkpoint import save_checkpoint
     from recnb.data import load_scene
     from recnb.models import build_model
-    from recnb.train import save_checkpoint
 
     torch.manual_seed(0)
     scene = load_scene(scene_file)

@@ -4,21 +4,13 @@ import pandas as pd
 import pytest
 import torch
 
+from recnb.checkpoint import load_checkpoint, save_checkpoint
 from recnb.data import load_scene, synthetic_scene, train_windows
 from recnb.errors import ConfigError
+from recnb.evaluation import evaluate, popularity_ranks, user_ranks
 from recnb.metrics import flatten, metrics_from_ranks
 from recnb.models import build_model
-from recnb.train import (
-    TrainConfig,
-    evaluate,
-    fit,
-    load_checkpoint,
-    popularity_ranks,
-    reorder_windows,
-    save_checkpoint,
-    seed_everything,
-    user_ranks,
-)
+from recnb.train import TrainConfig, fit, reorder_windows, seed_everything
 
 
 @pytest.fixture(scope="module")

@@ -32,23 +32,16 @@ from recnb.adarec.architecture import Architecture
 from recnb.adarec.search import SearchConfig, search
 from recnb.adarec.student import Student
 from recnb.adarec.summary import load_summary, summary_frame
+from recnb.checkpoint import changed_settings, load_checkpoint, resolve_device, write_json
 from recnb.data import Scene, load_scene, train_windows
 from recnb.errors import ConfigError, check_fields
+from recnb.evaluation import item_logits, user_ranks
 from recnb.kd import EMDLoss, TeacherCache, kd_loss
 from recnb.measure import COST_KEYS, model_flops
 from recnb.metrics import paired_difference
 from recnb.models import SeqRecModel, build_model
 from recnb.runs import Evaluation, evaluate_and_measure, mean_over_seeds, run_model, train_and_report
-from recnb.train import (
-    TrainConfig,
-    changed_settings,
-    item_logits,
-    load_checkpoint,
-    resolve_device,
-    seed_everything,
-    user_ranks,
-    write_json,
-)
+from recnb.train import TrainConfig, seed_everything
 
 # 16 residual blocks of width 128; dropout 0.2 in the residual branch keeps it from overfitting ml-100k
 TEACHER_CONFIG = {"embedding_size": 128, "num_blocks": 8, "dilations": [1, 4], "layer_every": 2, "dropout": 0.2}

@@ -37,22 +37,21 @@ from recnb.adarec.architecture import Architecture, derive, edges_per_cell
 from recnb.adarec.objective import combined_loss, cost_loss
 from recnb.adarec.ops import COSTS, normalised_costs, op_costs
 from recnb.adarec.supernet import Supernet, SupernetConfig
-from recnb.data import Scene, train_windows
-from recnb.errors import ConfigError, check_fields, from_checked_dict
-from recnb.kd import WEIGHT_UPDATES, EMDLoss, TeacherCache, kd_loss
-from recnb.metrics import flatten
-from recnb.models import SeqRecModel
-from recnb.train import (
+from recnb.checkpoint import (
     changed_settings,
-    evaluate,
-    item_logits,
     load_checkpoint,
     read_torch_file,
     resolve_device,
-    seed_everything,
     write_json,
     write_torch_file,
 )
+from recnb.data import Scene, train_windows
+from recnb.errors import ConfigError, check_fields, from_checked_dict
+from recnb.evaluation import evaluate, item_logits
+from recnb.kd import WEIGHT_UPDATES, EMDLoss, TeacherCache, kd_loss
+from recnb.metrics import flatten
+from recnb.models import SeqRecModel
+from recnb.train import seed_everything
 
 # The default candidate ops: the paper's eight plus causal self-attention. The d4
 # dilations exist in the registry (``ops.PRIMITIVES``) and can be added with ``primitives``.

@@ -22,7 +22,7 @@ def pipeline_distill_flags():
 
 
 def register(sub) -> None:
-    p = sub.add_parser("adarec", help="AdaRec end to end: search per beta, distil, compare")
+    p = sub.add_parser("adarec")
     add_data_args(p)
     add_run_args(p)
     p.add_argument("--teacher", default=None, help="teacher checkpoint to reuse (else one is trained)")
@@ -75,9 +75,9 @@ def pool_of(args, device: str):
         if args.address is not None:
             raise ConfigError("--address: only with --parallel ray")
         return (lambda: contextlib.nullcontext(InProcess())), None
+    from recnb.checkpoint import resolve_device
     from recnb.parallel import RayPool
     from recnb.sweep import import_ray, parse_resources
-    from recnb.train import resolve_device
 
     resources = parse_resources(args.resources_per_trial)
     if resources["gpu"] <= 0 and resolve_device(device).type == "cuda":

@@ -11,7 +11,7 @@ from recnb.errors import ConfigError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="micro-benchmarks (latency)")
+    p = sub.add_parser("bench")
     what = p.add_subparsers(dest="what", required=True)
     lat = what.add_parser("latency", help="median ms per batch of a checkpoint")
     lat.add_argument("--model", required=True, help="checkpoint (model.pt)")
@@ -27,8 +27,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
+    from recnb.checkpoint import load_checkpoint, resolve_device
     from recnb.measure import model_flops, model_latency
-    from recnb.train import load_checkpoint, resolve_device
 
     batches = parse_list(args.batch, int, "--batch")
     if not batches or min(batches) < 1:

@@ -45,7 +45,7 @@ def distill_config(args, own: ConfigFlags, train: ConfigFlags, **train_overrides
 
 
 def register(sub) -> None:
-    p = sub.add_parser("distill", help="AdaRec: train a searched student with (or without) the teacher")
+    p = sub.add_parser("distill")
     add_data_args(p)
     add_run_args(p)
     p.add_argument("--arch", required=True, help="architecture.json written by `recnb search`")
@@ -73,9 +73,9 @@ def run(args) -> int:
 
     from recnb.adarec.architecture import Architecture
     from recnb.adarec.pipeline import build_student, check_resume_settings, train_model
+    from recnb.checkpoint import load_checkpoint, resolve_device
     from recnb.data import train_windows
     from recnb.kd import TeacherCache
-    from recnb.train import load_checkpoint, resolve_device
 
     if args.no_teacher == (args.teacher is not None):
         raise ConfigError("give exactly one of --teacher PATH or --no-teacher")

@@ -21,7 +21,7 @@ def dllm2rec_flags() -> tuple[ConfigFlags, ConfigFlags]:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("dllm2rec", help="distil teacher artifacts into GRU4Rec / SASRec / DROS (DLLM2Rec)")
+    p = sub.add_parser("dllm2rec")
     add_data_args(p)
     add_run_args(p)
     p.add_argument("--artifacts", required=True, help="folder with all_embeddings.pt, myrank_train.txt, confidence_train.txt")

@@ -10,7 +10,7 @@ from recnb.errors import ConfigError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ensemble", help="serve trained models of one scene as one model (their scores summed)")
+    p = sub.add_parser("ensemble")
     p.add_argument("--models", required=True, help="model.pt files (or run folders holding one), comma-separated")
     add_data_args(p)
     p.add_argument("--out", required=True, help="output directory: model.pt and metrics.json")
@@ -24,9 +24,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from recnb.checkpoint import load_checkpoint, save_checkpoint, write_json
     from recnb.models.ensemble import Ensemble
     from recnb.runs import Evaluation, evaluate_and_measure
-    from recnb.train import load_checkpoint, save_checkpoint, write_json
 
     if args.protocol not in ("full", "sampled100"):
         raise ConfigError(f"--protocol: expected full or sampled100, got {args.protocol!r}")

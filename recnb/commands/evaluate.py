@@ -9,7 +9,7 @@ from recnb.errors import ConfigError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint (prints JSON)")
+    p = sub.add_parser("evaluate")
     p.add_argument("--model", required=True, help="path to model.pt")
     add_data_args(p)
     p.add_argument("--split", default="test", help="valid or test")
@@ -21,8 +21,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from recnb.checkpoint import check_compatible, load_checkpoint
+    from recnb.evaluation import evaluate
     from recnb.metrics import flatten
-    from recnb.train import check_compatible, evaluate, load_checkpoint
 
     if args.split not in ("valid", "test"):
         raise ConfigError(f"--split: expected valid or test, got {args.split!r}")

@@ -7,7 +7,7 @@ from recnb.errors import ConfigError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript for serving")
+    p = sub.add_parser("export")
     p.add_argument("--model", required=True, help="checkpoint (model.pt)")
     p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
     p.add_argument("--out", required=True, help="graph file to write; FILE.json (the id map) is written beside it")
@@ -20,8 +20,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from recnb.checkpoint import load_checkpoint
     from recnb.export import FORMATS, OUTPUTS, export, idmap_path
-    from recnb.train import load_checkpoint
 
     if args.format not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {args.format!r}")

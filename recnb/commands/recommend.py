@@ -8,7 +8,7 @@ from recnb.errors import ConfigError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("recommend", help="top-k recommendations for users of a scene")
+    p = sub.add_parser("recommend")
     p.add_argument("--model", required=True, help="checkpoint (model.pt)")
     add_data_args(p)
     who = p.add_mutually_exclusive_group(required=True)

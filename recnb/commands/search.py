@@ -46,7 +46,7 @@ def search_config_from_args(args, **overrides):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("search", help="AdaRec: search a student architecture under a frozen teacher")
+    p = sub.add_parser("search")
     add_data_args(p)
     add_run_args(p)
     p.add_argument("--teacher", default=None, help="teacher checkpoint (model.pt); omit to search without KD")

@@ -9,7 +9,7 @@ from recnb.errors import ConfigError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sweep", help="run a grid of trainings or distillations on Ray Tune")
+    p = sub.add_parser("sweep")
     add_data_args(p, data_format=False)  # trials read --dataset themselves
     p.add_argument("--grid", required=True, help="JSON object: one value = fixed, a list of values = a grid axis")
     p.add_argument("--kind", default="train", help="train, adarec (beta x seed) or dllm2rec (lam, ed_weight)")

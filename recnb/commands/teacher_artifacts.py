@@ -27,7 +27,7 @@ def teacher_flags() -> tuple[ConfigFlags, ConfigFlags]:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("teacher-artifacts", help="write DLLM2Rec teacher files from a semantic teacher or a trained model")
+    p = sub.add_parser("teacher-artifacts")
     add_data_args(p)
     add_run_args(p)
     p.add_argument("--teacher", required=True, help="'semantic' (BIGRec-shaped, trained here) or a recnb checkpoint path")
@@ -59,6 +59,7 @@ def settings(args) -> tuple[dict, dict]:
 
 
 def run(args) -> int:
+    from recnb.checkpoint import load_checkpoint, save_checkpoint
     from recnb.dllm2rec.artifacts import is_official_dir
     from recnb.dllm2rec.teachers import (
         build_semantic_teacher,
@@ -67,7 +68,7 @@ def run(args) -> int:
         scene_text,
         teacher_recipe,
     )
-    from recnb.train import fit, load_checkpoint, save_checkpoint
+    from recnb.train import fit
 
     if args.top_n < 1:
         raise ConfigError(f"--top-n must be at least 1, got {args.top_n}")

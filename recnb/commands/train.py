@@ -62,7 +62,7 @@ def model_flags() -> list[ConfigFlags]:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a sequential model and evaluate it")
+    p = sub.add_parser("train")
     add_data_args(p)
     add_run_args(p)
     p.add_argument("--model", required=True, help=f"one of {', '.join(BASE_MODELS)}")

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recnb.checkpoint import save_checkpoint, write_json
 from recnb.data import Scene, Windows, train_windows
 from recnb.dllm2rec.artifacts import (
     TRAIN_FILE,
@@ -43,10 +44,11 @@ from recnb.dllm2rec.artifacts import (
     window_rows,
 )
 from recnb.errors import ConfigError, DataError, check_fields
+from recnb.evaluation import item_logits
 from recnb.models import build_model, model_class, register_model
 from recnb.models.base import ModelConfig, SeqRecModel
 from recnb.runs import Evaluation, mean_over_seeds, run_model
-from recnb.train import TrainConfig, item_logits, save_checkpoint, write_json
+from recnb.train import TrainConfig
 
 STUDENTS = ("sasrec", "gru4rec", "dros")  # dros = SASRec trained with the DROS loss
 

@@ -303,7 +303,7 @@ def top_n_rows(
 
     With ``exclude_seen`` a row's candidates leave out the items of its window up to the row
     (where evaluation masks what the user has seen, candidates the user has seen teach nothing)."""
-    from recnb.train import item_logits
+    from recnb.evaluation import item_logits
 
     if top_n < 1 or top_n > model.config.num_items:
         raise ConfigError(f"--top-n must be in 1..{model.config.num_items}, got {top_n}")
@@ -347,7 +347,7 @@ def _prefix_items(seq: torch.Tensor) -> torch.Tensor:
 
 def model_report(model: SeqRecModel, scene: Scene, exclude_seen: bool = False) -> dict:
     """Full-ranking test and valid metrics, parameters and CPU latency of one model."""
-    from recnb.train import evaluate
+    from recnb.evaluation import evaluate
 
     return {
         "test": flatten(evaluate(model, scene, "test", "full", exclude_seen)),

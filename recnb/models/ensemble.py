@@ -43,7 +43,7 @@ class Ensemble(SeqRecModel):
 
     def __init__(self, config: EnsembleConfig):
         super().__init__(config)
-        from recnb.models import model_class  # the registry: members of any registered family
+        from recnb.models.registry import model_class  # the registry: members of any registered family
 
         self.members = nn.ModuleList(
             model_class(m["model"])(model_class(m["model"]).config_class.from_dict(m["config"])) for m in config.members)
