@@ -116,8 +116,13 @@ def test_architecture_graph_draws_every_edge(arch):
     fig = viz.architecture_graph(arch)
     edges = analysis.architecture_edges(arch)
     assert len(edges) == 3 * (2 + 2 + 2)  # top-2 edges into each of 3 nodes, 3 cells
-    marker_points = sum(len(t.x) for t in fig.data if t.mode == "markers" and t.legendgroup)
+    marker_points = sum(len(t.x) for t in fig.data if t.mode == "markers+text" and t.legendgroup)
     assert marker_points == len(edges)
+    # every op and every node is written on the drawing, not only on hover
+    op_text = sorted(x for t in fig.data if t.legendgroup and t.mode == "markers+text" for x in t.text)
+    assert op_text == sorted(edges["op"])
+    nodes = next(t for t in fig.data if not t.legendgroup and t.mode == "markers+text")
+    assert "emb" in nodes.text and "c0 n0" in nodes.text and "out 2" in nodes.text
     assert {t.name for t in fig.data if t.legendgroup} == set(edges["op"])
     # the JSON value, a path to it and the object draw the same figure
     assert viz.architecture_graph(arch.to_dict()).to_dict() == fig.to_dict()
@@ -202,6 +207,11 @@ def test_alpha_evolution_has_a_frame_per_step():
     z = np.array(fig.frames[0].data[0].z)
     assert z.shape == (10, 3)  # 2 cells x 5 edges, 3 ops
     assert np.allclose(z.sum(1), 1.0)
+    # the colour scale spans the weights reached, the same in every frame (not a fixed 0-1)
+    scales = {(f.data[0].zmin, f.data[0].zmax) for f in fig.frames}
+    assert len(scales) == 1
+    lo, hi = scales.pop()
+    assert lo == pytest.approx(alphas["weight"].min()) and hi == pytest.approx(alphas["weight"].max())
     assert len(viz.alpha_evolution(alphas, max_frames=3).frames) == 3
     lines = viz.alpha_lines(alphas, cell=1)
     assert len(lines.data) == 5 * 3
@@ -218,7 +228,7 @@ def test_transport_layer_weight_and_loss_figures():
     assert np.array_equal(np.array(fig.data[0].z), np.array(fig.frames[1].data[0].z))
     assert len(viz.layer_weights_figure(lw).data) == 4
     loss = viz.loss_figure(losses)
-    assert [a.text for a in loss.layout.annotations] == ["total", "ce", "kd", "emd", "cost"]
+    assert [a.text for a in loss.layout.annotations] == [viz.search.TERM_TITLES[t] for t in viz.LOSS_TERMS]
     assert list(loss.data[1].y) == [5.0 - s for s in range(6)]
     with pytest.raises(ConfigError, match="EMD"):
         viz.transport_heatmaps(flows.iloc[:0])
@@ -291,7 +301,10 @@ def test_architecture_svg_draws_every_edge_and_op(arch):
     op_lines = [e for e in svg.iter(f"{ns}line") if e.find(f"{ns}title") is not None]
     assert sorted(e.find(f"{ns}title").text for e in op_lines) == sorted(edges["op"])
     assert len(list(svg.iter(f"{ns}circle"))) == 1 + 3 * (3 + 1)  # embedding, per cell 3 nodes and its output
-    assert {t.text for t in svg.iter(f"{ns}text")} == set(edges["op"])  # the legend
+    texts = [t.text for t in svg.iter(f"{ns}text")]
+    assert set(edges["op"]) <= set(texts)  # the legend and the label on every edge
+    assert sum(t in set(edges["op"]) for t in texts) == len(edges) + edges["op"].nunique()
+    assert "emb" in texts and "c1 n2" in texts and "out 2" in texts  # node labels
     xs = [float(e.get(k)) for e in svg.iter(f"{ns}line") for k in ("x1", "x2")]
     assert 0 <= min(xs) and max(xs) <= 600
 
@@ -329,3 +342,60 @@ def test_committed_runs_are_the_kept_scenes(tmp_path):
     names = [p.name for p in analysis.committed_runs()]
     assert {"beauty", "sports", "ml-100k"} <= set(names)  # bench/results/adarec beside the package
     assert analysis.committed_runs(tmp_path / "absent") == []
+
+
+def test_papermill_parameters_the_notebook_lacks_are_found():
+    from recnb.viz.common import unknown_parameters
+
+    params = "epochs = 3  # full: 50\nlr = 3e-3\n"
+    assert unknown_parameters(["", params, "# Parameters\nepochs = 50\n", "import torch"]) == []
+    assert unknown_parameters(["", params, "# Parameters\nEPOCHS = 50\nlr = 1\n", "x"]) == ["EPOCHS"]
+    assert unknown_parameters(["", params, "import torch"]) == []  # nothing injected: nothing to check
+
+
+def test_kept_results_read_from_bench_results():
+    from recnb import results
+
+    rows = results.beauty_models()
+    roles = {r["role"] for r in rows}
+    assert {"teacher", "plain", "distilled", "ensemble"} <= roles
+    table = results.models_table(rows)
+    assert table.loc["SASRec 4 x 128 (teacher)", "% of teacher"] == "100%"
+    assert len(table.columns) <= 6  # narrow enough for a notebook column
+    stats = results.scene_stats()
+    assert stats.loc["users", "Amazon Beauty"] == "22,363"  # counts print as integers
+    assert "." not in stats.loc["items"].str.cat()
+    students, parts = results.dllm2rec_beauty()
+    assert students["gain"].str.endswith("%").sum() == 2  # a percentage, not a raw fraction
+    assert len(viz.models_figure(rows).data) == 4
+    assert len(viz.dllm2rec_figure(students, parts).data) == 4
+    fig = viz.search_progress_figure(results.search_epochs())
+    assert fig.layout.xaxis.title.text.startswith("search epoch")
+    assert len(results.search_summary()) == 9
+
+
+def test_sentences_follow_the_numbers():
+    from recnb import results
+
+    m = pd.DataFrame({"NDCG@10": [0.0167, 0.0220]}, index=["teacher", "popularity"])
+    assert "popularity matches or beats the teacher" in results.versus_popularity(m)
+    m.loc["teacher", "NDCG@10"] = 0.05
+    assert "teacher is above popularity" in results.versus_popularity(m)
+    sim = pd.DataFrame(np.full((3, 3), 0.99), index=list("abc"), columns=list("abc"))
+    assert "has not used its depth" in results.cka_sentence(sim)
+    rows = [{"name": "t", "role": "teacher", "params": 100, "test": {"NDCG@10": 0.12}},
+            {"name": "s", "role": "student", "beta": 1.0, "params": 10, "test": {"NDCG@10": 0.08}},
+            {"name": "tw", "role": "student_no_kd", "beta": 1.0, "params": 10, "test": {"NDCG@10": 0.09}},
+            {"name": "b", "role": "baseline", "params": 4, "test": {"NDCG@10": 0.15}}]
+    s = results.pipeline_sentence(rows)
+    assert s.startswith("Highest test NDCG@10 in this run: b (baseline") and "does not beat its no-teacher twin" in s
+    table = pd.DataFrame({"NDCG@10": [0.03, 0.0216, 0.018]}, index=["teacher", "no distillation", "DLLM2Rec"])
+    assert results.gain_sentence(table).startswith("No distillation scores 0.0216; no distilled variant beats it")
+
+
+def test_importance_panels_have_their_own_fitted_scales():
+    rows = [{"user": u, "rank": r, "candidate": f"c{r}", "position": 1 / r, "confidence": 0.5 + r / 100,
+             "consistency": float(r % 2), "weight": 0.1 + r / 1000} for u in (1, 2) for r in range(1, 4)]
+    fig = viz.importance_figure(pd.DataFrame(rows))
+    assert len(fig.data) == 4 and all(t.colorbar.orientation == "h" for t in fig.data)
+    assert fig.data[3].zmin == pytest.approx(0.101) and fig.data[3].zmax == pytest.approx(0.103)

@@ -27,6 +27,7 @@ def rows():
             "beta": 1.0,
             "architecture": _arch(1),
             "params": 1_000,
+            "valid": {"NDCG@10": 0.06},
             "test": {"NDCG@10": 0.05},
         },
         {
@@ -35,6 +36,7 @@ def rows():
             "beta": 0.1,
             "architecture": _arch(2),
             "params": 3_000,
+            "valid": {"NDCG@10": 0.10},
             "test": {"NDCG@10": 0.09, "HR@10": 0.2},
         },
         {
@@ -43,6 +45,7 @@ def rows():
             "beta": 0.1,
             "architecture": _arch(2),
             "params": 4_000,
+            "valid": {"NDCG@10": 0.08},
             "test": {"NDCG@10": 0.07},
         },
         {
@@ -51,6 +54,7 @@ def rows():
             "beta": 0.01,
             "architecture": _arch(3),
             "params": 9_000,
+            "valid": {"NDCG@10": 0.11},
             "test": {"NDCG@10": 0.10},
         },
         {"name": "no-metric", "role": "student", "architecture": _arch(4), "params": 500, "test": {}},
@@ -86,11 +90,12 @@ def test_pareto_front_is_what_best_within_returns(rows):
 
 
 def test_metrics_html_lists_sizes_and_metrics(rows):
-    html = widgets.metrics_html(rows[2], reference=rows[0])
-    assert "small" in html and "teacher" in html and "3.0k" in html and "50.0k" in html
-    assert "0.0900" in html and "0.1200" in html
+    html = widgets.metrics_html(rows[2], reference=rows[0], plain=rows[3])
+    assert "small" in html and "teacher" in html and "mid-worse" in html and "3.0k" in html and "50.0k" in html
+    assert "0.0900" in html and "0.1200" in html and "valid NDCG@10" in html
+    assert "% of the teacher" in html and "75%" in html  # 0.09 / 0.12
     assert "nan" not in html.lower()  # the teacher's missing HR@10 shows as a dash
-    assert "No architecture" in widgets.metrics_html(None)
+    assert "Nothing fits" in widgets.metrics_html(None)
     assert (
         widgets.format_cost(2.5e9, "flops") == "2.5G" and widgets.format_cost(1.234, "latency_cpu_b1_ms") == "1.23 ms"
     )
@@ -101,20 +106,36 @@ def test_explorer_moves_with_the_slider(rows):
     ex = widgets.BudgetExplorer(
         rows, reference=rows[0], draw=lambda row: drawn.append(row["name"]) or f"<svg>{row['name']}</svg>"
     )
-    assert [v for _, v in ex.slider.options] == [1_000.0, 3_000.0, 9_000.0]
-    assert ex.current["name"] == "tiny" and "tiny" in ex.name.value and drawn == ["tiny"]
+    # a stop at every candidate's cost (students and plain models), from the cheapest student
+    assert [v for _, v in ex.slider.options] == [1_000.0, 3_000.0, 4_000.0, 9_000.0]
+    assert ex.current["name"] == "tiny" and "tiny" in ex.name.value and drawn == ["tiny"] and ex.plain is None
     before = ex.table.value
+    ex.slider.value = 4_000.0
+    assert ex.current["name"] == "small" and ex.plain["name"] == "mid-worse" and "mid-worse" in ex.name.value
     ex.slider.value = 9_000.0  # what dragging the slider does
     assert ex.current["name"] == "big" and "big" in ex.name.value and drawn[-1] == "big"
-    assert ex.table.value != before and "0.1000" in ex.table.value
+    assert ex.table.value != before and "0.1000" in ex.table.value and "% of the teacher" in ex.table.value
     assert "recnb-explorer" in ex.widget._dom_classes and "recnb-budget-slider" in ex.slider._dom_classes
+
+
+def test_explorer_chooses_on_validation_not_test(rows):
+    rows[2]["test"]["NDCG@10"] = 0.20  # best on test, but not on validation
+    rows[2]["valid"]["NDCG@10"] = 0.01
+    ex = widgets.BudgetExplorer(rows, draw=lambda row: None)
+    ex.slider.value = 9_000.0
+    assert ex.current["name"] == "big"
+    ex.select(3_000.0)
+    assert ex.current["name"] == "tiny"
+    on_test = widgets.BudgetExplorer(rows, draw=lambda row: None, split="test")
+    on_test.select(9_000.0)
+    assert on_test.current["name"] == "small"
 
 
 def test_explorer_on_other_costs(rows):
     for r, ms in zip(rows[1:], (0.5, 0.9, 1.0, 2.0, 0.1)):
         r["latency_cpu_b1_ms"] = ms
     ex = widgets.BudgetExplorer(rows, cost="latency_cpu_b1_ms", draw=lambda row: None)
-    assert [label for label, _ in ex.slider.options] == ["≤ 0.50 ms", "≤ 0.90 ms", "≤ 2.00 ms"]
+    assert [label for label, _ in ex.slider.options] == ["≤ 0.50 ms", "≤ 0.90 ms", "≤ 1.00 ms", "≤ 2.00 ms"]
 
 
 def test_explorer_draws_real_architecture_diagrams(rows):
@@ -126,6 +147,21 @@ def test_explorer_draws_real_architecture_diagrams(rows):
     ex.slider.value = ex.slider.options[-1][1]
     assert ex.diagram.value != svg and ex.current["name"] == "big"
     assert not math.isnan(analysis.metric_of(ex.current, "NDCG@10"))
+
+
+def test_explorer_on_the_kept_beauty_models():
+    from recnb import results
+
+    beauty = results.beauty_models()
+    ex = widgets.BudgetExplorer(beauty, cost="params_no_embedding", reference=results.teacher_of(beauty),
+                                roles=("distilled",), plain_roles=("plain",), draw=lambda row: "<svg/>")
+    assert len(ex.slider.options) >= 5
+    seen = set()
+    for _, v in ex.slider.options:
+        ex.slider.value = v
+        seen.add((ex.current["name"], ex.plain and ex.plain["name"]))
+    assert len(seen) >= 4 and any(p and "large-sparse" in p for _, p in seen)
+    assert "% of the teacher" in ex.table.value
 
 
 def test_explorer_needs_candidates(rows):

@@ -10,8 +10,8 @@ renderer that needs no network, so figures show in JupyterLab and in exported HT
 
 from recnb.viz.architecture import architecture_graph, architecture_layout, architecture_svg
 from recnb.viz.common import OP_COLORS, RENDERER, TEMPLATE, op_color, setup_notebook, slider_figure
-from recnb.viz.llm import importance_figure
-from recnb.viz.results import frontier_figure
+from recnb.viz.llm import dllm2rec_figure, importance_figure
+from recnb.viz.results import frontier_figure, models_figure
 from recnb.viz.search import (
     LOSS_TERMS,
     alpha_evolution,
@@ -19,6 +19,7 @@ from recnb.viz.search import (
     edge_label,
     layer_weights_figure,
     loss_figure,
+    search_progress_figure,
     transport_heatmaps,
 )
 from recnb.viz.teacher import (
@@ -27,6 +28,7 @@ from recnb.viz.teacher import (
     layer_norm_figure,
     length_histogram,
     popularity_curve,
+    scene_bars,
     similarity_heatmap,
 )
 
@@ -41,6 +43,7 @@ __all__ = [
     "architecture_layout",
     "architecture_svg",
     "bucket_bars",
+    "dllm2rec_figure",
     "edge_label",
     "frontier_figure",
     "history_figure",
@@ -49,8 +52,11 @@ __all__ = [
     "layer_weights_figure",
     "length_histogram",
     "loss_figure",
+    "models_figure",
     "op_color",
     "popularity_curve",
+    "scene_bars",
+    "search_progress_figure",
     "setup_notebook",
     "similarity_heatmap",
     "slider_figure",

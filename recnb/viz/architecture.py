@@ -43,6 +43,13 @@ def _combine_pairs(d: dict) -> list:
     return [((c, n), ("out", c)) for c, cell in enumerate(d["cells"]) for n in range(len(cell["nodes"]))]
 
 
+def short_label(key) -> str:
+    """The label written on a node: ``emb``, ``c0 n1`` (cell 0, node 1), ``out 0``."""
+    if key == "emb":
+        return "emb"
+    return f"out {key[1]}" if key[0] == "out" else f"c{key[0]} n{key[1]}"
+
+
 def _is_big(key) -> bool:
     """The embedding and the cell outputs are drawn as large dark nodes."""
     return key == "emb" or key[0] == "out"
@@ -78,8 +85,11 @@ def _op_traces(pos: dict, edges: list) -> list:
             go.Scatter(
                 x=[m[0] for m in marks],
                 y=[m[1] for m in marks],
-                mode="markers",
+                mode="markers+text",
                 marker={"color": op_color(op), "size": 9, "symbol": "diamond"},
+                text=[op] * len(marks),
+                textposition="top center",
+                textfont={"size": 10, "color": op_color(op)},
                 name=op,
                 legendgroup=op,
                 showlegend=False,
@@ -94,14 +104,17 @@ def _node_trace(pos: dict, labels: dict) -> go.Scatter:
     return go.Scatter(
         x=[pos[k][0] for k in keys],
         y=[pos[k][1] for k in keys],
-        mode="markers",
+        mode="markers+text",
         marker={
             "size": [18 if _is_big(k) else 12 for k in keys],
             "color": ["#333333" if _is_big(k) else "white" for k in keys],
             "line": {"color": "#333333", "width": 1.5},
         },
-        text=[labels[k] for k in keys],
-        hovertemplate="%{text}<extra></extra>",
+        text=[short_label(k) for k in keys],
+        textposition="bottom center",
+        textfont={"size": 10, "color": "#333333"},
+        customdata=[labels[k] for k in keys],
+        hovertemplate="%{customdata}<extra></extra>",
         showlegend=False,
     )
 
@@ -119,9 +132,11 @@ def architecture_graph(arch, title: str | None = None, height: int = 320) -> go.
     dotted = {"color": "#cccccc", "width": 1, "dash": "dot"}
     fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", line=dotted, name="combine", hoverinfo="skip"))
     fig.add_trace(_node_trace(pos, labels))
+    n_cells = len(d["cells"])
     fig.update_layout(
-        title=title or f"{len(d['cells'])} cells, {len(edges)} edges",
+        title=title or f"{n_cells} cells, {len(edges)} edges",
         height=height,
+        width=max(700, 260 * n_cells + 120),
         xaxis={"visible": False},
         yaxis={"visible": False, "scaleanchor": None},
         legend={"orientation": "h", "y": -0.05},
@@ -156,6 +171,7 @@ def _svg_edges(at: dict, d: dict, edges: list) -> list:
         parts.append(
             f'<rect x="{mx - 4:.1f}" y="{my - 4:.1f}" width="8" height="8" fill="{color}" '
             f'transform="rotate(45 {mx:.1f} {my:.1f})"/>'
+            f'<text x="{mx:.1f}" y="{my - 7:.1f}" text-anchor="middle" fill="{color}" font-size="9">{html.escape(op)}</text>'
         )
     return parts
 
@@ -168,6 +184,8 @@ def _svg_nodes(at: dict, labels: dict) -> list:
         parts.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{9 if big else 6}" fill="{"#333333" if big else "white"}" '
             f'stroke="#333333" stroke-width="1.5"><title>{html.escape(label)}</title></circle>'
+            f'<text x="{x:.1f}" y="{y + (20 if big else 16):.1f}" text-anchor="middle" fill="#333333">'
+            f"{html.escape(short_label(key))}</text>"
         )
     return parts
 

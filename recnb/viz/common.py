@@ -26,8 +26,54 @@ OP_COLORS = {
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#393b79", "#637939")
 
 
+def assigned_names(source: str) -> set[str]:
+    """The names a cell's top-level statements assign."""
+    import ast
+
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def unknown_parameters(history: list) -> list[str]:
+    """Names papermill injected (its cell opens with ``# Parameters``) that the notebook's own
+    parameters cell (the last earlier cell that assigns names) does not define: papermill runs
+    on silently with them, so the notebook stops instead."""
+    injected = [i for i, src in enumerate(history) if isinstance(src, str) and src.lstrip().startswith("# Parameters")]
+    if not injected:
+        return []
+    i = injected[-1]
+    own = next((assigned_names(src) for src in reversed(history[:i]) if assigned_names(src)), set())
+    return sorted(assigned_names(history[i]) - own)
+
+
+def check_parameters() -> None:
+    """Stop a papermill run that set a parameter the notebook does not have (a typo such as
+    ``-p EPOCHS 50`` would otherwise run at the default). Outside IPython: nothing to check."""
+    from recnb.errors import ConfigError
+
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    ip = get_ipython()
+    history = list(ip.user_ns.get("In", [])) if ip is not None else []
+    unknown = unknown_parameters(history)
+    if unknown:
+        raise ConfigError(f"papermill set {', '.join(map(repr, unknown))}, which this notebook's parameters cell "
+                          "does not define (a typo? names are case-sensitive)")
+
+
 def setup_notebook(renderer: str = RENDERER) -> str:
-    """Make plotly figures render offline in JupyterLab (and in HTML exports); returns the renderer."""
+    """Make plotly figures render offline in JupyterLab (and in HTML exports), and stop on a
+    papermill parameter the notebook does not have; returns the renderer."""
+    check_parameters()
     pio.renderers.default = renderer
     pio.templates.default = TEMPLATE
     return renderer

@@ -3,10 +3,12 @@ sweep against the teacher and the baselines, from the rows of a ``summary.json``
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 
-from recnb.analysis import frontier_points
+from recnb.analysis import COSTS, frontier_points
 
 ROLE_STYLES = {  # marker symbol and colour per row role; open markers: trained without the teacher
     "teacher": ("star", "#d62728"),
@@ -14,6 +16,13 @@ ROLE_STYLES = {  # marker symbol and colour per row role; open markers: trained 
     "student_no_kd": ("circle-open", "#1f77b4"),
     "baseline": ("square", "#2ca02c"),
     "baseline_no_kd": ("square-open", "#2ca02c"),
+    "baseline_sasrec": ("triangle-up", "#2ca02c"),
+}
+KIND_STYLES = {  # kept full-scale models: plain models in grey, distilled ones in colour
+    "teacher": ("star", "#d62728"),
+    "plain": ("square", "#7f7f7f"),
+    "distilled": ("circle", "#1f77b4"),
+    "ensemble": ("star-open", "#d62728"),
 }
 
 
@@ -45,10 +54,36 @@ def frontier_figure(rows: list, cost: str = "params", metric: str = "NDCG@10", l
             )
         )
     fig.update_layout(
-        title=f"{metric} versus {cost}",
-        xaxis_title=cost,
+        title=f"test {metric} against {COSTS.get(cost, cost)}",
+        xaxis_title=COSTS.get(cost, cost) + (" (log scale)" if log_x else ""),
         yaxis_title=f"test {metric}",
         height=420,
         xaxis_type="log" if log_x else "linear",
     )
+    return fig
+
+
+def models_figure(rows: list, cost: str = "params_no_embedding", metric: str = "NDCG@10") -> go.Figure:
+    """Kept full-scale models (``recnb.results.beauty_models``): cost against test metric
+    (mean ± std over seeds), plain models grey, distilled ones blue, the teacher a star, each
+    point labelled."""
+    fig = go.Figure()
+    for role in ("teacher", "plain", "distilled", "ensemble"):
+        g = [r for r in rows if r["role"] == role]
+        if not g:
+            continue
+        symbol, color = KIND_STYLES[role]
+        std = [r["test"].get(f"{metric}_std") for r in g]
+        std = [0.0 if v is None or math.isnan(v) else v for v in std]
+        fig.add_trace(go.Scatter(
+            x=[r[cost] for r in g], y=[r["test"][metric] for r in g], mode="markers+text", name=role,
+            marker={"symbol": symbol, "size": 13, "color": color}, text=[r["name"] for r in g],
+            textposition="middle right", textfont={"size": 10, "color": color},
+            error_y={"type": "data", "array": std} if any(std) else None,
+            customdata=[r.get("seeds", 1) for r in g],
+            hovertemplate="%{text}<br>%{x:,} " + COSTS.get(cost, cost) + f"<br>test {metric} %{{y:.4f}}"
+                          "<br>%{customdata} seed(s)<extra></extra>"))
+    fig.update_layout(title=f"Amazon Beauty: test {metric} against size, every kept model",
+                      xaxis_title=COSTS.get(cost, cost) + " (log scale)", yaxis_title=f"test {metric}",
+                      xaxis_type="log", height=520, legend={"orientation": "h", "y": -0.15})
     return fig

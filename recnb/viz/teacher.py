@@ -60,7 +60,10 @@ def bucket_bars(tables: dict, metric: str = "NDCG@10") -> go.Figure:
             1,
             c,
         )
-    fig.update_yaxes(title_text=metric, row=1, col=1)
+    for c, name in enumerate(tables, 1):
+        unit = "history length (items)" if name == "length" else "held-out item's training interactions"
+        fig.update_xaxes(title_text=unit, row=1, col=c)
+    fig.update_yaxes(title_text=f"test {metric}", row=1, col=1)
     fig.update_layout(title=f"{metric} by user bucket", showlegend=False, height=380)
     return fig
 
@@ -77,7 +80,8 @@ def layer_norm_figure(norms: pd.DataFrame) -> go.Figure:
         )
     )
     fig.update_layout(
-        title="hidden-state norm per layer (mean ± std over positions)", yaxis_title="L2 norm", height=360
+        title="hidden-state norm per layer (mean ± std over positions)", xaxis_title="layer",
+        yaxis_title="L2 norm of the hidden state", height=360
     )
     return fig
 
@@ -105,5 +109,19 @@ def history_figure(history: pd.DataFrame, title: str = "training", metric: str =
     fig.add_trace(go.Scatter(x=history["epoch"], y=history["loss"], name="train loss"), secondary_y=False)
     if metric in history:
         fig.add_trace(go.Scatter(x=history["epoch"], y=history[metric], name=metric), secondary_y=True)
-    fig.update_layout(title=title, xaxis_title="epoch", height=340)
+    fig.update_yaxes(title_text="training loss", secondary_y=False)
+    fig.update_yaxes(title_text=metric.replace("_", " "), secondary_y=True)
+    fig.update_layout(title=title, xaxis_title="epoch", height=340, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def scene_bars(df: pd.DataFrame, metric: str = "NDCG@10") -> go.Figure:
+    """Teachers and plain models per kept scene (``recnb.results.teachers_and_plain``): one
+    bar per model, grouped by scene."""
+    fig = go.Figure()
+    for model, g in df.groupby("model", sort=False):
+        fig.add_trace(go.Bar(x=g["scene"], y=g[metric], name=model, text=[f"{v:.4f}" for v in g[metric]],
+                             textposition="outside", hovertemplate="%{x}<br>" + model + ": %{y:.4f}<extra></extra>"))
+    fig.update_layout(title=f"teachers and plain models, test {metric}", yaxis_title=f"test {metric}",
+                      barmode="group", height=420, legend={"orientation": "h", "y": -0.15})
     return fig
