@@ -257,7 +257,7 @@ def dllm2rec_beauty() -> tuple[pd.DataFrame, pd.DataFrame]:
             t = s[part]["test"]
             rows.append({"student": label, "distillation": how, METRIC: t[METRIC], "HR@10": t["HR@10"],
                          "gain": "" if part == "baseline" else pct((t[METRIC] - base) / base)})
-    students = pd.DataFrame(rows)
+    students = pd.DataFrame(rows).round({METRIC: 4, "HR@10": 4})
     plain = d["ablation"]["plain (no teacher)"]["distilled"]["test"][METRIC]
     ab = [{"variant": k, METRIC: v["distilled"]["test"][METRIC],
            "gain over plain": pct((v["distilled"]["test"][METRIC] - plain) / plain) if k != "plain (no teacher)" else ""}
@@ -395,6 +395,16 @@ def pipeline_sentence(rows: list, metric: str = METRIC) -> str:
             s += (f" The distilled {kd['name']} {verb} its no-teacher twin "
                   f"({_fmt(kd['test'][metric])} against {_fmt(twin['test'][metric])}).")
     return s
+
+
+def with_gain(table: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+    """A ``dllm2rec_table`` rounded, its gain over no distillation as a percentage (blank for the
+    teacher and the undistilled student)."""
+    col = f"gain {metric}"
+    out = table.round(4)
+    if col in table:
+        out[col] = ["" if name in ("teacher", "no distillation") else pct(v) for name, v in table[col].items()]
+    return out
 
 
 def gain_sentence(table: pd.DataFrame, metric: str = METRIC) -> str:
