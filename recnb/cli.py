@@ -42,13 +42,47 @@ class HelpFormatter(argparse.HelpFormatter):
         return text
 
 
+class _HelpAll(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help(full=True)
+        parser.exit()
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line (no usage dump) with exit code 2."""
+    """argparse that reports a bad argument in one line (no usage dump) with exit code 2, and
+    whose ``--help`` lists the options a user needs first: groups made with
+    :func:`recnb.commands.common.more_group` are summed up in one line each, and listed in
+    full by ``--help-all``."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)  # --epoch must not silently mean --epochs
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        self.add_argument("--help-all", action=_HelpAll, help="show every option, the rarely needed ones too")
+
+    def more_groups(self) -> list:
+        return [g for g in self._action_groups if getattr(g, "more", False) and g._group_actions]
+
+    def format_help(self, full: bool = False) -> str:
+        more = [] if full else self.more_groups()
+        if not more:
+            return super().format_help()
+        hidden = {id(a) for g in more for a in g._group_actions}
+        groups, actions = self._action_groups, self._actions
+        self._action_groups = [g for g in groups if g not in more]
+        self._actions = [a for a in actions if id(a) not in hidden]
+        try:
+            text = super().format_help()
+        finally:
+            self._action_groups, self._actions = groups, actions
+        lines = [f"  {g.title}: {len(g._group_actions)} more" for g in more]
+        return text + "\nmore options (--help-all lists them):\n" + "\n".join(lines) + "\n"
+
+    def print_help(self, file=None, full: bool = False):
+        self._print_message(self.format_help(full=full), file or sys.stdout)
 
     def error(self, message: str):  # argparse API
         self.exit(2, f"{self.prog}: error: {message}\n")

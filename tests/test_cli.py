@@ -215,7 +215,8 @@ def option_specs(command: str) -> list:
         "search": [search_spec],
         "distill": [(DistillConfig, DistillConfig(), {"train"}, kd, "", distill.configs),
                     (TrainConfig, DistillConfig().train, run, {}, "", lambda a: distill.configs(a).train)],
-        "adarec": [(*search_spec[:5], lambda a: adarec.configs(a)[0]),
+        # --betas sets the searches' beta, one search each: no --beta
+        "adarec": [(search_spec[0], search_spec[1], search_spec[2] | {"beta"}, *search_spec[3:5], lambda a: adarec.configs(a)[0]),
                    (DistillConfig, DistillConfig(), {"train"}, {"T": "--distill-temperature", "width": "--student-width",
                     "T_emd": "--distill-temperature-emd"}, "distill-", lambda a: adarec.configs(a)[1]),
                    (TrainConfig, DistillConfig().train, run | {"max_len"}, {"time_budget": "--time-budget"}, "distill-",
@@ -246,7 +247,7 @@ def test_config_options_are_generated_from_the_dataclasses(command):
     from recnb.commands.common import show
 
     _, sub = command_parser(command)
-    options = {o: a for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")}
+    options = {o: a for a in sub._actions for o in a.option_strings if o not in ("-h", "--help", "--help-all")}
     generated = set()
     for cls, defaults, skip, rename, prefix, _ in option_specs(command):
         for f in dataclasses.fields(cls):
@@ -411,3 +412,40 @@ def test_one_writer_per_output_folder_and_never_over_an_input(inter, tmp_path):
     one_line_error(run("teacher-artifacts", "--dataset", inter, "--teacher", out / "model.pt", "--out", out, "--force"),
                    "holds the --teacher")
     assert (out / "model.pt").read_bytes() == kept
+
+
+@pytest.mark.parametrize("command", ["train", "search", "distill", "adarec", "teacher-artifacts", "dllm2rec"])
+def test_help_lists_what_a_user_needs_first_and_help_all_the_rest(command, capsys):
+    from recnb.cli import main
+
+    def shown(flag):
+        with pytest.raises(SystemExit) as done:
+            main([command, flag])
+        assert done.value.code == 0
+        text = capsys.readouterr().out
+        return text, {line.split()[0].rstrip(",") for line in text.splitlines() if line.startswith("  -")}
+
+    short, first = shown("--help")
+    full, every = shown("--help-all")
+    assert len(first) <= 23, f"recnb {command} --help lists {len(first)} options"
+    assert first < every and "--help-all lists them" in short and "--help-all lists them" not in full
+    _, sub = command_parser(command)
+    assert every == {a.option_strings[0] for a in sub._actions if a.option_strings}
+
+
+def test_recnb_help_and_the_errors_module_load_neither_torch_nor_pandas():
+    code = ("import sys, io, contextlib\nfrom recnb.cli import main\nimport recnb.errors\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in ('torch', 'pandas', 'numpy', 'ot') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_public_names_load_on_first_use():
+    import recnb
+
+    assert set(recnb.__all__) <= set(dir(recnb))
+    for name in recnb.__all__:
+        assert getattr(recnb, name) is not None, name
+    with pytest.raises(AttributeError):
+        recnb.no_such_name  # noqa: B018

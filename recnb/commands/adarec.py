@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 
-from recnb.commands.common import add_data_args, add_run_args, parse_list, prepare_out_dir, scene_of
+from recnb.commands.common import add_data_args, add_run_args, more_group, parse_list, prepare_out_dir, scene_of
 from recnb.commands.distill import distill_config, distill_flags
 from recnb.commands.search import add_search_args
 from recnb.commands.search import configs as search_configs
@@ -22,7 +22,7 @@ def pipeline_distill_flags():
 
 
 def register(sub) -> None:
-    p = sub.add_parser("adarec")
+    p = parser = sub.add_parser("adarec")
     add_data_args(p)
     add_run_args(p)
     p.add_argument("--teacher", default=None, help="teacher checkpoint to reuse (else one is trained)")
@@ -32,12 +32,13 @@ def register(sub) -> None:
                         "at most 1/8 of the teacher's non-embedding parameters)")
     p.add_argument("--seeds", type=int, default=3, help="distillation seeds per student")
     p.add_argument("--twins", default="all", help="no-KD twins for: all, default or none")
-    p.add_argument("--no-baseline", action="store_true", help="skip the hand-made students of the default one's size")
-    p.add_argument("--baselines", default="nextitnet,sasrec",
-                   help="the hand-made students of the default one's size, trained with the same KD (default nextitnet,sasrec)")
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
     p.add_argument("--exclude-seen", action="store_true",
                    help="mask items the user already interacted with when measuring every model, validation for early stopping included (the Amazon protocol)")
+    p = more_group(parser, "pipeline options")
+    p.add_argument("--no-baseline", action="store_true", help="skip the hand-made students of the default one's size")
+    p.add_argument("--baselines", default="nextitnet,sasrec",
+                   help="the hand-made students of the default one's size, trained with the same KD (default nextitnet,sasrec)")
     p.add_argument("--dropouts", default=None,
                    help="student dropouts to choose from per beta, e.g. 0,0.1,0.2,0.3: the no-teacher twin's best on "
                         "validation is given to the distilled students and the twins (default: --distill-dropout)")
@@ -49,11 +50,12 @@ def register(sub) -> None:
                                                    "default: a local Ray")
     p.add_argument("--resources-per-trial", default="cpu=1,gpu=0",
                    help="with --parallel ray: cpu=N,gpu=M per piece, torch on N threads (default cpu=1,gpu=0)")
-    add_search_args(p)
+    add_search_args(parser, skip=("beta",))  # --betas: one search each
     own, train = pipeline_distill_flags()
-    own.add_to(p.add_argument_group("distillation options of the students (DistillConfig)"))
-    train.add_to(p.add_argument_group("training options of the students and of a trained teacher (DistillConfig.train)"))
-    p.set_defaults(func=run)
+    own.add_groups(parser, "distillation options of the students (DistillConfig)")
+    train.add_groups(parser, "training options of the students and of a trained teacher (DistillConfig.train)",
+                     first=("epochs", "time_budget"))
+    parser.set_defaults(func=run)
 
 
 def configs(args):

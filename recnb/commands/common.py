@@ -24,6 +24,14 @@ def add_data_args(p, data_format: bool = True) -> None:
                        help="how to read a text --dataset that could be read two ways (default: told by the file)")
 
 
+def more_group(p, title: str):
+    """An argument group that ``--help`` sums up in one line and ``--help-all`` lists in full:
+    options a user rarely needs, so each command's first screen stays short."""
+    group = p.add_argument_group(title)
+    group.more = True
+    return group
+
+
 def scene_of(args, **kw):
     """The scene ``--dataset`` names, read as ``--data-format`` says."""
     from recnb.data import load_scene
@@ -208,9 +216,11 @@ class ConfigFlags:
         text = re.sub(r"--([a-z][a-z-]*[a-z])", option, self.cls.HELP[name])
         return f"{text} ({what} {show(self.default(name))}{self.notes.get(name, '')})"
 
-    def add_to(self, container) -> None:
-        """Add the options to a parser or an argument group."""
+    def add_to(self, container, names=None) -> None:
+        """Add the options (those of ``names`` only, if given) to a parser or an argument group."""
         for name, f in self.fields().items():
+            if names is not None and name not in names:
+                continue
             kw = {"dest": self.dest(name), "default": None, "help": self.help(name)}
             types = annotation_types(f.type)
             if types is None or (list in types and name not in self.lists):
@@ -226,6 +236,17 @@ class ConfigFlags:
             if type(None) in types:
                 kind = _optional(kind)
             container.add_argument(self.option(name), type=kind, **kw)
+
+    def add_groups(self, p, title: str, first=()) -> None:
+        """The options of ``first`` in a group ``title`` that ``--help`` shows, the others in a
+        group of the same title that it sums up in one line (``--help-all`` shows them)."""
+        fields = self.fields()
+        shown = [n for n in first if n in fields]
+        if shown:
+            self.add_to(p.add_argument_group(title), names=shown)
+        rest = [n for n in fields if n not in shown]
+        if rest:
+            self.add_to(more_group(p, title), names=rest)
 
     def given(self, args) -> dict:
         """``{field: value}`` for the options set on the command line."""

@@ -58,8 +58,8 @@ def register(sub) -> None:
                    help="continue a killed run in --out from its train_state.pt (the same settings, else refused); "
                         "a finished run is read back")
     own, train = distill_flags()
-    own.add_to(p.add_argument_group("distillation options (DistillConfig)"))
-    train.add_to(p.add_argument_group("training options of the student (DistillConfig.train)"))
+    own.add_groups(p, "distillation options (DistillConfig)", first=("width",))
+    train.add_groups(p, "training options of the student (DistillConfig.train)", first=("epochs", "time_budget"))
     p.set_defaults(func=run)
 
 

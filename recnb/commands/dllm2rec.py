@@ -30,9 +30,10 @@ def register(sub) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the same student without the teacher")
     p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with when measuring, validation for early stopping included")
     own, train = dllm2rec_flags()
-    own.add_to(p.add_argument_group("distillation options (DLLM2RecConfig)"))
-    train.add_to(p.add_argument_group("training options of each student, with and without the teacher (unset ones come "
-                                      "from the student's recipe for the scene, recnb.train.recipe; --seed/--seeds set the seeds)"))
+    own.add_groups(p, "distillation options (DLLM2RecConfig)", first=("lam", "ed_weight"))
+    train.add_groups(p, "training options of each student, with and without the teacher (unset ones come from the "
+                        "student's recipe for the scene, recnb.train.recipe; --seed/--seeds set the seeds)",
+                     first=("epochs", "time_budget"))
     p.set_defaults(func=run)
 
 

@@ -9,7 +9,7 @@ from recnb.errors import ConfigError
 def register(sub) -> None:
     p = sub.add_parser("export")
     p.add_argument("--model", required=True, help="checkpoint (model.pt)")
-    p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    p.add_argument("--format", default="onnx", help="onnx or torchscript")
     p.add_argument("--out", required=True, help="graph file to write; FILE.json (the id map) is written beside it")
     p.add_argument("--output", default="topk", help="topk (item ids and scores, default) or scores (every item)")
     p.add_argument("--top-k", type=int, default=10, help="k of the topk output")

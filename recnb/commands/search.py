@@ -30,8 +30,12 @@ def search_flags() -> ConfigFlags:
                                "num_nodes": "nodes", "primitives": "ops"})
 
 
-def add_search_args(p) -> None:
-    search_flags().add_to(p.add_argument_group("search options (SearchConfig; --search-config and the flags set them)"))
+def add_search_args(p, skip=()) -> None:
+    """SearchConfig's options (``skip``: fields the command sets otherwise) and ``--search-config``."""
+    flags = search_flags()
+    flags.skip = (*flags.skip, *skip)
+    flags.add_groups(p, "search options (SearchConfig; --search-config and the flags set them)",
+                     first=("epochs", "beta", "width", "max_len"))
     p.add_argument("--search-config", default=None, help="JSON file of SearchConfig fields (flags win)")
 
 

@@ -35,9 +35,9 @@ def register(sub) -> None:
     p.add_argument("--exclude-seen", action="store_true",
                    help="candidates leave out the items each row's user has seen; the report masks them too")
     model, train = teacher_flags()
-    model.add_to(p.add_argument_group("semantic teacher (SemanticTeacherConfig; --teacher semantic only)"))
-    train.add_to(p.add_argument_group(
-        "semantic teacher training (TrainConfig: its backbone's recipe, gru4rec or sasrec, then these)"))
+    model.add_groups(p, "semantic teacher (SemanticTeacherConfig; --teacher semantic only)", first=("backbone", "encoder"))
+    train.add_groups(p, "semantic teacher training (TrainConfig: its backbone's recipe, gru4rec or sasrec, then these)",
+                     first=("epochs", "time_budget"))
     p.set_defaults(func=run)
 
 

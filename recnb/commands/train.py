@@ -10,6 +10,7 @@ from recnb.commands.common import (
     ConfigFlags,
     add_data_args,
     add_run_args,
+    more_group,
     parse_list,
     prepare_out_dir,
     scene_of,
@@ -61,6 +62,9 @@ def model_flags() -> list[ConfigFlags]:
     return out
 
 
+MODEL_FIRST = ("hidden_size", "num_layers")  # the model options `train --help` shows first
+
+
 def register(sub) -> None:
     p = sub.add_parser("train")
     add_data_args(p)
@@ -72,12 +76,14 @@ def register(sub) -> None:
     p.add_argument("--config", default=None, help="JSON file of model and training options (flags win)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run in --out from its train_state.pt (same settings; else it starts over)")
-    train_flags().add_to(p.add_argument_group(
-        "training options (unset ones come from the model's recipe for the kind of scene, recnb.train.scene_kind; "
-        "metrics.json records which)"))
-    group = p.add_argument_group("model hyper-parameters (each applies to the models that have it)")
+    train_flags().add_groups(p, "training options (unset ones come from the model's recipe for the kind of scene, "
+                                "recnb.train.scene_kind; metrics.json records which)",
+                             first=("epochs", "lr", "max_len", "time_budget"))
+    title = "model hyper-parameters (each applies to the models that have it)"
+    shown, more = p.add_argument_group(title), more_group(p, title)
     for flags in model_flags():
-        flags.add_to(group)
+        flags.add_to(shown, names=MODEL_FIRST)
+        flags.add_to(more, names=[n for n in flags.fields() if n not in MODEL_FIRST])
     p.set_defaults(func=run)
 
 
