@@ -52,18 +52,31 @@ class Table:
         return rel
 
     def row(self, *cells) -> None:
-        self.rows.append([str(c) for c in cells])
+        self.rows.append(list(cells))
 
     def render(self, base: Path) -> str:
+        def cell(c) -> str:
+            return link(c.rel, base, c.text) if isinstance(c, File) else str(c)
         lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in self.rows]
         links = ", ".join(link(s, base) for s in self.sources)
         return "\n".join(lines) + f"\n\nSource: {links}.\n"
 
 
-def link(rel: str, base: Path) -> str:
+class File:
+    """A table cell that links to a file of bench/results (rendered relative to the page)."""
+
+    def __init__(self, rel: str, text: str | None = None):
+        self.rel, self.text = rel, text
+
+
+def link(rel: str, base: Path, text: str | None = None) -> str:
     path = RESULTS / rel
-    return f"[`bench/results/{rel}`]({Path(os.path.relpath(path, base)).as_posix()})"
+    return f"[{text or f'`bench/results/{rel}`'}]({Path(os.path.relpath(path, base)).as_posix()})"
+
+
+def short(rel: str) -> File:
+    return File(rel, f"`{rel}`")
 
 
 def f4(x) -> str:
@@ -120,7 +133,7 @@ def t_foundation_ml100k() -> Table:
         if model == "NextItNet":
             t.source(NEXTITNET_RECBOLE)
         t.row(model, recipe, len(per_seed), f"**{pm(mean, std)}**", f4(hr), f4(mrr), seeds_of(per_seed), f4(recbole),
-              f"`{rel}`")
+              short(rel))
     return t
 
 
@@ -199,7 +212,7 @@ def adarec_label(r) -> str:
 
 def adarec_table(files, default_only: bool, scene_column: bool) -> Table:
     head = ["model", "non-emb. params", "x teacher", "seeds", "test NDCG@10 (mean ± std)", "HR@10", "% of teacher",
-            "CPU ms, 1 user"]
+            "CPU ms, 1 user", "file"]
     t = Table((["scene"] if scene_column else []) + head)
     for scene, rel in files:
         for d, teacher, r in adarec_rows(t.source(rel), default_only):
@@ -207,7 +220,7 @@ def adarec_table(files, default_only: bool, scene_column: bool) -> Table:
             cells = [adarec_label(r), n(r["params_no_embedding"]),
                      f"{r['params_no_embedding'] / teacher['params_no_embedding']:.3f}", len(r["seeds"]),
                      pm(ndcg, r["test"].get("NDCG@10_std", 0.0)) if len(r["seeds"]) > 1 else f4(ndcg),
-                     f4(r["test"]["HR@10"]), f"{ndcg / tn:.0%}", f"{r['latency_cpu_b1_ms']:.2f}"]
+                     f4(r["test"]["HR@10"]), f"{ndcg / tn:.0%}", f"{r['latency_cpu_b1_ms']:.2f}", short(rel)]
             t.row(*([scene] if scene_column else []), *cells)
     return t
 
@@ -246,7 +259,7 @@ def dllm2rec_rows():
 
 def t_dllm2rec() -> Table:
     t = Table(["scene", "teacher (test NDCG@10)", "student", "plain NDCG@10", "+ DLLM2Rec NDCG@10", "gain",
-               "plain HR@10", "+ DLLM2Rec HR@10", "gain", "per seed NDCG@10, distilled // plain"])
+               "plain HR@10", "+ DLLM2Rec HR@10", "gain", "per seed NDCG@10, distilled // plain", "file"])
     for scene, rel, teacher, tt, student, s in dllm2rec_rows():
         t.source(rel)
         p, dd = s["baseline"]["test"], s["distilled"]["test"]
@@ -254,7 +267,7 @@ def t_dllm2rec() -> Table:
         name = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}[student]
         t.row(scene, f"{teacher} ({f4(tt['NDCG@10'])})", name, pm(p["NDCG@10"], p["NDCG@10_std"]),
               pm(dd["NDCG@10"], dd["NDCG@10_std"]), f"**{pct(s['gain']['NDCG@10'])}**", f4(p["HR@10"]),
-              f4(dd["HR@10"]), pct(s["gain"]["HR@10"]), per)
+              f4(dd["HR@10"]), pct(s["gain"]["HR@10"]), per, short(rel))
     return t
 
 
@@ -298,36 +311,38 @@ def t_serving_memory() -> Table:
 
 
 def t_readme() -> Table:
-    t = Table(["model", "scene (protocol)", "test NDCG@10", "HR@10", "reference NDCG@10"])
+    t = Table(["model", "scene (protocol)", "test NDCG@10", "HR@10", "reference NDCG@10", "file"])
     for model, _, rel, per_seed, mean, std, hr, _, recbole in foundation_rows():
         t.source(rel)
-        t.row(model, "ml-100k", f"**{pm(mean, std)}** ({len(per_seed)} seeds)", f4(hr), f"RecBole 1.2.1: {f4(recbole)}")
+        t.row(model, "ml-100k", f"**{pm(mean, std)}** ({len(per_seed)} seeds)", f4(hr), f"RecBole 1.2.1: {f4(recbole)}", File(rel, "json"))
     refs = {r["scene"]: r for r in load(t.source(REFERENCES))["amazon"] if r.get("readme")}
     for scene, rel, ndcg, hr, rows in amazon_rows():
         t.source(rel)
         ref = refs.get(scene)
         t.row("SASRec, large-sparse recipe", f"{scene} (seen items masked)",
               f"**{pm(statistics.mean(ndcg), statistics.pstdev(ndcg))}** ({len(rows)} seeds)", f4(statistics.mean(hr)),
-              f"{ref['model']} (published): {f4(ref['NDCG@10'])}" if ref else "")
+              f"{ref['model']} (published): {f4(ref['NDCG@10'])}" if ref else "", File(rel, "json"))
     e = load(t.source(ENSEMBLE))
     t.row(f"`recnb ensemble` of those {len(e['members'])} SASRec seeds", "Amazon Beauty (seen items masked)",
-          f"**{f4(e['test']['NDCG@10'])}**", f4(e["test"]["HR@10"]), "")
+          f"**{f4(e['test']['NDCG@10'])}**", f4(e["test"]["HR@10"]), "", File(ENSEMBLE, "json"))
     d = load(t.source(ADAREC_BEAUTY))
     teacher = next(r for r in d["rows"] if r["role"] == "teacher")
     for r in d["rows"]:
         if r["role"] in ("student", "student_no_kd") and r["default"]:
             share = r["params_no_embedding"] / teacher["params_no_embedding"]
-            what = ("AdaRec student (distilled)" if r["role"] == "student" else "the same student without the teacher")
-            t.row(f"{what}, {share:.1%} of the teacher's non-embedding params", "Amazon Beauty (seen items masked)",
+            what = (f"AdaRec student (distilled; {share:.1%} of the teacher's non-embedding params)"
+                    if r["role"] == "student" else "the same AdaRec student without the teacher")
+            t.row(what, "Amazon Beauty (seen items masked)",
                   f"{pm(r['test']['NDCG@10'], r['test']['NDCG@10_std'])} ({len(r['seeds'])} seeds)",
-                  f4(r["test"]["HR@10"]), f"its teacher (SASRec 4 x 128): {f4(teacher['test']['NDCG@10'])}")
+                  f4(r["test"]["HR@10"]), f"its teacher (SASRec 4 x 128): {f4(teacher['test']['NDCG@10'])}",
+                  File(ADAREC_BEAUTY, "json"))
     for scene, rel, _, tt, student, s in dllm2rec_rows():
         if scene == "Amazon Beauty" and student == "gru4rec":
             t.source(rel)
             t.row("GRU4Rec + DLLM2Rec", "Amazon Beauty (seen items masked)",
                   f"{pm(s['distilled']['test']['NDCG@10'], s['distilled']['test']['NDCG@10_std'])} "
                   f"({len(s['per_seed']['distilled'])} seeds)", f4(s["distilled"]["test"]["HR@10"]),
-                  f"plain GRU4Rec: {f4(s['baseline']['test']['NDCG@10'])}")
+                  f"plain GRU4Rec: {f4(s['baseline']['test']['NDCG@10'])}", File(rel, "json"))
     return t
 
 
