@@ -173,15 +173,10 @@ def _check_point(where: str, kind: str, point: dict) -> None:
 
 
 def split_train(point: dict) -> tuple[dict, dict]:
-    """A ``train`` point as (model settings, training settings); ``max_len`` goes to both."""
-    from recnb.train import TrainConfig
+    """A ``train`` point as (model settings, training settings), as ``recnb train --config`` splits them."""
+    from recnb.train import split_settings
 
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
-    model_cfg = {k: v for k, v in point.items() if k != "model" and k not in train_names}
-    train_cfg = {k: v for k, v in point.items() if k in train_names}
-    if "max_len" in train_cfg:
-        model_cfg["max_len"] = train_cfg["max_len"]
-    return model_cfg, train_cfg
+    return split_settings(point["model"], {k: v for k, v in point.items() if k != "model"}, "--grid")
 
 
 def _dllm2rec_configs(point: dict):
@@ -242,25 +237,31 @@ def run_trial(kind: str, point: dict, dataset: str, out: str | Path, data_dir: s
     return _flat(metrics, point, kind)
 
 
+def adarec_trial_configs(p: dict):
+    """The SearchConfig and DistillConfig of an ``adarec`` trial: ``recnb adarec``'s, with the
+    fields :data:`ADAREC_FIELDS` maps set from the trial (the one map of keys to fields)."""
+    configs = _adarec_configs()
+    given = {cfg: {} for cfg in configs}
+    for key, (cfg, name) in ADAREC_FIELDS.items():
+        given[cfg][name] = p[key]
+    scfg = dataclasses.replace(configs["search"], **given["search"], beta=float(p["beta"]), progress=False)
+    train = dataclasses.replace(configs["train"], **given["train"], max_len=scfg.max_len, progress=False)
+    return scfg, dataclasses.replace(configs["distill"], **given["distill"], train=train)
+
+
 def _adarec_trial(scene, p: dict, out: Path) -> dict:
     """Search with ``beta`` (seed ``search_seed``), then distil the derived student with ``seed``."""
-    from recnb.adarec.pipeline import DistillConfig, build_student, train_model
-    from recnb.adarec.search import SearchConfig, search
+    from recnb.adarec.pipeline import build_student, train_model
+    from recnb.adarec.search import search
     from recnb.checkpoint import load_checkpoint, resolve_device
     from recnb.data import train_windows
     from recnb.kd import TeacherCache
-    from recnb.train import TrainConfig
 
     device = resolve_device("auto")
     teacher, _ = load_checkpoint(p["teacher"], device=str(device))
-    scfg = SearchConfig(beta=float(p["beta"]), seed=p["search_seed"], epochs=p["search_epochs"],
-                        max_steps=p["search_max_steps"], width=p["search_width"], max_len=p["max_len"], progress=False)
+    scfg, dcfg = adarec_trial_configs(p)
     cache = TeacherCache(teacher, train_windows(scene, scfg.max_len), device=device)
     arch = search(scene, teacher, scfg, out / "search", cache=cache, resume=False).architecture
-    train = TrainConfig(epochs=p["distill_epochs"], batch_size=p["distill_batch_size"], lr=p["distill_lr"],
-                        patience=p["distill_patience"], max_len=p["max_len"], seed=p["seed"], progress=False,
-                        time_budget=p["time_budget"])
-    dcfg = DistillConfig(width=p["student_width"], train=train)
     student = build_student(scene, arch, dcfg.width, scfg.max_len, p["seed"], dcfg.dropout)
     metrics = train_model(scene, student, dcfg, cache if p["kd"] else None, out / "student", batches=(1,))
     metrics["architecture"] = arch.signature()

@@ -38,7 +38,7 @@ from recnb.data import Scene, Windows, train_windows
 from recnb.errors import ConfigError, DataError, TrainingDiverged, check_fields, from_checked_dict
 from recnb.evaluation import check_model_scene, evaluate, item_logits
 from recnb.metrics import flatten
-from recnb.models import SeqRecModel
+from recnb.models import SeqRecModel, model_class
 
 LOSSES = ("ce", "bce", "sampled")
 LR_DECAYS = ("none", "cosine", "linear")
@@ -202,6 +202,22 @@ def recipe(model: str, scene: Scene | str | None = None, **overrides) -> TrainCo
 def recipe_model_config(model: str, scene: Scene | str | None = None) -> dict:
     """The model settings of ``model``'s recipe on ``scene`` (those that differ from its defaults)."""
     return copy.deepcopy(_recipe_of(model, scene).get("model", {}))
+
+
+def split_settings(model: str, settings: dict, where: str) -> tuple[dict, dict]:
+    """``settings`` for ``model`` as (model settings, training settings): each name goes to the
+    config that has it, ``max_len`` to both (the model's window is the training window); a
+    name neither has is refused naming ``where`` (a config file, a sweep point)."""
+    model_names = {f.name for f in dataclasses.fields(model_class(model).config_class)} - {"num_items"}
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - model_names - train_names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(repr(k) for k in unknown)} for model {model}")
+    model_cfg = {k: v for k, v in settings.items() if k in model_names and k not in train_names}
+    train_cfg = {k: v for k, v in settings.items() if k in train_names}
+    if "max_len" in train_cfg:
+        model_cfg["max_len"] = train_cfg["max_len"]
+    return model_cfg, train_cfg
 
 
 def _recipe_of(model: str, scene: Scene | str | None) -> dict:

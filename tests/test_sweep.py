@@ -244,3 +244,17 @@ def test_adarec_on_ray_without_ray_names_the_extra(scene_file, adarec_teacher, t
     assert main(_adarec(scene_file, adarec_teacher, tmp_path / "o", "--parallel", "ray")) == 2
     err = capsys.readouterr().err.strip()
     assert "pip install recnb[sweep]" in err and len(err.splitlines()) == 1
+
+
+def test_an_adarec_trial_runs_with_recnb_adarec_settings_where_the_grid_sets_none():
+    import dataclasses
+
+    from recnb.adarec.pipeline import DistillConfig
+    from recnb.adarec.search import SearchConfig
+    from recnb.sweep import adarec_defaults, adarec_trial_configs
+
+    scfg, dcfg = adarec_trial_configs({**adarec_defaults(), "beta": 0.1, "teacher": "t.pt"})
+    assert scfg == dataclasses.replace(SearchConfig(), beta=0.1, progress=False)
+    assert dcfg == dataclasses.replace(DistillConfig(), train=dataclasses.replace(DistillConfig().train, progress=False))
+    scfg, dcfg = adarec_trial_configs({**adarec_defaults(), "beta": 1, "distill_lr": 0.01, "search_width": 16, "max_len": 20})
+    assert (scfg.width, scfg.max_len, dcfg.train.lr, dcfg.train.max_len) == (16, 20, 0.01, 20)

@@ -12,6 +12,7 @@ temperature the searcher anneals. The supernet meets the model contract, so the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,14 +36,14 @@ class SupernetConfig(ModelConfig):
     relaxation: str = "softmax"
     hard: bool = False  # straight-through one-hot Gumbel samples
 
+    RANGES: ClassVar[dict] = {"width": "[1, inf)", "num_cells": "[1, inf)", "num_nodes": "[1, inf)"}
+
     def __post_init__(self):
+        super().__post_init__()  # the base fields' checks (num_items, max_len, dropout...) and the ranges above
         for i, o in enumerate(self.primitives):
             check_op(o, f"primitives[{i}]")
         if self.relaxation not in RELAXATIONS:
             raise ConfigError(f"relaxation: expected one of {', '.join(RELAXATIONS)}, got {self.relaxation!r}")
-        for name in ("width", "num_cells", "num_nodes"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 class MixedOp(nn.Module):

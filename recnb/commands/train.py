@@ -19,7 +19,7 @@ from recnb.commands.common import (
 from recnb.errors import ConfigError
 from recnb.files import read_json_file
 from recnb.models import BASE_MODELS, model_class
-from recnb.train import RECIPES, SCENE_RECIPES, TrainConfig, recipe, scene_kind
+from recnb.train import RECIPES, SCENE_RECIPES, TrainConfig, recipe, scene_kind, split_settings
 
 NOT_FLAGS = RUN_FIELDS  # TrainConfig fields set by add_run_args (--device, --seed, --quiet)
 
@@ -89,20 +89,10 @@ def register(sub) -> None:
 
 def split_options(model: str, args) -> tuple[dict, dict]:
     """Model config and training options from ``--config`` then the flags (flags win)."""
-    cls = model_class(model)
-    model_names = {f.name for f in dataclasses.fields(cls.config_class)} - {"num_items"}
     file_opts = read_json_file(args.config, "--config") if args.config else {}
-    model_cfg, train_cfg = {}, {}
-    flags = train_flags()
-    fields = flags.fields()
-    for key, value in file_opts.items():
-        if key in fields:
-            train_cfg[key] = value
-        elif key in model_names:
-            model_cfg[key] = value
-        else:
-            raise ConfigError(f"--config {args.config}: unknown option '{key}' for model {model}")
-    train_cfg.update(flags.given(args))
+    model_cfg, train_cfg = split_settings(model, file_opts, f"--config {args.config}")
+    model_names = {f.name for f in dataclasses.fields(model_class(model).config_class)} - {"num_items"}
+    train_cfg.update(train_flags().given(args))
     for group in model_flags():
         for key, value in group.given(args).items():
             if key not in model_names:
