@@ -204,3 +204,109 @@ def test_official_pickles_never_run_code(tmp_path, scene):
     (tmp_path / TRAIN_FILE).write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="not a pandas pickle"):
         read_official(tmp_path)
+
+
+CRAFT = r'''
+import pickle, struct, sys
+import numpy as np, pandas as pd
+mode, path = sys.argv[1], sys.argv[2]
+if mode.startswith("offsets"):  # the arrow string offsets of the column labels
+    df = pd.DataFrame({"seq": [[1, 2], [3, 4]], "len_seq": [2, 2], "next": [1, 2]})
+    raw = pickle.dumps(df, protocol=5)
+    good = struct.pack("<4q", 0, 3, 10, 14)
+    assert good in raw, "pandas no longer pickles labels as an arrow array"
+    bad = struct.pack("<4q", 0, 3, 10, 1 << 40) if mode == "offsets-big" else struct.pack("<4q", 0, -(1 << 40), 10, 14)
+    raw = raw.replace(good, bad)
+else:  # a block placed outside the frame's columns, built without pandas' own checks
+    from pandas._libs.internals import BlockPlacement
+    from pandas.core.internals.blocks import new_block
+    from pandas.core.internals.managers import BlockManager
+    locs = {"placement-far": [0, 1, 10**6], "placement-negative": [0, 1, -5], "placement-twice": [0, 1, 1]}[mode]
+    block = new_block(np.array([[1, 2], [3, 4], [5, 6]]), placement=BlockPlacement(np.array(locs)), ndim=2)
+    mgr = BlockManager((block,), [pd.Index(["seq", "len_seq", "next"], dtype=object), pd.RangeIndex(2)],
+                       verify_integrity=False)
+    raw = pickle.dumps(pd.DataFrame._from_mgr(mgr, axes=mgr.axes), protocol=5)
+open(path, "wb").write(raw)
+'''
+
+READ = r'''
+import sys
+from recnb.errors import DataError
+from recnb.files import read_dataframe_pickle
+try:
+    df = read_dataframe_pickle(sys.argv[1])
+    print(df["seq"].tolist(), df["next"].tolist())
+except DataError as exc:
+    print(exc)
+    sys.exit(3)
+'''
+
+
+@pytest.mark.parametrize("mode", ["offsets-big", "offsets-negative", "placement-far", "placement-negative",
+                                  "placement-twice"])
+def test_a_crafted_dataframe_pickle_is_one_line_never_a_crash(tmp_path, mode):
+    """Arrow string offsets and block placements are unchecked by pandas and pyarrow: such a
+    file used to end the process (std::bad_alloc, a segfault). Read in a child process so a
+    regression shows as its exit code, not as this test run dying."""
+    import subprocess
+    import sys
+
+    path = tmp_path / TRAIN_FILE
+    try:
+        subprocess.run([sys.executable, "-c", CRAFT, mode, str(path)], check=True, capture_output=True, timeout=120)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"this pandas cannot craft the file: {exc.stderr.decode()[-200:]}")
+    proc = subprocess.run([sys.executable, "-c", READ, str(path)], check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr[-1000:])
+    assert proc.stdout.count("\n") == 1 and str(path) in proc.stdout
+    assert ("offsets out of range" if mode.startswith("offsets") else "a block placed at column") in proc.stdout
+
+
+def _older_pandas_pickle(df: pd.DataFrame) -> bytes:
+    """``df`` pickled the way pandas 1.x wrote it (the official files' era): NEWOBJ and a
+    state with a "0.14.1" entry for the block manager, object-array labels via _new_Index."""
+    import copyreg
+    import io
+    import pickle
+
+    from pandas.core.indexes.base import Index, _new_Index
+    from pandas.core.internals.managers import BlockManager
+
+    blocks = [{"values": np.array([df[c].to_numpy(dtype=object if c == "seq" else None)]), "mgr_locs": slice(i, i + 1, 1)}
+              for i, c in enumerate(df.columns)]
+    cols, rows = np.array(list(df.columns), dtype=object), np.asarray(df.index, dtype=np.int64)
+
+    class Older(pickle.Pickler):
+        def reducer_override(self, obj):
+            if obj is MGR:
+                return copyreg.__newobj__, (BlockManager,), ([], [], [], {"0.14.1": {"axes": AXES, "blocks": blocks}})
+            if obj is FRAME:
+                return copyreg.__newobj__, (pd.DataFrame,), {"_mgr": MGR, "_typ": "dataframe", "_metadata": []}
+            if isinstance(obj, _Axis):
+                return _new_Index, (Index, {"data": obj.data, "name": None})
+            return NotImplemented
+
+    class _Axis:
+        def __init__(self, data):
+            self.data = data
+
+    MGR, FRAME = BlockManager.__new__(BlockManager, (), [], False), pd.DataFrame.__new__(pd.DataFrame)
+    AXES = [_Axis(cols), _Axis(rows)]
+    buf = io.BytesIO()
+    Older(buf, protocol=2).dump(FRAME)
+    return buf.getvalue()
+
+
+def test_dataframe_pickles_of_older_pandas_and_string_columns_still_read(tmp_path, scene):
+    from recnb.files import read_dataframe_pickle
+
+    data = export_scene(scene)
+    write_official(tmp_path, data)
+    (tmp_path / TRAIN_FILE).write_bytes(_older_pandas_pickle(data.train))
+    back = read_official(tmp_path).train
+    assert back["seq"].tolist() == data.train["seq"].tolist() and back["next"].tolist() == data.train["next"].tolist()
+    frame = pd.DataFrame({"s": ["a", None, "c"], "x": [0.5, 1.5, np.nan], "b": [True, False, True]}, index=[2, 0, 1])
+    frame.to_pickle(tmp_path / "f.df")
+    got = read_dataframe_pickle(tmp_path / "f.df")
+    assert got.index.tolist() == [2, 0, 1] and got["b"].tolist() == [True, False, True]
+    assert got["s"].tolist()[::2] == ["a", "c"] and pd.isna(got["s"].tolist()[1]) and np.isnan(got["x"].iloc[2])
