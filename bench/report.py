@@ -310,6 +310,32 @@ def t_serving_memory() -> Table:
     return t
 
 
+SCENES = ("ml-100k", "beauty", "sports")
+
+
+def cell_text(cell: dict) -> str:
+    """One cell as its nodes, each the ops feeding it and from where (``op<-input``)."""
+    return " · ".join(", ".join(f"{e['op']}←{e['input']}" for e in node) for node in cell["nodes"])
+
+
+def t_adarec_architectures() -> Table:
+    """The students the searches found, per scene and beta, side by side."""
+    t = Table(["scene", "beta", "cells (nodes separated by ·; op←input, input 0 the cell's input)", "cell params",
+               "valid NDCG@10 (search)"])
+    for scene in SCENES:
+        folder = RESULTS / "adarec" / scene / "search"
+        for path in sorted(folder.glob("beta_*/architecture.json"), key=lambda p: float(p.parent.name[5:])):
+            rel = path.relative_to(RESULTS).as_posix()
+            arch = load(rel)
+            meta = arch.get("meta", {})
+            cells = "<br>".join(f"{i + 1}: {cell_text(c)}" for i, c in enumerate(arch["cells"]))
+            t.row(scene, File(rel, f"{meta.get('beta', path.parent.name[5:]):g}"), cells,
+                  f"{n(meta['params_cells'])} (width {meta['width']})" if "params_cells" in meta else "-",
+                  f4(meta["valid_NDCG@10"]) if "valid_NDCG@10" in meta else "-")
+            t.source(rel)
+    return t
+
+
 def t_readme() -> Table:
     t = Table(["model", "scene (protocol)", "test NDCG@10", "HR@10", "reference NDCG@10", "file"])
     for model, _, rel, per_seed, mean, std, hr, _, recbole in foundation_rows():
@@ -360,6 +386,7 @@ TABLES = {
     "serving-int8": t_serving_int8,
     "serving-memory": t_serving_memory,
     "readme": t_readme,
+    "adarec-architectures": t_adarec_architectures,
 }
 
 
