@@ -73,6 +73,14 @@ def payload_digest(value) -> str:
     return h.hexdigest()
 
 
+def model_digest(model) -> str:
+    """A model's identity by content: SHA-256 of its name, config and weights (the same for the
+    model in memory and the checkpoint it came from, whatever the file's path or metadata).
+    Resumable states record their teacher's, so a resume with another teacher is refused."""
+    return payload_digest({"model": model.name, "config": model.config.to_dict(),
+                           "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
+
+
 def read_torch_file(path: str | Path, what: str = "recnb checkpoint"):
     """``torch.load`` of a file recnb wrote, on CPU, with ``weights_only=True``: tensors and
     plain values (dict, list, str, numbers, numpy scalars) only, so a crafted file cannot run

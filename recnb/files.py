@@ -4,6 +4,7 @@ the pandas pickles of the official DLLM2Rec layout, read without running their c
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
@@ -33,6 +34,33 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (read in chunks: artifacts can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ids_digest(ids) -> str:
+    """SHA-256 of a list of raw ids (a scene's item ids): what identifies a scene's catalogue,
+    where the item count alone would accept another scene of the same size."""
+    return hashlib.sha256(json.dumps([str(i) for i in ids]).encode()).hexdigest()
+
+
+def json_digest(obj: dict) -> str:
+    """SHA-256 of a JSON object without its own ``"digest"`` key (keys sorted)."""
+    body = {k: v for k, v in obj.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def write_json_atomic(path: str | Path, obj, indent: int | None = 2) -> Path:
+    """A JSON file written through :func:`atomic_write` (never half-written)."""
+    text = json.dumps(obj, indent=indent) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def read_json_file(path: str | Path, what: str) -> dict:

@@ -88,8 +88,13 @@ def test_row_order_users_then_time(scene):
 
 
 def write_good(tmp_path, rows=6):
+    """Good teacher files as another tool writes them: no recnb manifest, so what is checked
+    below is the content itself (a manifest would refuse any edit first)."""
+    from recnb.dllm2rec.artifacts import MANIFEST_FILE
+
     emb, ranks, dist = fake_teacher(rows)
     save_artifacts(tmp_path, emb, ranks, dist)
+    (tmp_path / MANIFEST_FILE).unlink()
     return tmp_path
 
 
@@ -310,3 +315,46 @@ def test_dataframe_pickles_of_older_pandas_and_string_columns_still_read(tmp_pat
     got = read_dataframe_pickle(tmp_path / "f.df")
     assert got.index.tolist() == [2, 0, 1] and got["b"].tolist() == [True, False, True]
     assert got["s"].tolist()[::2] == ["a", "c"] and pd.isna(got["s"].tolist()[1]) and np.isnan(got["x"].iloc[2])
+
+
+def test_artifacts_carry_a_manifest_checked_on_load(tmp_path, scene):
+    """Each file's SHA-256 and the scene's item ids are written beside the artifacts: an edited
+    file is refused by name, so are artifacts loaded for another scene of the same size;
+    a folder without a manifest (the official release) still loads."""
+    from recnb.dllm2rec.artifacts import MANIFEST_FILE
+    from recnb.errors import ConfigError
+
+    emb, ranks, dist = fake_teacher(12)
+    save_artifacts(tmp_path, emb, ranks, dist, scene=scene, teacher="abc")
+    manifest = __import__("json").loads((tmp_path / MANIFEST_FILE).read_text())
+    assert set(manifest["files"]) == {EMBEDDINGS_FILE, RANKS_FILE, CONFIDENCE_FILE} and manifest["teacher"] == "abc"
+    assert torch.equal(load_artifacts(tmp_path, num_items=N, scene=scene).ranks, ranks)
+    other = synthetic_scene(num_users=25, num_items=N, seq_len=16, seed=3)
+    other.item_ids = ["<pad>"] + [f"x{i}" for i in other.item_ids[1:]]  # same size, other items
+    with pytest.raises(ConfigError, match="item ids differ"):
+        load_artifacts(tmp_path, num_items=N, scene=other)
+    text = (tmp_path / RANKS_FILE).read_text()
+    first = text.split()[0]
+    (tmp_path / RANKS_FILE).write_text(text.replace(first, str((int(first) + 1) % N), 1))  # one id changed, still valid
+    with pytest.raises(DataError, match=rf"{RANKS_FILE}: fails its integrity check"):
+        load_artifacts(tmp_path, num_items=N)
+    (tmp_path / MANIFEST_FILE).unlink()
+    assert load_artifacts(tmp_path, num_items=N).manifest == {}  # no manifest: read as the official files are
+    (tmp_path / MANIFEST_FILE).write_text("[1]")
+    with pytest.raises(DataError, match="not a recnb artifacts manifest"):
+        load_artifacts(tmp_path, num_items=N)
+
+
+def test_non_finite_teacher_scores_are_never_written(tmp_path, scene):
+    from recnb.dllm2rec.teachers import make_artifacts
+    from recnb.models import build_model
+
+    teacher = build_model("gru4rec", num_items=scene.num_items, max_len=8, hidden_size=8)
+    with torch.no_grad():
+        next(p for p in teacher.parameters() if p.dim() == 2).view(-1)[5] = float("nan")
+    with pytest.raises(DataError, match="NaN or infinite scores"):
+        make_artifacts(scene, teacher, 5, tmp_path / "art")
+    assert not (tmp_path / "art").exists() or not any((tmp_path / "art").iterdir())
+    with pytest.raises(DataError, match="refused to write NaN"):
+        save_artifacts(tmp_path / "d", distances=torch.tensor([[0.1, float("nan")]]))
+    assert not (tmp_path / "d" / CONFIDENCE_FILE).exists()

@@ -66,7 +66,7 @@ def run(args) -> int:
         data = scene_of(args)
         num_items, scene = data.num_items, data
     cfg, train = configs(args, scene)
-    art = load_artifacts(args.artifacts, num_items=num_items, ranking=cfg.ranking, embeddings=cfg.embedding)
+    art = load_artifacts(args.artifacts, num_items=num_items, ranking=cfg.ranking, embeddings=cfg.embedding, scene=scene)
     out = prepare_out_dir(args.out, args.force, inputs={"--artifacts": args.artifacts, "--dataset": args.dataset})
     start = time.perf_counter()
     seeds = tuple(args.seed + i for i in range(args.seeds))

