@@ -20,7 +20,7 @@ CMD = [sys.executable, "-m", "recnb"]
 
 
 def run(*args, env=None):
-    return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True,
+    return subprocess.run(CMD + [str(a) for a in args], check=False, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
@@ -262,3 +262,42 @@ def test_a_file_size_limit_is_one_line_and_leaves_no_tmp(inter, tmp_path):
                           timeout=300, check=False)
     one_line_error(proc, "could not be written")
     assert not list(out.glob("*.tmp"))
+
+
+def test_resumes_check_the_teacher_by_content_not_by_path(inter, checkpoint, scene, tmp_path):
+    """`distill --resume` compared the teacher's path (a copy was refused, another teacher at
+    the same path accepted); `search --resume` did not record its teacher at all."""
+    import shutil
+
+    copy = shutil.copy(checkpoint, tmp_path / "copy.pt")
+    torch.manual_seed(7)  # same shape, other weights
+    save_checkpoint(tmp_path / "other.pt", build_model("nextitnet", num_items=scene.num_items, max_len=10,
+                                                       embedding_size=8, num_blocks=1), scene)
+    torch.manual_seed(7)  # another shape
+    save_checkpoint(tmp_path / "wide.pt", build_model("nextitnet", num_items=scene.num_items, max_len=10,
+                                                      embedding_size=16, num_blocks=1), scene)
+    arch = tmp_path / "a.json"
+    arch.write_text(json.dumps({"cells": [{"nodes": [[{"op": "skip", "input": 0}, {"op": "skip", "input": 1}]]}]}))
+    distill = ["distill", "--dataset", inter, "--arch", arch, "--out", tmp_path / "d", "--epochs", "1", "--max-len", "10",
+               "--width", "8", "--latency-batch", "1", "--quiet", "--device", "cpu"]
+    assert run(*distill, "--teacher", checkpoint).returncode == 0
+    assert run(*distill, "--teacher", copy, "--resume").returncode == 0  # the same teacher elsewhere
+    one_line_error(run(*distill, "--teacher", tmp_path / "other.pt", "--resume"), "--resume", "teacher")
+    search = ["search", "--dataset", inter, "--out", tmp_path / "s", "--epochs", "1", "--max-len", "10", "--width", "8",
+              "--cells", "1", "--nodes", "2", "--quiet", "--device", "cpu"]
+    assert run(*search, "--teacher", checkpoint).returncode == 0
+    assert run(*search, "--teacher", copy, "--resume").returncode == 0
+    for other in ("other.pt", "wide.pt"):
+        one_line_error(run(*search, "--teacher", tmp_path / other, "--resume"), "--resume", "another teacher")
+
+
+def test_dllm2rec_refuses_artifacts_of_another_scene_with_as_many_items(inter, other_inter, checkpoint, tmp_path):
+    art = tmp_path / "art"
+    proc = run("teacher-artifacts", "--dataset", inter, "--teacher", checkpoint, "--top-n", "5", "--out", art, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    one_line_error(run("dllm2rec", "--dataset", other_inter, "--artifacts", art, "--student", "gru4rec", "--seeds", "1",
+                       "--epochs", "1", "--max-len", "10", "--out", tmp_path / "r", "--quiet"), "item ids differ")
+    (art / "myrank_train.txt").write_text((art / "myrank_train.txt").read_text().replace("1", "2", 1))
+    one_line_error(run("dllm2rec", "--dataset", inter, "--artifacts", art, "--student", "gru4rec", "--seeds", "1",
+                       "--epochs", "1", "--max-len", "10", "--out", tmp_path / "r2", "--quiet"),
+                   "myrank_train.txt", "integrity check")

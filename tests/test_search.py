@@ -352,12 +352,38 @@ def test_warmup_epochs_train_weights_only(scene, teacher, tmp_path):
     last = h["alphas"][h["alphas"]["step"] == h["alphas"]["step"].max()]["weight"].to_numpy()
     np.testing.assert_allclose(first, last)
     assert res.architecture.num_cells == 2
+    # no epoch past the warm-up validated a choice: no best epoch is claimed (it read -1)
+    assert res.best_epoch is None and json.loads((tmp_path / "w" / "result.json").read_text())["best_epoch"] is None
 
 
 def test_resume_refuses_different_settings(scene, teacher, tmp_path):
     search(scene, teacher, tiny_cfg(epochs=1), tmp_path / "s")
     with pytest.raises(ConfigError, match="beta"):
         search(scene, teacher, tiny_cfg(epochs=1, beta=3.0), tmp_path / "s")
+
+
+def test_resume_checks_the_teacher_and_scene_by_content(scene, teacher, tmp_path):
+    """The search state records its teacher's and scene's digests: the same teacher read from
+    a file resumes; another one of the same shape (used to resume silently) or of another
+    shape (used to end in a RuntimeError) is refused in one line, so is another scene."""
+    import copy
+
+    cfg = tiny_cfg(epochs=1)
+    search(scene, teacher, cfg, tmp_path / "s")
+    save_checkpoint(tmp_path / "t.pt", teacher, scene)
+    assert search(scene, tmp_path / "t.pt", cfg, tmp_path / "s").epochs == 1  # the same teacher, by content
+    same_shape = copy.deepcopy(teacher)
+    with torch.no_grad():
+        next(same_shape.parameters()).add_(0.01)
+    torch.manual_seed(1)
+    other_shape = build_model("nextitnet", num_items=scene.num_items, max_len=L, embedding_size=16, num_blocks=1)
+    for other in (same_shape, other_shape):
+        with pytest.raises(ConfigError, match="another teacher"):
+            search(scene, other, cfg, tmp_path / "s")
+    renamed = copy.deepcopy(scene)
+    renamed.item_ids = ["<pad>"] + [f"x{i}" for i in scene.item_ids[1:]]
+    with pytest.raises(ConfigError, match="another scene's item ids"):
+        search(renamed, teacher, cfg, tmp_path / "s")
 
 
 def test_search_config_rejects_bad_values():

@@ -40,14 +40,16 @@ from recnb.adarec.supernet import Supernet, SupernetConfig
 from recnb.checkpoint import (
     changed_settings,
     load_checkpoint,
+    model_digest,
     read_torch_file,
     resolve_device,
     write_json,
     write_torch_file,
 )
 from recnb.data import Scene, train_windows
-from recnb.errors import ConfigError, check_fields, from_checked_dict
+from recnb.errors import ConfigError, DataError, check_fields, from_checked_dict
 from recnb.evaluation import evaluate, item_logits
+from recnb.files import ids_digest
 from recnb.kd import WEIGHT_UPDATES, EMDLoss, TeacherCache, kd_loss
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel
@@ -163,7 +165,7 @@ class SearchConfig:
 class SearchResult:
     architecture: Architecture
     out_dir: Path | None
-    best_epoch: int
+    best_epoch: int | None  # None when every epoch was warm-up (the alphas never moved)
     epochs: int
     seconds: float  # search time (steps + validation), excluding the teacher cache
     teacher_seconds: float
@@ -294,6 +296,8 @@ def search(
     if cache is None and teacher is not None and cfg.gamma > 0:
         cache = TeacherCache(_teacher_model(teacher, device, scene), windows, device=device)
     run = _Search.start(scene, cfg, device, windows, cache, out, time.perf_counter() - t0)
+    run.identity = {"teacher": model_digest(cache.teacher) if cache is not None else None,
+                    "scene_items": ids_digest(scene.item_ids)}
     if out and resume and (out / "checkpoint.pt").exists():
         run.resume()
     bar = tqdm(range(run.state["epoch"] + 1, cfg.epochs), desc=f"search {scene.name} beta={cfg.beta}",
@@ -346,6 +350,7 @@ class _Search:
     targets: torch.Tensor
     state: dict = field(default_factory=lambda: {"epoch": -1, "step": 0, "best": -1.0, "best_epoch": -1, "bad": 0,
                                                  "best_alphas": None, "seconds": 0.0})
+    identity: dict = field(default_factory=dict)  # the teacher's and the scene's digests, checked on resume
 
     @classmethod
     def start(cls, scene: Scene, cfg: SearchConfig, device, windows, cache, out, teacher_seconds: float) -> _Search:
@@ -370,13 +375,27 @@ class _Search:
                    halves, windows.inputs.to(device), windows.targets.to(device))
 
     def resume(self) -> None:
-        ck = read_torch_file(self.out / "checkpoint.pt", "recnb search state")
-        self.model.load_state_dict(ck["model"])
-        if self.emd is not None:
-            self.emd.load_state_dict(ck["emd"])
-        self.w_opt.load_state_dict(ck["w_opt"])
-        self.a_opt.load_state_dict(ck["a_opt"])
-        self.gen.set_state(ck["generator"])
+        """Continue from ``checkpoint.pt``: only with the teacher and scene it was made with
+        (by content: a teacher of the same shape would otherwise resume silently)."""
+        path = self.out / "checkpoint.pt"
+        ck = read_torch_file(path, "recnb search state")
+        saved = ck.get("identity") if isinstance(ck, dict) else None
+        for key, what in (("teacher", "teacher"), ("scene_items", "scene's item ids")):
+            if isinstance(saved, dict) and saved.get(key) != self.identity.get(key):
+                was = "no teacher" if key == "teacher" and saved.get(key) is None else f"another {what}"
+                raise ConfigError(f"--resume: {self.out} was searched with {was} (content digests differ); resume with "
+                                  "the same one or start over with --force")
+        try:
+            self.model.load_state_dict(ck["model"])
+            if self.emd is not None:
+                self.emd.load_state_dict(ck["emd"])
+            self.w_opt.load_state_dict(ck["w_opt"])
+            self.a_opt.load_state_dict(ck["a_opt"])
+            self.gen.set_state(ck["generator"])
+        except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise DataError(f"{path}: does not fit this search (another teacher or settings?): {first}; start over "
+                            "with --force") from None
         self.state = ck["state"]
         _truncate_history(self.out, self.state["epoch"])
 
@@ -460,7 +479,7 @@ class _Search:
         _append_csv(out / "epochs.csv", [row])
         payload = {"model": self.model.state_dict(), "emd": emd.state_dict() if emd is not None else None,
                    "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(), "generator": self.gen.get_state(),
-                   "state": self.state, "config": self.cfg.to_dict()}
+                   "state": self.state, "config": self.cfg.to_dict(), "identity": self.identity}
         write_torch_file(out / "checkpoint.pt", payload)  # atomic, with its digest
 
     def finish(self) -> SearchResult:
@@ -468,19 +487,20 @@ class _Search:
         cfg, state, out = self.cfg, self.state, self.out
         alphas = state["best_alphas"] if state["best_alphas"] is not None else self.model.alphas.detach().cpu()
         probs = F.softmax(alphas, -1).expand(cfg.num_cells, -1, -1).numpy()
+        best = state["best_epoch"] if state["best_epoch"] >= 0 else None  # None: every epoch was warm-up
         meta = {
             "scene": self.scene.name, "beta": cfg.beta, "gamma": cfg.gamma, "cost": cfg.cost, "width": cfg.width,
-            "best_epoch": state["best_epoch"], "valid_NDCG@10": state["best"],
+            "best_epoch": best, "valid_NDCG@10": state["best"] if best is not None else None,
             "expected_cost": float((torch.as_tensor(probs) * self.costs.cpu()).sum()),
         }
         arch = derive(probs, cfg.primitives, meta=meta)
         arch.meta["params_cells"] = arch.params(cfg.width)
-        result = SearchResult(arch, out, state["best_epoch"], state["epoch"] + 1, state["seconds"], self.teacher_seconds,
+        result = SearchResult(arch, out, best, state["epoch"] + 1, state["seconds"], self.teacher_seconds,
                               supernet=self.model)
         if out:
             arch.save(out / "architecture.json")
             write_json(out / "result.json", {
-                "architecture": "architecture.json", "signature": arch.signature(), "best_epoch": state["best_epoch"],
+                "architecture": "architecture.json", "signature": arch.signature(), "best_epoch": best,
                 "epochs": state["epoch"] + 1, "search_seconds": round(state["seconds"], 2),
                 "teacher_cache_seconds": round(self.teacher_seconds, 2), "params_cost": self.params_cost,
                 **{k: arch.meta[k] for k in ("expected_cost", "params_cells")},

@@ -73,8 +73,9 @@ def run(args) -> int:
 
     from recnb.adarec.architecture import Architecture
     from recnb.adarec.pipeline import build_student, check_resume_settings, train_model
-    from recnb.checkpoint import load_checkpoint, resolve_device
+    from recnb.checkpoint import load_checkpoint, model_digest, resolve_device
     from recnb.data import train_windows
+    from recnb.files import ids_digest
     from recnb.kd import TeacherCache
 
     if args.no_teacher == (args.teacher is not None):
@@ -85,15 +86,17 @@ def run(args) -> int:
     batches = parse_list(args.latency_batch, int, "--latency-batch")
     out = prepare_out_dir(args.out, args.force, args.resume, "settings.json", "recnb distill run (no settings.json)",
                           inputs={"--teacher": args.teacher, "--arch": args.arch})
-    settings = {"arch": arch.signature(), "teacher": args.teacher, "exclude_seen": args.exclude_seen,
-                "distill": dataclasses.asdict(cfg)}
-    check_resume_settings(out / "settings.json", settings, args.resume)
     scene = scene_of(args)
-    cache = None
+    teacher = None
     if args.teacher:
         device = resolve_device(args.device)
         teacher, _ = load_checkpoint(args.teacher, device=str(device), scene=scene, what="--teacher")
-        cache = TeacherCache(teacher, train_windows(scene, max_len), device=device)
+    # a resume must continue with the same teacher and scene: compared by content, not by path
+    settings = {"arch": arch.signature(), "teacher": model_digest(teacher) if teacher is not None else None,
+                "scene_items": ids_digest(scene.item_ids), "exclude_seen": args.exclude_seen,
+                "distill": dataclasses.asdict(cfg)}
+    check_resume_settings(out / "settings.json", settings, args.resume)
+    cache = TeacherCache(teacher, train_windows(scene, max_len), device=device) if teacher is not None else None
     model = build_student(scene, arch, cfg.width, max_len, args.seed, cfg.dropout)
     devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
     m = train_model(scene, model, cfg, cache, out, devices, batches, reuse=args.resume, exclude_seen=args.exclude_seen)

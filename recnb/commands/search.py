@@ -73,7 +73,9 @@ def run(args) -> int:
         raise ConfigError("--teacher: required unless --gamma 0 (search without distillation)")
     scene = scene_of(args)
     res = search(scene, args.teacher, cfg, out, resume=args.resume)
-    print(f"search on {scene.name} (beta={cfg.beta}, cost={cfg.cost}): best epoch {res.best_epoch}, "
+    best = f"best epoch {res.best_epoch}" if res.best_epoch is not None else \
+        f"no epoch past the warm-up (--warmup-epochs {cfg.warmup_epochs}), so the alphas never moved"
+    print(f"search on {scene.name} (beta={cfg.beta}, cost={cfg.cost}): {best}, "
           f"{res.epochs} epochs, {res.seconds:.0f}s (+{res.teacher_seconds:.0f}s teacher cache)")
     print(f"architecture ({res.architecture.params(cfg.width)} cell params): {res.architecture.signature()}")
     print(f"-> {out / 'architecture.json'}")
