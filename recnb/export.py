@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from recnb.errors import ConfigError
+from recnb.errors import ConfigError, DataError
+from recnb.files import check_writable, file_digest, json_digest, write_json_atomic
 from recnb.models.base import SeqRecModel
 
 FORMATS = ("onnx", "torchscript")
@@ -236,6 +237,7 @@ def _check_options(path: Path, format: str, quantize: str | None, force: bool) -
     for p in (path, meta_path):
         if p.exists() and not force:
             raise ConfigError(f"--out {p}: exists; pass --force to overwrite")
+    check_writable(path)  # a folder without permission is said so, not "no exporter could export it"
     return meta_path
 
 
@@ -311,7 +313,9 @@ def export(
     item_ids = _item_ids(maps, head.num_items)
     exporter = _write_graph(head, path, format, quantize)
     info = _idmap(head, path, format, exporter, quantize, dataset, item_ids, maps.get("titles"))
-    meta_path.write_text(json.dumps(info) + "\n")
+    info["graph_sha256"] = file_digest(path)  # the graph it maps; load_idmap checks both
+    info["digest"] = json_digest(info)
+    write_json_atomic(meta_path, info, indent=None)
     return info
 
 
@@ -321,9 +325,19 @@ def load_idmap(path: str | Path) -> dict:
     meta = path if path.suffix == ".json" else idmap_path(path)
     if not meta.exists():
         raise ConfigError(f"{meta}: no id map beside the exported graph")
-    info = json.loads(meta.read_text())
-    if info.get("format") != FORMAT:
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        info = None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise ConfigError(f"{meta}: not a recnb export id map")
+    if "digest" in info and info["digest"] != json_digest(info):
+        raise DataError(f"{meta}: fails its integrity check (its content no longer matches the digest written with it: "
+                        "a damaged or edited id map); export again")
+    graph = meta.with_name(str(info.get("file", "")))
+    if info.get("graph_sha256") and graph.is_file() and file_digest(graph) != info["graph_sha256"]:
+        raise DataError(f"{graph}: fails its integrity check (its SHA-256 differs from the one in {meta.name}: a "
+                        "damaged or replaced graph); export again")
     return info
 
 

@@ -63,6 +63,21 @@ def write_json_atomic(path: str | Path, obj, indent: int | None = 2) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def check_writable(path: str | Path, what: str = "--out") -> Path:
+    """Make sure ``path`` can be written before any expensive work: its folder is created and
+    a probe file written and removed there. A read-only folder, a folder under a file or a
+    full disk is one ``ConfigError`` line naming ``path``, not a failure after the work."""
+    path = Path(path)
+    probe = path.with_name(f".{path.name}.recnb-probe")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot be written there ({exc.strerror or type(exc).__name__})") from None
+    probe.unlink(missing_ok=True)
+    return path
+
+
 def read_json_file(path: str | Path, what: str) -> dict:
     """A JSON object from ``path``; anything else (missing, binary, malformed, a list) is one line."""
     path = Path(path)

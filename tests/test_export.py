@@ -173,6 +173,34 @@ def test_cli_export_round_trip_with_id_map(checkpoint, scene, histories, tmp_pat
     assert "--force" in capsys.readouterr().err
 
 
+def test_an_edited_id_map_or_graph_fails_its_digest_and_an_unwritable_out_is_one_line(scene, tmp_path):
+    """The id map carries its own digest and the graph's SHA-256: a server that loads a map
+    edited by hand, or a graph replaced under it, is refused by name; an --out that cannot
+    be written is said so before the export (it read "no ONNX exporter could export it")."""
+    from recnb.errors import DataError
+    from recnb.export import Exported, load_idmap
+
+    model = build_model("gru4rec", num_items=N, max_len=L, hidden_size=8)
+    path = tmp_path / "m.ts"
+    export(model, path, format="torchscript", id_maps={"item_ids": scene.item_ids})
+    assert load_idmap(path)["graph_sha256"] and Exported(path)(np.ones((1, L), np.int64))[0].shape == (1, 10)
+    meta = idmap_path(path)
+    good = meta.read_text()
+    meta.write_text(good.replace(f'"{scene.item_ids[3]}"', '"swapped"', 1))
+    with pytest.raises(DataError, match="m.ts.json: fails its integrity check"):
+        load_idmap(path)
+    meta.write_text(good)
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(DataError, match="m.ts: fails its integrity check"):
+        Exported(path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot be written there"):
+        export(model, blocker / "m.onnx")
+    one_line_error(subprocess.run([sys.executable, "-m", "recnb", "export", "--model", str(tmp_path / "nope.pt"),
+                                   "--out", str(blocker / "x.onnx")], check=False, capture_output=True, text=True), "nope.pt")
+
+
 # ----------------------------------------------------------------------------- Recommender
 def test_recommender_on_a_user_and_on_a_history(checkpoint, scene):
     rec = Recommender.load(checkpoint, scene)
