@@ -99,6 +99,8 @@ def read_torch_file(path: str | Path, what: str = "recnb checkpoint"):
             raise DataError(f"{path}: not a {what} (unreadable as one)") from None
         raise DataError(f"{path}: refused to load as a {what}: it asks to import {needs.group(1)} (files are read "
                         "with weights_only, so a file cannot run code)") from None
+    except OSError as exc:  # permissions, a folder: say so, not "not a checkpoint"
+        raise DataError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
         raise DataError(f"{path}: not a {what} ({type(exc).__name__})") from None
     if isinstance(payload, dict) and "digest" in payload and payload["digest"] != payload_digest(payload):

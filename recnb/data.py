@@ -244,8 +244,15 @@ def from_dataframe(df: pd.DataFrame, name: str = "dataframe", titles: dict | Non
 
 
 def _require(path: Path) -> None:
+    """A file that is there and readable; otherwise one line (permissions, a folder) instead
+    of an OSError traceback from the reader."""
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
 
 
 # ----------------------------------------------------------------------------- scene

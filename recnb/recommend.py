@@ -69,10 +69,11 @@ class Recommender:
 
         model, meta = load_checkpoint(path, "cpu")
         scene = None
-        if dataset is not None:
-            scene = dataset if isinstance(dataset, Scene) else load_scene(dataset, data_dir)
+        if dataset is not None:  # a name or path is built as the model's scene was (its --kcore)
+            kcore = (meta.get("scene") or {}).get("kcore")
+            scene = dataset if isinstance(dataset, Scene) else load_scene(dataset, data_dir, kcore=kcore)
         rec = cls(model, meta.get("id_maps"), device=device)
-        rec.path = Path(path)
+        rec.path, rec.meta = Path(path), meta
         if scene is not None:
             rec.use_scene(scene, path)
         return rec
@@ -80,7 +81,8 @@ class Recommender:
     def use_scene(self, scene, where="model") -> Recommender:
         from recnb.checkpoint import check_compatible
 
-        check_compatible(self.model, {"id_maps": self.checkpoint_maps}, scene, where)
+        meta = getattr(self, "meta", None) or {}  # a loaded checkpoint's: its dataset and kcore name the mismatch
+        check_compatible(self.model, {**meta, "id_maps": self.checkpoint_maps}, scene, where)
         self.scene = scene
         self.user_index = {str(u): i for i, u in enumerate(scene.user_ids)}
         if self.titles is None:

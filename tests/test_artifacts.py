@@ -358,3 +358,10 @@ def test_non_finite_teacher_scores_are_never_written(tmp_path, scene):
     with pytest.raises(DataError, match="refused to write NaN"):
         save_artifacts(tmp_path / "d", distances=torch.tensor([[0.1, float("nan")]]))
     assert not (tmp_path / "d" / CONFIDENCE_FILE).exists()
+
+
+def test_a_teacher_json_that_is_not_an_object_is_one_line(tmp_path):
+    write_good(tmp_path)
+    (tmp_path / "teacher.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="teacher.json: expected a JSON object, got a list"):
+        load_artifacts(tmp_path, num_items=N)

@@ -301,3 +301,45 @@ def test_dllm2rec_refuses_artifacts_of_another_scene_with_as_many_items(inter, o
     one_line_error(run("dllm2rec", "--dataset", inter, "--artifacts", art, "--student", "gru4rec", "--seeds", "1",
                        "--epochs", "1", "--max-len", "10", "--out", tmp_path / "r2", "--quiet"),
                    "myrank_train.txt", "integrity check")
+
+
+def test_environment_errors_are_one_line_before_the_work(inter, checkpoint, tmp_path):
+    """An absurd batch, a model that is a folder, an --out under a file, --seeds 0: one line
+    each (they were tracebacks, or came after the search had run)."""
+    one_line_error(run("bench", "latency", "--model", checkpoint, "--batch", "100000000"), "--batch 100000000",
+                   "does not fit")
+    (tmp_path / "dir.pt").mkdir()
+    one_line_error(run("evaluate", "--model", tmp_path / "dir.pt", "--dataset", inter), "dir.pt", "cannot be read")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    one_line_error(run("recommend", "--model", checkpoint, "--dataset", inter, "--all", "--out", blocker / "r.csv"),
+                   "r.csv", "cannot be written")
+    one_line_error(run("adarec", "--dataset", inter, "--out", tmp_path / "a", "--seeds", "0"), "--seeds")
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_an_unreadable_dataset_or_model_is_one_line(inter, checkpoint, tmp_path):
+    import shutil
+
+    for src in (inter, checkpoint):
+        dst = shutil.copy(src, tmp_path / src.name)
+        os.chmod(dst, 0)
+        args = ("--model", dst, "--dataset", inter) if src == checkpoint else ("--model", checkpoint, "--dataset", dst)
+        one_line_error(run("evaluate", *args), src.name, "cannot be read")
+
+
+def test_recommend_uses_a_kcore_model_on_its_kcore_scene(tmp_path):
+    """`recommend` built the scene without the model's --kcore and refused it ("trained on 'None'")."""
+    sparse = synthetic_scene(num_users=60, num_items=120, seq_len=12, seed=4)
+    path = tmp_path / "sparse.inter"
+    write_atomic(sparse, path)
+    out = tmp_path / "k"
+    proc = run(*TRAIN, "--dataset", path, "--out", out, "--kcore", "2", "--hidden-size", "8")
+    assert proc.returncode == 0, proc.stderr
+    model, meta = load_checkpoint(out / "model.pt")
+    assert model.config.num_items < sparse.num_items  # the k-core dropped items
+    user = meta["id_maps"]["user_ids"][0] if meta["id_maps"].get("user_ids") else sparse.user_ids[0]
+    rec = run("recommend", "--model", out / "model.pt", "--dataset", path, "--users", user, "--top-k", "3")
+    assert rec.returncode == 0, rec.stderr
+    assert len(rec.stdout.strip().splitlines()) == 4  # a header and three items

@@ -92,6 +92,8 @@ def pool_of(args, device: str):
 def run(args) -> int:
     from recnb.adarec.pipeline import check_baselines, run_pipeline
 
+    if args.seeds < 1:  # checked before the search, not after it has run
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     scfg, dcfg = configs(args)
     betas = parse_list(args.betas, float, "--betas")
     batches = parse_list(args.latency_batch, int, "--latency-batch")

@@ -50,7 +50,20 @@ def run(args) -> int:
         "threads": torch.get_num_threads(), "seq_len": seq_len,
         "params": model.num_params(), "params_no_embedding": model.num_params(embeddings=False),
         "flops": model_flops(model, seq_len), "warmup": args.warmup, "repeats": args.repeats,
-        "median_ms": {str(b): round(model_latency(model, str(device), b, seq_len, args.warmup, args.repeats), 4) for b in batches},
+        "median_ms": {str(b): _latency(model_latency, model, device, b, seq_len, args) for b in batches},
     }
     print(json.dumps(result, indent=1))
     return 0
+
+
+def _latency(model_latency, model, device, batch: int, seq_len: int, args) -> float:
+    """One batch size's median latency; a batch that does not fit in memory is one line naming
+    it (the allocator's error was a traceback), whatever the device."""
+    try:
+        return round(model_latency(model, str(device), batch, seq_len, args.warmup, args.repeats), 4)
+    except (RuntimeError, MemoryError) as exc:
+        text = str(exc)
+        if not isinstance(exc, MemoryError) and "alloc" not in text and "out of memory" not in text:
+            raise
+        raise ConfigError(f"--batch {batch}: does not fit in {device.type} memory with --seq-len {seq_len}; "
+                          "use smaller batch sizes") from None

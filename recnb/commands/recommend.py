@@ -3,8 +3,11 @@ written to CSV or parquet in chunks."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from recnb.commands.common import add_data_args, scene_of
 from recnb.errors import ConfigError
+from recnb.files import check_writable
 
 
 def register(sub) -> None:
@@ -33,7 +36,12 @@ def run(args) -> int:
         raise ConfigError("--all writes a file: give --out FILE.csv or FILE.parquet")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be at least 1, got {args.batch_size}")
-    rec = Recommender.load(args.model, scene_of(args), device=args.device)
+    if args.out and (args.force or not Path(args.out).exists()):
+        check_writable(args.out)  # before the model and every user's scores, not after
+    rec = Recommender.load(args.model, device=args.device)
+    kcore = getattr(args, "kcore", None)
+    kcore = kcore if kcore is not None else (rec.meta.get("scene") or {}).get("kcore")
+    rec.use_scene(scene_of(args, kcore=kcore), args.model)  # built as the model's scene was, as evaluate does
     users = None if args.all else [u.strip() for u in args.users.split(",") if u.strip()]
     if users is not None and not users:
         raise ConfigError("--users: give at least one user id")
