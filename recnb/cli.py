@@ -27,6 +27,7 @@ COMMANDS = {
     "export": "export a checkpoint to ONNX or TorchScript for serving",
     "recommend": "top-k recommendations for users of a scene",
     "sweep": "run a grid of trainings or distillations on Ray Tune",
+    "frontier": "plain models and students of one scene and teacher, over seeds: accuracy against latency",
 }
 
 

@@ -15,7 +15,7 @@ LAYERS = {
     "recnb.measure": 2, "recnb.checkpoint": 2, "recnb.evaluation": 2, "recnb.train": 2, "recnb.kd": 2, "recnb.runs": 2, "recnb.export": 2, "recnb.distributed": 2,
     "recnb.recommend": 3,
     "recnb.adarec": 3, "recnb.dllm2rec": 3,
-    "recnb.analysis": 4, "recnb.results": 4, "recnb.viz": 4, "recnb.widgets": 4, "recnb.sweep": 4, "recnb.parallel": 4,
+    "recnb.analysis": 4, "recnb.frontier": 4, "recnb.results": 4, "recnb.viz": 4, "recnb.widgets": 4, "recnb.sweep": 4, "recnb.parallel": 4,
     "recnb.cli": 5, "recnb.commands": 5, "recnb.__main__": 5,
     "recnb": 6,  # the package's __init__: the public API re-exports every layer
 }

@@ -1,0 +1,62 @@
+"""``recnb frontier``: plain models and students of one scene and teacher, trained over seeds
+and measured side by side (``frontier.csv``, ``frontier.json``): does distillation pay?"""
+
+from __future__ import annotations
+
+from recnb.commands.common import add_data_args, parse_list, prepare_out_dir, scene_of
+from recnb.errors import ConfigError
+from recnb.files import read_json_file
+
+
+def register(sub) -> None:
+    p = sub.add_parser("frontier")
+    add_data_args(p)
+    p.add_argument("--teacher", required=True, help="teacher checkpoint (model.pt) trained on --dataset")
+    p.add_argument("--out", required=True, help="output directory; each run keeps its own folder there")
+    p.add_argument("--seeds", default="2020,2021,2022", help="seeds of every model")
+    p.add_argument("--grid", default=None,
+                   help="JSON file {\"models\": [model settings, each with \"model\"]} (default: SASRec widths 32/64, "
+                        "1/2 layers, windows 20/50; GRU4Rec and NextItNet at window 20)")
+    p.add_argument("--betas", default="0.01,0.1,1", help="AdaRec searches, one per beta (none: no searched students)")
+    p.add_argument("--exclude-seen", action="store_true",
+                   help="mask each user's earlier items when measuring, validation included (the Amazon protocol)")
+    p.add_argument("--epochs", type=int, default=None, help="most epochs of every run (default: each recipe's)")
+    p.add_argument("--time-budget", type=float, default=None, help="seconds of training per run (default none)")
+    p.add_argument("--no-onnx", action="store_true", help="measure eager latency only (no ONNX export)")
+    p.add_argument("--resume", action="store_true", help="keep the finished runs in --out and do the rest")
+    p.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
+    p.set_defaults(func=run)
+
+
+def config(args):
+    from recnb.frontier import DEFAULT_GRID, FrontierConfig
+
+    grid = read_json_file(args.grid, "--grid").get("models") if args.grid else list(DEFAULT_GRID)
+    if not isinstance(grid, list) or not grid:
+        raise ConfigError(f"--grid {args.grid}: expected {{\"models\": [model settings, ...]}}, a non-empty list")
+    betas = () if args.betas.strip().lower() == "none" else tuple(parse_list(args.betas, float, "--betas"))
+    if any(b < 0 for b in betas):
+        raise ConfigError(f"--betas: expected non-negative weights, got {args.betas}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs: expected at least 1, got {args.epochs}")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise ConfigError(f"--time-budget: expected a positive number of seconds, got {args.time_budget}")
+    return FrontierConfig(seeds=tuple(parse_list(args.seeds, int, "--seeds")), grid=tuple(grid), betas=betas,
+                          exclude_seen=args.exclude_seen, epochs=args.epochs, time_budget=args.time_budget,
+                          onnx=not args.no_onnx)
+
+
+def run(args) -> int:
+    from recnb.frontier import budgets, run_frontier
+
+    cfg = config(args)
+    scene = scene_of(args)
+    out = prepare_out_dir(args.out, args.force, resume=args.resume, inputs={"--teacher": args.teacher})
+    frame = run_frontier(scene, args.teacher, out, cfg)
+    table = budgets(frame)
+    print("at each plain model's batch-1 latency (eager, one thread): the best plain model and student no slower")
+    for r in table.itertuples():
+        student = f"{r.student} {r.student_ndcg:.4f} ({r.gain:+.1%})" if isinstance(r.student, str) else "no student this fast"
+        print(f"  {r.budget_ms:7.2f} ms  plain {r.plain} {r.plain_ndcg:.4f}  student {student}")
+    print(f"-> {out / 'frontier.csv'}, {out / 'frontier.json'} (plotly figure)")
+    return 0

@@ -1,0 +1,289 @@
+"""The frontier of accuracy against latency on one scene, for one teacher: does distillation pay?
+
+A student is worth its training only if it beats the best plain model that is no slower.
+:func:`run_frontier` trains, for one scene and teacher and over seeds:
+
+- plain models over a size grid (:data:`DEFAULT_GRID`), each with its recnb recipe for the
+  scene (``recnb.train.recipe``: what ``recnb train`` gives);
+- the same models distilled from the teacher (prediction-layer KD and EMD layer mapping,
+  :class:`recnb.adarec.pipeline.DistillationLoss`), otherwise trained with that recipe;
+- AdaRec students searched under the teacher, one per beta, distilled the same way;
+
+then measures every model's batch-1 latency (eager PyTorch, and onnxruntime where installed)
+interleaved in one process, so the latencies compare, and writes ``frontier.csv`` (one row
+per model and seed) and ``frontier.json`` (a plotly figure of both Pareto fronts). Every
+finished run is kept in its own folder: a killed frontier resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from recnb.adarec.architecture import Architecture
+from recnb.adarec.pipeline import DistillConfig, build_student, distillation_loss
+from recnb.adarec.search import SearchConfig, search
+from recnb.checkpoint import load_checkpoint, write_json
+from recnb.data import Scene, train_windows
+from recnb.errors import ConfigError
+from recnb.kd import TeacherCache
+from recnb.measure import median_ms, model_latency, size
+from recnb.models import BASE_MODELS, build_model
+from recnb.runs import Evaluation, evaluate_and_measure, run_model
+from recnb.train import recipe, recipe_model_config, seed_everything
+
+# plain models and hand-made students: widths 32 and 64, one and two layers, windows of 20 and 50
+# (batch-1 latency grows with the window), one entry per model (the others keep their defaults)
+DEFAULT_GRID = (
+    *({"model": "sasrec", "hidden_size": h, "num_layers": n, "max_len": w} for h in (32, 64) for n in (1, 2) for w in (20, 50)),
+    *({"model": "gru4rec", "embedding_size": 64, "hidden_size": h, "max_len": 20} for h in (64, 128)),
+    *({"model": "nextitnet", "embedding_size": e, "num_blocks": b, "max_len": 20} for e in (32, 64) for b in (1, 2)),
+)
+COLUMNS = ("name", "role", "seed", "params", "params_no_embedding", "latency_cpu_b1_ms", "latency_onnx_b1_ms",
+           "valid_NDCG@10", "test_NDCG@10", "test_HR@10", "pareto")
+ROLES = ("teacher", "plain", "student", "adarec")
+
+
+@dataclasses.dataclass
+class FrontierConfig:
+    seeds: tuple = (2020, 2021, 2022)
+    grid: tuple = DEFAULT_GRID  # model settings, each with "model"; "max_len" is its training window too
+    betas: tuple = (0.01, 0.1, 1.0)  # AdaRec searches (none: no searched students)
+    student_width: int = 64  # width of the AdaRec students
+    student_max_len: int = 20
+    exclude_seen: bool = False  # mask each user's earlier items (the Amazon protocol), validation included
+    epochs: int | None = None  # every run's most epochs (None: each recipe's)
+    time_budget: float | None = None  # seconds of training per run (None: none)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)  # KD weights (its train field unused)
+    search_epochs: int = 3
+    latency_rounds: int = 7  # interleaved rounds; each model's latency is the median over them
+    latency_repeats: int = 30
+    onnx: bool = True  # also measure each model exported to ONNX in onnxruntime (where installed)
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise ConfigError("frontier: give at least one seed")
+        for i, spec in enumerate(self.grid):
+            if not isinstance(spec, dict) or spec.get("model") not in BASE_MODELS:
+                raise ConfigError(f"frontier grid entry {i}: needs \"model\", one of {', '.join(BASE_MODELS)}; got {spec!r}")
+
+
+@dataclasses.dataclass
+class Run:
+    role: str  # one of ROLES
+    name: str
+    seed: int | None
+    folder: Path
+    metrics: dict
+
+
+def model_name(spec: dict) -> str:
+    """``sasrec-h32-l1-w20``: the model and the settings of its grid entry, short."""
+    short = {"hidden_size": "h", "num_layers": "l", "max_len": "w", "embedding_size": "e", "num_blocks": "b"}
+    return "-".join([spec["model"], *(f"{short.get(k, k)}{v}" for k, v in spec.items() if k != "model")])
+
+
+def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: FrontierConfig | None = None,
+                 log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Train, measure and write the frontier of ``scene`` under the checkpoint ``teacher``
+    into ``out`` (see the module's docstring); finished runs there are read back, not redone."""
+    cfg = config or FrontierConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher_model, _ = load_checkpoint(teacher, scene=scene, what="--teacher")
+    runs = [Run("teacher", "teacher", None, out / "teacher", _teacher_metrics(scene, teacher_model, out / "teacher", cfg))]
+    caches: dict[int, TeacherCache] = {}
+
+    def cache(max_len: int) -> TeacherCache:
+        if max_len not in caches:  # the frozen teacher runs once per window length
+            caches[max_len] = TeacherCache(teacher_model, train_windows(scene, max_len))
+        return caches[max_len]
+
+    for spec in cfg.grid:
+        name = model_name(spec)
+        for seed in cfg.seeds:
+            folder = out / "plain" / name / f"seed_{seed}"
+            runs.append(Run("plain", name, seed, folder, _grid_run(scene, spec, seed, None, folder, cfg, log)))
+            folder = out / "student" / name / f"seed_{seed}"
+            runs.append(Run("student", f"{name}+kd", seed, folder,
+                            _grid_run(scene, spec, seed, cache(spec.get("max_len", 50)), folder, cfg, log)))
+    for beta in cfg.betas:
+        arch = _searched(scene, teacher_model, beta, cache(cfg.student_max_len), out / "search" / f"beta_{beta:g}", cfg, log)
+        for seed in cfg.seeds:
+            folder = out / "adarec" / f"beta_{beta:g}" / f"seed_{seed}"
+            runs.append(Run("adarec", f"adarec-beta{beta:g}", seed, folder,
+                            _adarec_run(scene, arch, seed, cache(cfg.student_max_len), folder, cfg, log)))
+    frame = _frame(runs, teacher_model, cfg, log)
+    frame.to_csv(out / "frontier.csv", index=False)
+    from recnb.viz.frontier import pareto_figure
+
+    (out / "frontier.json").write_text(pareto_figure(frame, scene.name).to_json())
+    write_json(out / "settings.json", {"dataset": scene.name, "teacher": str(teacher), **_settings(cfg)})
+    return frame
+
+
+def _settings(cfg: FrontierConfig) -> dict:
+    d = dataclasses.asdict(cfg)
+    d["grid"] = [dict(s) for s in cfg.grid]
+    return d
+
+
+def _teacher_metrics(scene: Scene, teacher, folder: Path, cfg: FrontierConfig) -> dict:
+    if (folder / "metrics.json").exists():
+        return json.loads((folder / "metrics.json").read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = {"model": teacher.name, **evaluate_and_measure(teacher, scene, Evaluation(exclude_seen=cfg.exclude_seen))}
+    write_json(folder / "metrics.json", metrics)
+    return metrics
+
+
+def _train_config(model: str, scene: Scene, max_len: int, seed: int, cfg: FrontierConfig, distilled: bool):
+    over = {"max_len": max_len, "seed": seed, "progress": False, "time_budget": cfg.time_budget}
+    if cfg.epochs is not None:
+        over["epochs"] = cfg.epochs
+    if distilled:
+        over["reorder"] = 0.0  # the teacher's cached outputs belong to the windows as they are
+    return recipe(model, scene, **over)
+
+
+def _grid_run(scene, spec: dict, seed: int, cache: TeacherCache | None, folder: Path, cfg: FrontierConfig, log) -> dict:
+    """One plain model (``cache`` None) or its distilled twin, trained with its recipe."""
+    if (folder / "metrics.json").exists():
+        return json.loads((folder / "metrics.json").read_text())
+    model_cfg = {k: v for k, v in spec.items() if k != "model"}
+    max_len = model_cfg.get("max_len", 50)
+    train = _train_config(spec["model"], scene, max_len, seed, cfg, cache is not None)
+    seed_everything(seed)
+    model = build_model(spec["model"], **{**recipe_model_config(spec["model"], scene), **model_cfg,
+                                          "max_len": max_len, "num_items": scene.num_items})
+    return _train(scene, model, train, cache, folder, cfg, log)
+
+
+def _adarec_run(scene, arch: Architecture, seed: int, cache: TeacherCache, folder: Path, cfg: FrontierConfig, log) -> dict:
+    if (folder / "metrics.json").exists():
+        return json.loads((folder / "metrics.json").read_text())
+    model = build_student(scene, arch, cfg.student_width, cfg.student_max_len, seed, cfg.distill.dropout)
+    train = _train_config("sasrec", scene, cfg.student_max_len, seed, cfg, True)  # the recipe of the scene's attention model
+    return _train(scene, model, train, cache, folder, cfg, log)
+
+
+def _train(scene, model, train, cache, folder: Path, cfg: FrontierConfig, log) -> dict:
+    start = time.perf_counter()
+    extra = distillation_loss(cache, model, cfg.distill) if cache is not None else None
+    # a teacher's cache follows the windows without overlap (context 0): the distilled run trains on those
+    windows = train_windows(scene, train.max_len, train.context if cache is None else 0)
+    metrics = run_model(scene, model, train, folder, extra_loss=extra, windows=windows,
+                        evaluation=Evaluation(exclude_seen=cfg.exclude_seen), resume=True,
+                        info={"teacher": cache is not None})
+    log(f"{folder}: test NDCG@10 {metrics['test']['NDCG@10']:.4f} ({time.perf_counter() - start:.0f} s)")
+    return metrics
+
+
+def _searched(scene, teacher, beta: float, cache: TeacherCache, folder: Path, cfg: FrontierConfig, log) -> Architecture:
+    path = folder / "architecture.json"
+    if path.exists():
+        return Architecture.load(path)
+    scfg = SearchConfig(beta=beta, epochs=cfg.search_epochs, max_len=cfg.student_max_len, seed=cfg.seeds[0], progress=False)
+    arch = search(scene, teacher, scfg, folder, cache=cache, resume=True).architecture
+    log(f"{folder}: searched")
+    return arch
+
+
+# ----------------------------------------------------------------------------- latency and the table
+def latencies(models: dict, rounds: int = 7, repeats: int = 30, onnx: bool = True) -> dict[str, tuple[float, float]]:
+    """``name -> (eager ms, onnxruntime ms)`` at batch 1 on one CPU thread, each the median
+    over ``rounds`` interleaved rounds (every model measured once per round, so a busy spell
+    of the machine falls on all of them alike); onnxruntime NaN where it is not installed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sessions = _onnx_sessions(models) if onnx else {}
+        eager = {n: [] for n in models}
+        onnx = {n: [] for n in models}
+        for _ in range(rounds):
+            for name, model in models.items():
+                eager[name].append(model_latency(model, "cpu", 1, warmup=3, repeats=repeats))
+                if name in sessions:
+                    run, feed = sessions[name]
+                    onnx[name].append(median_ms(lambda run=run, feed=feed: run(None, feed), 3, repeats))
+        return {n: (statistics.median(eager[n]), statistics.median(onnx[n]) if onnx[n] else math.nan) for n in models}
+    finally:
+        torch.set_num_threads(before)
+
+
+def _onnx_sessions(models: dict) -> dict:
+    try:
+        from recnb.export import INPUT, ScoringHead, onnx_session, write_onnx
+    except ImportError:
+        return {}
+    sessions, folder = {}, Path(tempfile.mkdtemp(prefix="recnb-frontier-"))
+    for name, model in models.items():
+        head = ScoringHead(model, "topk", 10)
+        try:
+            write_onnx(head, folder / f"{name.replace('/', '_')}.onnx")
+        except ConfigError:  # no exporter installed, or one that cannot export this model: eager only
+            continue
+        session = onnx_session(folder / f"{name.replace('/', '_')}.onnx", threads=1)
+        sessions[name] = (session.run, {INPUT: head.example(1).numpy()})
+    return sessions
+
+
+def _frame(runs: list[Run], teacher, cfg: FrontierConfig, log) -> pd.DataFrame:
+    """One row per model and seed; the latency of a model (the same for all its seeds) is
+    measured on its first seed's weights."""
+    models = {}
+    for run in runs:
+        if run.name not in models:
+            models[run.name] = teacher if run.role == "teacher" else load_checkpoint(run.folder / "model.pt")[0]
+    log(f"measuring the latency of {len(models)} models ({cfg.latency_rounds} interleaved rounds)")
+    lat = latencies(models, cfg.latency_rounds, cfg.latency_repeats, cfg.onnx)
+    rows = [{"name": run.name, "role": run.role, "seed": run.seed, **size(models[run.name]),
+             "latency_cpu_b1_ms": round(lat[run.name][0], 4), "latency_onnx_b1_ms": round(lat[run.name][1], 4),
+             "valid_NDCG@10": run.metrics.get("valid", {}).get("NDCG@10"), "test_NDCG@10": run.metrics["test"]["NDCG@10"],
+             "test_HR@10": run.metrics["test"]["HR@10"]} for run in runs]
+    frame = pd.DataFrame(rows).astype({"seed": "Int64"})
+    frame["pareto"] = frame["name"].isin(pareto_names(frame))
+    return frame[list(COLUMNS)]
+
+
+def pareto_names(frame: pd.DataFrame, latency: str = "latency_cpu_b1_ms", metric: str = "test_NDCG@10") -> set[str]:
+    """Models on the front of their side (plain models, or students of either kind): mean
+    ``metric`` over seeds higher than that of every model of the side that is no slower."""
+    means = frame.groupby(["role", "name"], as_index=False)[[latency, metric]].mean()
+    front = set()
+    for side in (("plain",), ("student", "adarec")):
+        part = means[means["role"].isin(side)].sort_values([latency, metric], ascending=[True, False])
+        best = -math.inf
+        for _, r in part.iterrows():
+            if r[metric] > best:
+                front.add(r["name"])
+                best = r[metric]
+    return front
+
+
+def budgets(frame: pd.DataFrame, latency: str = "latency_cpu_b1_ms", metric: str = "test_NDCG@10") -> pd.DataFrame:
+    """At each plain model's latency (a budget), the best plain model and the best student
+    that are no slower (means over seeds), and the student's gain over the plain model: the
+    question a user asks of the frontier. The budgets run from the fastest plain model up."""
+    means = frame.groupby(["role", "name"], as_index=False)[[latency, metric]].mean()
+    plain = means[means["role"] == "plain"].sort_values(latency)
+    students = means[means["role"].isin(("student", "adarec"))]
+    rows = []
+    for budget in plain[latency]:
+        best_plain = plain[plain[latency] <= budget].sort_values(metric).iloc[-1]
+        fits = students[students[latency] <= budget]
+        best = fits.sort_values(metric).iloc[-1] if len(fits) else None
+        rows.append({"budget_ms": budget, "plain": best_plain["name"], "plain_ndcg": best_plain[metric],
+                     "student": best["name"] if best is not None else None,
+                     "student_ndcg": best[metric] if best is not None else math.nan,
+                     "gain": best[metric] / best_plain[metric] - 1 if best is not None else math.nan})
+    return pd.DataFrame(rows)

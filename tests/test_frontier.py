@@ -1,0 +1,104 @@
+"""``recnb frontier``: the fronts and budgets it reads from the runs, the runs it trains,
+resumes and measures, and the input it refuses."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from recnb.data import synthetic_scene, write_atomic
+from recnb.frontier import budgets, model_name, pareto_names
+
+CMD = [sys.executable, "-m", "recnb"]
+
+
+def frame_of(rows):
+    return pd.DataFrame(rows, columns=["role", "name", "seed", "latency_cpu_b1_ms", "test_NDCG@10"])
+
+
+def test_each_side_has_its_own_front_and_budgets_compare_them():
+    frame = frame_of([
+        ("plain", "p-fast", 1, 1.0, 0.040), ("plain", "p-fast", 2, 1.0, 0.042),  # mean 0.041
+        ("plain", "p-slow-worse", 1, 2.0, 0.039),  # slower and worse: off the front
+        ("plain", "p-slow", 1, 3.0, 0.050),
+        ("student", "s-fast", 1, 0.9, 0.045), ("adarec", "a-mid", 1, 2.5, 0.044),  # a-mid: slower than s-fast, worse
+        ("student", "s-slow", 1, 2.9, 0.060), ("teacher", "teacher", None, 9.0, 0.070)])
+    assert pareto_names(frame) == {"p-fast", "p-slow", "s-fast", "s-slow"}
+    table = budgets(frame)
+    assert list(table["budget_ms"]) == [1.0, 2.0, 3.0]
+    assert list(table["plain"]) == ["p-fast", "p-fast", "p-slow"]  # at 2 ms the faster model is still the best
+    assert list(table["student"]) == ["s-fast", "s-fast", "s-slow"]
+    assert table["gain"].iloc[0] == pytest.approx(0.045 / 0.041 - 1)
+    assert table["gain"].iloc[2] == pytest.approx(0.060 / 0.050 - 1)
+    none_fast = budgets(frame[frame["name"] != "s-fast"])
+    assert pd.isna(none_fast["student"].iloc[0]) and math.isnan(none_fast["gain"].iloc[0])
+
+
+def test_model_names_say_the_grid_settings():
+    assert model_name({"model": "sasrec", "hidden_size": 32, "num_layers": 1, "max_len": 20}) == "sasrec-h32-l1-w20"
+
+
+@pytest.fixture(scope="module")
+def scene_and_teacher(tmp_path_factory):
+    import recnb
+
+    folder = tmp_path_factory.mktemp("frontier")
+    scene_path = folder / "toy.inter"
+    write_atomic(synthetic_scene(num_users=80, num_items=40, seq_len=15, seed=3), scene_path)
+    scene = recnb.load_scene(str(scene_path))
+    teacher = recnb.build_model("sasrec", num_items=scene.num_items, hidden_size=32, max_len=10)
+    recnb.fit(teacher, scene, recnb.recipe("sasrec", epochs=2, max_len=10, progress=False))
+    recnb.save_checkpoint(folder / "teacher.pt", teacher, scene)
+    return scene_path, folder / "teacher.pt"
+
+
+def test_frontier_trains_plain_models_and_students_then_resumes_without_training(scene_and_teacher, tmp_path, monkeypatch):
+    import recnb
+    from recnb import frontier
+
+    scene_path, teacher = scene_and_teacher
+    scene = recnb.load_scene(str(scene_path))
+    cfg = frontier.FrontierConfig(
+        seeds=(1, 2), grid=({"model": "sasrec", "hidden_size": 16, "num_layers": 1, "max_len": 10},
+                            {"model": "gru4rec", "embedding_size": 16, "hidden_size": 16, "max_len": 10}),
+        betas=(0.1,), student_width=16, student_max_len=10, epochs=1, search_epochs=1, latency_rounds=2,
+        latency_repeats=2, onnx=False)
+    frame = frontier.run_frontier(scene, teacher, tmp_path, cfg, log=lambda _: None)
+    assert list(frame.columns) == list(frontier.COLUMNS)
+    assert frame.groupby("role").size().to_dict() == {"teacher": 1, "plain": 4, "student": 4, "adarec": 2}
+    assert frame["test_NDCG@10"].between(0, 1).all() and (frame["latency_cpu_b1_ms"] > 0).all()
+    # a model's latency is one measurement for all its seeds; each side has a front
+    assert frame.groupby("name")["latency_cpu_b1_ms"].nunique().max() == 1
+    assert frame[frame["role"] == "plain"]["pareto"].any() and frame[frame["role"] != "plain"]["pareto"].any()
+    written = pd.read_csv(tmp_path / "frontier.csv")
+    assert len(written) == len(frame)
+    assert json.loads((tmp_path / "frontier.json").read_text())["data"]  # the figure, as plotly JSON
+
+    monkeypatch.setattr(frontier, "run_model", lambda *a, **k: pytest.fail("a finished run trained again"))
+    monkeypatch.setattr(frontier, "search", lambda *a, **k: pytest.fail("a finished search ran again"))
+    again = frontier.run_frontier(scene, teacher, tmp_path, cfg, log=lambda _: None)
+    cols = ["name", "role", "seed", "test_NDCG@10"]
+    pd.testing.assert_frame_equal(again[cols], frame[cols])
+
+
+def test_cli_frontier_writes_its_table_and_refuses_bad_input_in_one_line(scene_and_teacher, tmp_path):
+    scene_path, teacher = scene_and_teacher
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"models": [{"model": "sasrec", "hidden_size": 16, "num_layers": 1, "max_len": 10}]}))
+    out = tmp_path / "out"
+    base = ["frontier", "--dataset", scene_path, "--teacher", teacher, "--seeds", "1", "--betas", "none",
+            "--epochs", "1", "--no-onnx"]
+    proc = subprocess.run(CMD + [str(a) for a in base + ["--grid", grid, "--out", out]], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "plain sasrec-h16-l1-w10" in proc.stdout and (out / "frontier.csv").exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"models": [{"model": "transformer"}]}))
+    for extra, needle in (([ "--grid", bad], "grid entry 0"), (["--grid", grid, "--seeds", "x"], "--seeds"),
+                          (["--grid", grid, "--out", out], "not empty")):
+        args = base + extra + (["--out", tmp_path / "other"] if "--out" not in extra else [])
+        proc = subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
