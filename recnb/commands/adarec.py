@@ -7,7 +7,15 @@ from __future__ import annotations
 import contextlib
 import functools
 
-from recnb.commands.common import add_data_args, add_run_args, more_group, parse_list, prepare_out_dir, scene_of
+from recnb.commands.common import (
+    add_data_args,
+    add_exclude_seen,
+    add_run_args,
+    more_group,
+    parse_list,
+    prepare_out_dir,
+    scene_of,
+)
 from recnb.commands.distill import distill_config, distill_flags
 from recnb.commands.search import add_search_args
 from recnb.commands.search import configs as search_configs
@@ -33,8 +41,7 @@ def register(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="distillation seeds per student")
     p.add_argument("--twins", default="all", help="no-KD twins for: all, default or none")
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
-    p.add_argument("--exclude-seen", action="store_true",
-                   help="mask items the user already interacted with when measuring every model, validation for early stopping included (the Amazon protocol)")
+    add_exclude_seen(p)
     p = more_group(parser, "pipeline options")
     p.add_argument("--no-baseline", action="store_true", help="skip the hand-made students of the default one's size")
     p.add_argument("--baselines", default="nextitnet,sasrec",

@@ -24,6 +24,15 @@ def add_data_args(p, data_format: bool = True) -> None:
                        help="how to read a text --dataset that could be read two ways (default: told by the file)")
 
 
+EXCLUDE_SEEN_HELP = ("mask each user's earlier items wherever this command ranks: validation (early stopping), test, "
+                     "candidates and recommendations (the Amazon protocol)")
+
+
+def add_exclude_seen(p) -> None:
+    """``--exclude-seen``: one definition for every command that ranks."""
+    p.add_argument("--exclude-seen", action="store_true", help=EXCLUDE_SEEN_HELP)
+
+
 def more_group(p, title: str):
     """An argument group that ``--help`` sums up in one line and ``--help-all`` lists in full:
     options a user rarely needs, so each command's first screen stays short."""

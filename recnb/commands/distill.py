@@ -12,6 +12,7 @@ from recnb.commands.common import (
     RUN_FIELDS,
     ConfigFlags,
     add_data_args,
+    add_exclude_seen,
     add_run_args,
     parse_list,
     prepare_out_dir,
@@ -52,8 +53,7 @@ def register(sub) -> None:
     p.add_argument("--teacher", default=None, help="teacher checkpoint (model.pt)")
     p.add_argument("--no-teacher", action="store_true", help="train the same student without distillation")
     p.add_argument("--latency-batch", default="1,256", help="batch sizes for the latency measurement")
-    p.add_argument("--exclude-seen", action="store_true",
-                   help="mask each user's earlier items when measuring, validation for early stopping included (the Amazon protocol, as `recnb adarec --exclude-seen`)")
+    add_exclude_seen(p)
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run in --out from its train_state.pt (the same settings, else refused); "
                         "a finished run is read back")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from recnb.commands.common import add_data_args, parse_list, prepare_out_dir, scene_of
+from recnb.commands.common import add_data_args, add_exclude_seen, parse_list, prepare_out_dir, scene_of
 from recnb.errors import ConfigError
 
 
@@ -16,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output directory: model.pt and metrics.json")
     p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
     p.add_argument("--protocol", default="full", help="full or sampled100 (default full)")
-    p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with")
+    add_exclude_seen(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=run)
 

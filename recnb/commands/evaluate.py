@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from recnb.commands.common import add_data_args, scene_of
+from recnb.commands.common import add_data_args, add_exclude_seen, scene_of
 from recnb.errors import ConfigError
 
 
@@ -14,7 +14,7 @@ def register(sub) -> None:
     add_data_args(p)
     p.add_argument("--split", default="test", help="valid or test")
     p.add_argument("--protocol", default="full", help="full or sampled100")
-    p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with")
+    add_exclude_seen(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--kcore", type=int, default=None, help="k-core filter (default: the one the model was trained with)")
     p.set_defaults(func=run)

@@ -3,7 +3,7 @@ and measured side by side (``frontier.csv``, ``frontier.json``): does distillati
 
 from __future__ import annotations
 
-from recnb.commands.common import add_data_args, parse_list, prepare_out_dir, scene_of
+from recnb.commands.common import add_data_args, add_exclude_seen, parse_list, prepare_out_dir, scene_of
 from recnb.errors import ConfigError
 from recnb.files import read_json_file
 
@@ -18,8 +18,7 @@ def register(sub) -> None:
                    help="JSON file {\"models\": [model settings, each with \"model\"]} (default: SASRec widths 32/64, "
                         "1/2 layers, windows 20/50; GRU4Rec and NextItNet at window 20)")
     p.add_argument("--betas", default="0.01,0.1,1", help="AdaRec searches, one per beta (none: no searched students)")
-    p.add_argument("--exclude-seen", action="store_true",
-                   help="mask each user's earlier items when measuring, validation included (the Amazon protocol)")
+    add_exclude_seen(p)
     p.add_argument("--epochs", type=int, default=None, help="most epochs of every run (default: each recipe's)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per run (default none)")
     p.add_argument("--no-onnx", action="store_true", help="measure eager latency only (no ONNX export)")

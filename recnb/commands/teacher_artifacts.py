@@ -7,7 +7,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from recnb.commands.common import RUN_FIELDS, ConfigFlags, add_data_args, add_run_args, prepare_out_dir, scene_of
+from recnb.commands.common import (
+    RUN_FIELDS,
+    ConfigFlags,
+    add_data_args,
+    add_exclude_seen,
+    add_run_args,
+    prepare_out_dir,
+    scene_of,
+)
 from recnb.commands.train import train_flags
 from recnb.errors import ConfigError
 
@@ -32,8 +40,7 @@ def register(sub) -> None:
     add_run_args(p)
     p.add_argument("--teacher", required=True, help="'semantic' (BIGRec-shaped, trained here) or a recnb checkpoint path")
     p.add_argument("--top-n", type=int, default=20, help="candidates per training row (default 20)")
-    p.add_argument("--exclude-seen", action="store_true",
-                   help="candidates leave out the items each row's user has seen; the report masks them too")
+    add_exclude_seen(p)
     model, train = teacher_flags()
     model.add_groups(p, "semantic teacher (SemanticTeacherConfig; --teacher semantic only)", first=("backbone", "encoder"))
     train.add_groups(p, "semantic teacher training (TrainConfig: its backbone's recipe, gru4rec or sasrec, then these)",

@@ -9,6 +9,7 @@ from recnb.commands.common import (
     RUN_FIELDS,
     ConfigFlags,
     add_data_args,
+    add_exclude_seen,
     add_run_args,
     more_group,
     parse_list,
@@ -71,7 +72,7 @@ def register(sub) -> None:
     add_run_args(p)
     p.add_argument("--model", required=True, help=f"one of {', '.join(BASE_MODELS)}")
     p.add_argument("--protocol", default="full", help="full or sampled100 (default full)")
-    p.add_argument("--exclude-seen", action="store_true", help="mask items the user already interacted with, in validation (early stopping) and test")
+    add_exclude_seen(p)
     p.add_argument("--kcore", type=int, default=None, help="keep users and items with at least this many interactions")
     p.add_argument("--config", default=None, help="JSON file of model and training options (flags win)")
     p.add_argument("--resume", action="store_true",
