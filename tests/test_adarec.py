@@ -354,3 +354,35 @@ def test_story_says_what_distillation_bought_and_when_the_teacher_cannot_teach()
     assert "+0.0060" in lines[2] and "more than twice the SE" in lines[2] and len(lines) == 3
     summary["rows"][0]["test"]["NDCG@10"] = 0.05  # a teacher below the twin: said so
     assert "not better than the student's no-teacher twin" in story(summary)[-1]
+
+
+def test_kd_over_sampled_items_is_full_kd_when_the_sample_covers_the_catalogue_and_trains():
+    import torch
+
+    from recnb.adarec.pipeline import DistillConfig, DistillationLoss
+    from recnb.data import synthetic_scene, train_windows
+    from recnb.errors import ConfigError
+    from recnb.kd import TeacherCache
+    from recnb.models import build_model
+
+    scene = synthetic_scene(num_users=40, num_items=25, seq_len=12, seed=1)
+    torch.manual_seed(0)
+    teacher = build_model("sasrec", num_items=scene.num_items, hidden_size=16, max_len=10)
+    student = build_model("sasrec", num_items=scene.num_items, hidden_size=8, num_layers=1, max_len=10)
+    windows = train_windows(scene, 10)
+    cache = TeacherCache(teacher, windows)
+    index = torch.arange(6)
+    batch = {"inputs": windows.inputs[index], "targets": windows.targets[index], "index": index,
+             "negatives": torch.arange(1, scene.num_items + 1)}  # every item: the sample is the catalogue
+    student.eval()
+    states = student(batch["inputs"])
+    full = DistillationLoss(cache, student, DistillConfig(emd=False))(student, batch, states, None)["kd"]
+    sampled_loss = DistillationLoss(cache, student, DistillConfig(emd=False, kd_items="sampled"))
+    sampled = sampled_loss(student, batch, states, None)["kd"]
+    assert sampled.item() == pytest.approx(full.item(), rel=1e-5)
+    sampled.backward()
+    assert student.item_embedding.weight.grad.abs().sum() > 0
+    few = {**batch, "negatives": torch.tensor([3, 5, 7])}  # a real sample: a different (cheaper) loss
+    assert sampled_loss(student, few, student(batch["inputs"]), None)["kd"].item() != pytest.approx(full.item())
+    with pytest.raises(ConfigError, match="kd_items"):
+        DistillConfig(kd_items="some")

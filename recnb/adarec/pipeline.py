@@ -27,6 +27,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from recnb.adarec.architecture import Architecture
 from recnb.adarec.search import SearchConfig, search
@@ -52,6 +53,9 @@ ROLES = ("teacher", "student", "student_no_kd", "baseline", "baseline_no_kd", "b
 BASELINES = ("nextitnet", "sasrec")  # the hand-made students of the default student's size
 
 
+KD_ITEMS = ("all", "sampled")
+
+
 @dataclass
 class DistillConfig:
     """How a derived student (or the baseline) learns from the frozen teacher."""
@@ -63,6 +67,9 @@ class DistillConfig:
     T_emd: float = 10.0
     width: int = 64
     dropout: float = 0.0
+    # "all": KD over the whole catalogue; "sampled": with the sampled loss, over the items the
+    # batch scores (its targets and shared negatives), at the cost of the sampled loss itself
+    kd_items: str = "all"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=32, lr=1e-3, patience=5))
 
     # one line of help per field: the options of `recnb distill` and `recnb adarec` are generated from it
@@ -72,6 +79,8 @@ class DistillConfig:
         "emd_update": "softmax, normalize or none: how the EMD layer weights are updated",
         "T_emd": "temperature of the softmax EMD layer-weight update", "width": "student width",
         "dropout": "dropout on a derived student's embeddings and cell outputs (its twin's too); 0 = none",
+        "kd_items": "all (KD over every item) or sampled (with --loss sampled: over the batch's targets and shared "
+                    "negatives, as cheap as the loss itself)",
     }
 
     def __post_init__(self):
@@ -79,6 +88,8 @@ class DistillConfig:
                      "distillation options")
         if not 0.0 <= self.gamma < 1.0:
             raise ConfigError(f"gamma must be in [0, 1) for distillation, got {self.gamma}")
+        if self.kd_items not in KD_ITEMS:
+            raise ConfigError(f"kd_items must be one of {', '.join(KD_ITEMS)}, got {self.kd_items!r}")
 
 
 # ----------------------------------------------------------------------------- distillation
@@ -93,6 +104,9 @@ class DistillationLoss:
 
     def __init__(self, cache: TeacherCache, student: SeqRecModel, cfg: DistillConfig):
         self.cache, self.T, self.g = cache, cfg.T, cfg.gamma / (1.0 - cfg.gamma)
+        # KD over the batch's sampled items: both sides must score an item alone (a dot product)
+        self.sampled = (cfg.kd_items == "sampled" and cache.scores_by_product
+                        and type(student).score is SeqRecModel.score)
         self.emd = None
         if cfg.emd:
             device = next(student.parameters()).device
@@ -102,13 +116,26 @@ class DistillationLoss:
 
     def __call__(self, model, batch, states, logits) -> dict:
         mask = batch["targets"] > 0
-        if logits is None:  # a sampled or bce loss scored only some items: KD needs them all
-            logits = item_logits(model, states[-1][mask])
-        out = {"kd": self.g * kd_loss(logits, self.cache.logits(batch["index"], mask), self.T)}
+        negatives = batch.get("negatives")
+        if logits is None and self.sampled and negatives is not None and negatives.dim() == 1:
+            out = {"kd": self.g * self.sampled_kd(model, batch, states, mask, negatives)}
+        else:
+            if logits is None:  # a sampled or bce loss scored only some items: KD needs them all
+                logits = item_logits(model, states[-1][mask])
+            out = {"kd": self.g * kd_loss(logits, self.cache.logits(batch["index"], mask), self.T)}
         if self.emd is not None:
             out["emd"] = self.g * self.emd([s[mask] for s in states[1:]], self.cache.layers(batch["index"], mask))
             self.emd.update_weights()
         return out
+
+    def sampled_kd(self, model, batch, states, mask, negatives) -> torch.Tensor:
+        """KD over the items the sampled loss scores (the batch's targets and its shared
+        negatives, each once): the teacher's and the student's softmax over those columns."""
+        items = torch.unique(torch.cat([batch["targets"][mask], negatives]))
+        student = states[-1][mask] @ model.item_weights()[items].t()
+        teacher = self.cache.logits(batch["index"], mask, items).to(student.device)
+        pad = (1, 0)  # kd_loss leaves out column 0 (the padding id of full logits)
+        return kd_loss(F.pad(student, pad), F.pad(teacher, pad), self.T)
 
     def finish(self, model: SeqRecModel) -> None:
         if hasattr(model, "distill_emd"):
