@@ -193,7 +193,9 @@ def teachers_and_plain() -> pd.DataFrame:
                  METRIC: _mean(r["test_ndcg10"] for r in sp)[0]})
     ml = _json("adarec", "ml-100k", "teacher_metrics.json")
     rows.append({"scene": SCENES["ml-100k"], "model": f"teacher: {_describe(ml)}", "seeds": 1, METRIC: ml["test"][METRIC]})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.insert(1, "role", ["ensemble" if m.startswith("ensemble") else m.split(":")[0].split(" ")[0] for m in df["model"]])
+    return df
 
 
 def _describe(m: dict) -> str:

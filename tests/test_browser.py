@@ -253,17 +253,15 @@ def test_notebook_opens_with_its_kept_figures(lab, path):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = open_notebook(browser, lab, path.name)
         try:
-            figures = page.locator(".jp-NotebookPanel .jp-OutputArea-output .js-plotly-plot")
+            figures = page.locator(".jp-NotebookPanel .jp-OutputArea-output.js-plotly-plot")
             wait_for(lambda: figures.count() >= n_figures, f"{path.name}: {n_figures} stored figures rendered")
             log(f"{path.name}: {figures.count()} figures rendered from the stored outputs")
             text = page.locator(".jp-NotebookPanel").inner_text()
             assert "Error displaying widget" not in text and "Traceback" not in text
             for k in range(figures.count()):
                 fig = figures.nth(k)
-                fig.scroll_into_view_if_needed()
-                fig.locator(".main-svg").first.wait_for(timeout=STATE_TIMEOUT_S * 1000)
-                fig.screenshot(path=str(shots / f"{path.stem[:2]}_fig{k + 1}.png"))
-            page.locator(".jp-NotebookPanel").first.screenshot(path=str(shots / f"{path.stem[:2]}_opened.png"))
+                fig.scroll_into_view_if_needed(timeout=STATE_TIMEOUT_S * 1000)
+                fig.screenshot(path=str(shots / f"{path.stem[:2]}_fig{k + 1}.png"), timeout=STATE_TIMEOUT_S * 1000)
         except Exception:
             page.screenshot(path=str(shots / f"{path.stem[:2]}_failure.png"))
             raise

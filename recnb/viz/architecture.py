@@ -132,11 +132,9 @@ def architecture_graph(arch, title: str | None = None, height: int = 320) -> go.
     dotted = {"color": "#cccccc", "width": 1, "dash": "dot"}
     fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", line=dotted, name="combine", hoverinfo="skip"))
     fig.add_trace(_node_trace(pos, labels))
-    n_cells = len(d["cells"])
     fig.update_layout(
-        title=title or f"{n_cells} cells, {len(edges)} edges",
+        title=title or f"{len(d['cells'])} cells, {len(edges)} edges",
         height=height,
-        width=max(700, 260 * n_cells + 120),
         xaxis={"visible": False},
         yaxis={"visible": False, "scaleanchor": None},
         legend={"orientation": "h", "y": -0.05},

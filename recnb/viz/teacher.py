@@ -117,11 +117,13 @@ def history_figure(history: pd.DataFrame, title: str = "training", metric: str =
 
 def scene_bars(df: pd.DataFrame, metric: str = "NDCG@10") -> go.Figure:
     """Teachers and plain models per kept scene (``recnb.results.teachers_and_plain``): one
-    bar per model, grouped by scene."""
+    colour per role (teacher, plain, ensemble), grouped by scene; hover names the model."""
     fig = go.Figure()
-    for model, g in df.groupby("model", sort=False):
-        fig.add_trace(go.Bar(x=g["scene"], y=g[metric], name=model, text=[f"{v:.4f}" for v in g[metric]],
-                             textposition="outside", hovertemplate="%{x}<br>" + model + ": %{y:.4f}<extra></extra>"))
+    colors = {"teacher": "#d62728", "plain": "#7f7f7f", "ensemble": "#1f77b4"}
+    for role, g in df.groupby("role", sort=False):
+        fig.add_trace(go.Bar(x=g["scene"], y=g[metric], name=role, marker_color=colors.get(role, "#bcbd22"),
+                             text=[f"{v:.4f}" for v in g[metric]], textposition="outside", customdata=g["model"],
+                             hovertemplate="%{x}<br>%{customdata}: %{y:.4f}<extra></extra>"))
     fig.update_layout(title=f"teachers and plain models, test {metric}", yaxis_title=f"test {metric}",
                       barmode="group", height=420, legend={"orientation": "h", "y": -0.15})
     return fig
