@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from recnb.adarec.architect import bilevel_step, loss_terms
 from recnb.adarec.architecture import Architecture, derive, edges_per_cell
-from recnb.adarec.objective import combined_loss, cost_loss
+from recnb.adarec.objective import cost_loss
 from recnb.adarec.ops import COSTS, normalised_costs, op_costs
 from recnb.adarec.supernet import Supernet, SupernetConfig
 from recnb.checkpoint import (
@@ -48,9 +49,9 @@ from recnb.checkpoint import (
 )
 from recnb.data import Scene, train_windows
 from recnb.errors import ConfigError, DataError, check_fields, from_checked_dict
-from recnb.evaluation import evaluate, item_logits
+from recnb.evaluation import evaluate
 from recnb.files import ids_digest
-from recnb.kd import WEIGHT_UPDATES, EMDLoss, TeacherCache, kd_loss
+from recnb.kd import WEIGHT_UPDATES, EMDLoss, TeacherCache
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel
 from recnb.train import seed_everything
@@ -171,50 +172,6 @@ class SearchResult:
     teacher_seconds: float
     history: dict = field(repr=False, default_factory=dict)
     supernet: Supernet | None = field(repr=False, default=None)
-
-
-# ----------------------------------------------------------------------------- the update step
-def loss_terms(model: Supernet, batch: dict, cache: TeacherCache | None, emd: EMDLoss | None,
-               costs: torch.Tensor, cfg: SearchConfig) -> dict:
-    """Every term of the AdaRec loss on one batch (``total`` included)."""
-    mask = batch["targets"] > 0
-    states = model(batch["inputs"])
-    logits = item_logits(model, states[-1][mask]).float()
-    ce = F.cross_entropy(logits, batch["targets"][mask])
-    zero = ce.new_zeros(())
-    kd = kd_loss(logits, cache.logits(batch["index"], mask), cfg.T) if cache is not None and cfg.gamma > 0 else zero
-    hid = emd([s[mask] for s in states[1:]], cache.layers(batch["index"], mask)) if emd is not None and cache is not None and cfg.gamma > 0 else zero
-    cost = cost_loss(model.op_weights(sample=False), costs)
-    total = combined_loss(ce, kd + hid, cost, cfg.gamma, cfg.beta)
-    return {"ce": ce, "kd": kd, "emd": hid, "cost": cost, "total": total}
-
-
-def bilevel_step(model: Supernet, batch_w: dict, batch_a: dict | None, w_opt, a_opt, cache, emd, costs, cfg: SearchConfig) -> tuple[dict | None, dict]:
-    """One first-order DARTS step: alphas on ``batch_a`` (half B; ``None`` during warm-up),
-    then weights on ``batch_w`` (half A). Returns the loss terms of both phases."""
-    model.train()
-    alpha_terms = None
-    if batch_a is not None:
-        alpha_terms = loss_terms(model, batch_a, cache, emd, costs, cfg)
-        grads = torch.autograd.grad(alpha_terms["total"], model.arch_parameters())
-        a_opt.zero_grad(set_to_none=True)
-        for p, g in zip(model.arch_parameters(), grads):
-            p.grad = g
-        a_opt.step()
-
-    weights = [p for g in w_opt.param_groups for p in g["params"]]
-    weight_terms = loss_terms(model, batch_w, cache, emd, costs, cfg)
-    grads = torch.autograd.grad(weight_terms["total"], weights, allow_unused=True)
-    w_opt.zero_grad(set_to_none=True)
-    for p, g in zip(weights, grads):
-        p.grad = g
-    if cfg.clip:
-        torch.nn.utils.clip_grad_norm_(weights, cfg.clip)
-    w_opt.step()
-    if emd is not None:
-        emd.update_weights()
-    detach = lambda terms: {k: float(v.detach()) for k, v in terms.items()}
-    return (detach(alpha_terms) if alpha_terms is not None else None, detach(weight_terms))
 
 
 # ----------------------------------------------------------------------------- history files
