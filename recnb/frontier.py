@@ -287,3 +287,19 @@ def budgets(frame: pd.DataFrame, latency: str = "latency_cpu_b1_ms", metric: str
                      "student_ndcg": best[metric] if best is not None else math.nan,
                      "gain": best[metric] / best_plain[metric] - 1 if best is not None else math.nan})
     return pd.DataFrame(rows)
+
+
+def verdict(frame: pd.DataFrame, metric: str = "test_NDCG@10") -> str:
+    """One line on the teacher against the best plain model: a teacher that does not beat it
+    has nothing to teach the students that the plain recipe does not already give."""
+    means = frame.groupby(["role", "name"], as_index=False)[metric].mean()
+    teacher = means[means["role"] == "teacher"][metric]
+    plain = means[means["role"] == "plain"].sort_values(metric)
+    if teacher.empty or plain.empty:
+        return "no teacher or no plain model to compare"
+    best = plain.iloc[-1]
+    t = float(teacher.iloc[0])
+    if t <= best[metric]:
+        return (f"the teacher ({t:.4f} {metric}) does not beat the best plain model, {best['name']} ({best[metric]:.4f}): "
+                "distillation from it cannot be expected to pay; train a stronger teacher")
+    return f"the teacher ({t:.4f} {metric}) beats the best plain model, {best['name']} ({best[metric]:.4f}), by {t / best[metric] - 1:+.1%}"

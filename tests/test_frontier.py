@@ -102,3 +102,12 @@ def test_cli_frontier_writes_its_table_and_refuses_bad_input_in_one_line(scene_a
         proc = subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, check=False)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
+
+
+def test_the_verdict_says_when_the_teacher_does_not_beat_the_best_plain_model():
+    from recnb.frontier import verdict
+
+    frame = frame_of([("teacher", "teacher", None, 5.0, 0.050), ("plain", "p", 1, 1.0, 0.055), ("plain", "q", 1, 1.0, 0.040)])
+    assert "does not beat the best plain model, p (0.0550)" in verdict(frame)
+    frame.loc[0, "test_NDCG@10"] = 0.066
+    assert "beats the best plain model, p (0.0550), by +20.0%" in verdict(frame)

@@ -21,6 +21,9 @@ def register(sub) -> None:
     add_exclude_seen(p)
     p.add_argument("--epochs", type=int, default=None, help="most epochs of every run (default: each recipe's)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per run (default none)")
+    p.add_argument("--kd-items", default="all",
+                   help="all (KD over every item) or sampled (with the sampled loss: over the batch's targets and shared "
+                        "negatives, as cheap as the loss itself)")
     p.add_argument("--no-onnx", action="store_true", help="measure eager latency only (no ONNX export)")
     p.add_argument("--resume", action="store_true", help="keep the finished runs in --out and do the rest")
     p.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
@@ -28,6 +31,7 @@ def register(sub) -> None:
 
 
 def config(args):
+    from recnb.adarec.pipeline import DistillConfig
     from recnb.frontier import DEFAULT_GRID, FrontierConfig
 
     grid = read_json_file(args.grid, "--grid").get("models") if args.grid else list(DEFAULT_GRID)
@@ -40,19 +44,21 @@ def config(args):
         raise ConfigError(f"--epochs: expected at least 1, got {args.epochs}")
     if args.time_budget is not None and args.time_budget <= 0:
         raise ConfigError(f"--time-budget: expected a positive number of seconds, got {args.time_budget}")
-    return FrontierConfig(seeds=tuple(parse_list(args.seeds, int, "--seeds")), grid=tuple(grid), betas=betas,
+    distill = DistillConfig(kd_items=args.kd_items)
+    return FrontierConfig(distill=distill, seeds=tuple(parse_list(args.seeds, int, "--seeds")), grid=tuple(grid), betas=betas,
                           exclude_seen=args.exclude_seen, epochs=args.epochs, time_budget=args.time_budget,
                           onnx=not args.no_onnx)
 
 
 def run(args) -> int:
-    from recnb.frontier import budgets, run_frontier
+    from recnb.frontier import budgets, run_frontier, verdict
 
     cfg = config(args)
     scene = scene_of(args)
     out = prepare_out_dir(args.out, args.force, resume=args.resume, inputs={"--teacher": args.teacher})
     frame = run_frontier(scene, args.teacher, out, cfg)
     table = budgets(frame)
+    print(verdict(frame))
     print("at each plain model's batch-1 latency (eager, one thread): the best plain model and student no slower")
     for r in table.itertuples():
         student = f"{r.student} {r.student_ndcg:.4f} ({r.gain:+.1%})" if isinstance(r.student, str) else "no student this fast"
