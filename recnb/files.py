@@ -284,6 +284,29 @@ _DATAFRAME_GLOBALS = {
 }
 
 
+def _check_array_state(state) -> None:
+    """An ndarray's pickled state ``(version, shape, dtype, fortran, data)`` whose data holds
+    exactly what its shape and dtype say (numpy's own ``__setstate__`` does not check an
+    object array's list)."""
+    import math
+
+    import numpy as np
+
+    if not (isinstance(state, tuple) and len(state) in (4, 5)):
+        raise _Malformed("an array with a malformed state")
+    shape, dtype, fortran, raw = state[-4:]
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)
+            and isinstance(dtype, np.dtype) and isinstance(fortran, bool)):
+        raise _Malformed("an array with a malformed shape or dtype")
+    size = math.prod(shape)
+    if dtype.hasobject:
+        fits = dtype == np.dtype(object) and isinstance(raw, list) and len(raw) == size
+    else:
+        fits = isinstance(raw, (bytes, bytearray)) and len(raw) == size * dtype.itemsize
+    if not fits:
+        raise _Malformed("an array whose data does not match its shape")
+
+
 def _dataframe_unpickler(data: bytes, path: Path) -> pickle.Unpickler:
     """The pure-Python unpickler with every global mapped to a stand-in above, objects built
     only from stand-ins, and a numpy dtype's state accepted only when it is the dtype's own."""
@@ -331,6 +354,8 @@ def _dataframe_unpickler(data: bytes, path: Path) -> pickle.Unpickler:
                 return
             if not isinstance(inst, (np.ndarray, _Stub)):
                 raise _PickleRefused(f"state for a {type(inst).__name__}")
+            if isinstance(inst, np.ndarray):
+                _check_array_state(state)  # numpy trusts it: a short object list there is a segfault
             pickle._Unpickler.load_build(self)
 
         dispatch[pickle.NEWOBJ[0]] = load_newobj
@@ -356,10 +381,11 @@ def read_dataframe_pickle(path: str | Path):
     except DataError:
         raise
     except _PickleRefused as exc:
-        raise DataError(f"{path}: refused: the pickle asks for {exc}, and recnb unpickles nothing but a plain "
+        asked = str(exc).encode("unicode_escape").decode("ascii")[:200]  # names from the file: one printable line
+        raise DataError(f"{path}: refused: the pickle asks for {asked}, and recnb unpickles nothing but a plain "
                         "DataFrame of numbers, strings and lists (a pickle can run code)") from None
     except Exception as exc:  # noqa: BLE001 - any malformed pickle is one line
-        why = str(exc) if isinstance(exc, _Malformed) else type(exc).__name__
+        why = str(exc).encode("unicode_escape").decode("ascii")[:200] if isinstance(exc, _Malformed) else type(exc).__name__
         raise DataError(f"{path}: not a pandas pickle of a DataFrame ({why})") from None
 
 
