@@ -143,12 +143,15 @@ class EMDLoss(nn.Module):
             return
         fd = self.last_flow * self.last_cost
         for buf, per_layer in ((self.teacher_weights, fd.sum(1)), (self.student_weights, fd.sum(0))):
-            c = per_layer / buf.cpu().numpy()
+            c = per_layer / np.maximum(buf.cpu().numpy(), 1e-12)
             c = np.maximum(c, 1e-12)
             w = c.sum() / c
             w = torch.as_tensor(w, dtype=torch.float64)
             w = torch.softmax(w / self.T_emd, 0) if self.update == "softmax" else w / w.sum()
-            buf.copy_(w.to(buf.device))
+            # a softmax of very unequal costs can leave a layer exactly 0, and the next update
+            # divides by it: every layer keeps a sliver of mass
+            w = w.clamp_min(1e-12)
+            buf.copy_((w / w.sum()).to(buf.device))
 
 
 def emd_flow(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> np.ndarray:

@@ -391,3 +391,21 @@ def test_search_config_rejects_bad_values():
         SearchConfig(cost="watts")
     with pytest.raises(ConfigError, match="primitives"):
         Supernet(SupernetConfig(num_items=5, primitives=["skip", "conv_k9"]))
+
+
+def test_emd_layer_weights_stay_finite_when_one_layer_costs_far_more():
+    """A softmax of very unequal layer costs can round a weight to 0; the next update divides
+    by it (a NaN marginal, then ot.emd fails): every layer keeps a sliver of mass."""
+    import numpy as np
+
+    from recnb.kd import EMDLoss
+
+    emd = EMDLoss(teacher_layers=3, student_layers=1, student_width=4, teacher_width=4, T_emd=0.01)
+    for _ in range(3):
+        emd.last_flow = np.array([[0.98], [0.01], [0.01]])
+        emd.last_cost = np.array([[1e-9], [5.0], [1e4]])
+        emd.update_weights()
+        for w in (emd.teacher_weights, emd.student_weights):
+            assert torch.isfinite(w).all() and (w > 0).all() and float(w.sum()) == pytest.approx(1.0)
+    loss = emd([torch.randn(5, 4)], [torch.randn(5, 4) for _ in range(3)])
+    assert torch.isfinite(loss)
