@@ -163,6 +163,20 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
     (tmp_path / "settings.json").write_text(json.dumps(settings))
     assert run_pipeline(scene, tmp_path, teacher=teacher_path, betas=(0.01, 1.0), seeds=2, search_config=scfg,
                         distill_config=dcfg, twins="all", batches=(1, 2), log=lambda s: None)["rows"] == again["rows"]
+    # the teacher is known by its content: a moved copy resumes, another model of its shape is refused
+    import shutil
+
+    moved = tmp_path.parent / f"{tmp_path.name}-moved-teacher.pt"
+    shutil.copy(teacher_path, moved)
+    assert run_pipeline(scene, tmp_path, teacher=moved, betas=(0.01, 1.0), seeds=2, search_config=scfg,
+                        distill_config=dcfg, twins="all", batches=(1, 2), log=lambda s: None)["rows"] == again["rows"]
+    other, meta = load_checkpoint(teacher_path)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    save_checkpoint(moved, other, scene)
+    with pytest.raises(ConfigError, match=r"teacher"):
+        run_pipeline(scene, tmp_path, teacher=moved, betas=(0.01, 1.0), seeds=2, search_config=scfg,
+                     distill_config=dcfg, twins="all", batches=(1, 2), log=lambda s: None)
 
 
 def test_pipeline_chooses_each_students_dropout_on_its_twins_validation(scene, teacher_path, tmp_path):

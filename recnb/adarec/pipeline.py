@@ -33,7 +33,7 @@ from recnb.adarec.architecture import Architecture
 from recnb.adarec.search import SearchConfig, search
 from recnb.adarec.student import Student
 from recnb.adarec.summary import load_summary, summary_frame
-from recnb.checkpoint import changed_settings, load_checkpoint, resolve_device, write_json
+from recnb.checkpoint import changed_settings, load_checkpoint, model_digest, resolve_device, write_json
 from recnb.data import Scene, load_scene, train_windows
 from recnb.errors import ConfigError, check_fields
 from recnb.evaluation import item_logits, user_ranks
@@ -408,7 +408,9 @@ class _Pipeline:
 
     def settings(self, teacher, teacher_train: TrainConfig | None, max_param_ratio: float) -> dict:
         """What a resumed run must share with the run it continues (``settings.json``)."""
-        return {"dataset": self.scene.name, "teacher": str(teacher) if teacher else None,
+        # the teacher by content (a moved copy resumes, another model of the same shape does not)
+        identity = model_digest(load_checkpoint(teacher, scene=self.scene, what="--teacher")[0]) if teacher else None
+        return {"dataset": self.scene.name, "teacher": identity, "teacher_path": str(teacher) if teacher else None,
                 "teacher_train": dataclasses.asdict(teacher_train) if teacher_train else None,
                 "search": self.scfg.to_dict(), "distill": dataclasses.asdict(self.dcfg), "max_param_ratio": max_param_ratio,
                 **({"exclude_seen": True} if self.exclude_seen else {}),
@@ -625,7 +627,7 @@ class _Pipeline:
 
 
 # settings that change no finished piece: where it runs, how it reports, how long a run may take
-_FREE_SETTINGS = ("device", "progress", "cost_device", "cache_dir")
+_FREE_SETTINGS = ("device", "progress", "cost_device", "cache_dir", "teacher_path")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
