@@ -170,7 +170,7 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
     shutil.copy(teacher_path, moved)
     assert run_pipeline(scene, tmp_path, teacher=moved, betas=(0.01, 1.0), seeds=2, search_config=scfg,
                         distill_config=dcfg, twins="all", batches=(1, 2), log=lambda s: None)["rows"] == again["rows"]
-    other, meta = load_checkpoint(teacher_path)
+    other, _ = load_checkpoint(teacher_path)
     with torch.no_grad():
         next(other.parameters()).add_(0.01)
     save_checkpoint(moved, other, scene)
