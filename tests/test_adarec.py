@@ -373,7 +373,7 @@ def test_story_says_what_distillation_bought_and_when_the_teacher_cannot_teach()
 def test_kd_over_sampled_items_is_full_kd_when_the_sample_covers_the_catalogue_and_trains():
     import torch
 
-    from recnb.adarec.pipeline import DistillConfig, DistillationLoss
+    from recnb.adarec.pipeline import DistillationLoss, DistillConfig
     from recnb.data import synthetic_scene, train_windows
     from recnb.errors import ConfigError
     from recnb.kd import TeacherCache
