@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recnb.adarec.summary import read_summary, summary_file
+from recnb.adarec.summary import read_summary, student_folder, summary_file
 from recnb.errors import ConfigError, DataError
 from recnb.export import Exported, ScoringHead, check_k, export
 from recnb.models.base import SeqRecModel
@@ -246,8 +246,7 @@ def summary_checkpoint(summary_path: str | Path, row: dict) -> Path:
         return Path(read_summary(summary_path)["teacher"])
     if row.get("role") not in ("student", "student_no_kd"):
         raise ConfigError(f"row {row.get('name')!r}: only the teacher's and students' checkpoints are located")
-    kind = "kd" if row["role"] == "student" else "no_kd"
-    path = root / "students" / f"beta_{float(row['beta']):g}" / kind / f"seed_{row['seeds'][0]}" / "model.pt"
+    path = student_folder(root, row["beta"], row["role"] == "student", row["seeds"][0]) / "model.pt"
     if not path.exists():
         raise DataError(f"{path}: no such checkpoint for row {row.get('name')!r}")
     return path

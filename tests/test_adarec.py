@@ -136,6 +136,9 @@ def test_pipeline_writes_a_summary_with_every_role(scene, teacher_path, tmp_path
     assert all(r["architecture"] and (tmp_path / "search" / "beta_1" / "architecture.json").exists()
                for r in saved["rows"] if r["role"].startswith("student"))
     assert len(saved["rows"][1]["seeds"]) == 2
+    from recnb.recommend import summary_checkpoint  # reads the folders the pipeline wrote
+
+    assert all(summary_checkpoint(tmp_path, r).exists() for r in saved["rows"] if r["role"] in ("student", "student_no_kd"))
     csv = pd.read_csv(tmp_path / "summary.csv")
     assert len(csv) == 6 and "test_NDCG@10" in csv.columns and "valid_NDCG@10" in csv.columns
     assert len(load_summary(tmp_path)) == 6

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from recnb.adarec.architecture import Architecture
 from recnb.adarec.search import SearchConfig, search
 from recnb.adarec.student import Student
-from recnb.adarec.summary import load_summary, summary_frame
+from recnb.adarec.summary import load_summary, student_folder, summary_frame
 from recnb.checkpoint import changed_settings, load_checkpoint, model_digest, resolve_device, write_json
 from recnb.data import Scene, load_scene, train_windows
 from recnb.errors import ConfigError, check_fields
@@ -509,7 +509,7 @@ class _Pipeline:
         return [Distillation(run_dir, self.dcfg.train.seed + s, use_teacher, **model) for s in range(self.seeds)]
 
     def student_dir(self, beta: float, use_teacher: bool) -> Path:
-        return self.out / "students" / f"beta_{beta:g}" / ("kd" if use_teacher else "no_kd")
+        return student_folder(self.out, beta, use_teacher)
 
     def student_runs(self, beta: float, use_teacher: bool) -> tuple[str, list[Distillation]]:
         name = f"{'student' if use_teacher else 'student_no_kd'}_beta_{beta:g}"

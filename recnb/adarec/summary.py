@@ -13,6 +13,13 @@ from recnb.errors import ConfigError
 from recnb.files import read_json_file
 
 
+def student_folder(root: str | Path, beta: float, use_teacher: bool, seed: int | None = None) -> Path:
+    """Where ``recnb adarec`` keeps the students of ``beta`` (distilled or their no-teacher
+    twins), or one seed's run of them: the one spelling of the pipeline's folder layout."""
+    folder = Path(root) / "students" / f"beta_{float(beta):g}" / ("kd" if use_teacher else "no_kd")
+    return folder if seed is None else folder / f"seed_{seed}"
+
+
 def summary_file(path: str | Path) -> Path:
     """``path`` itself, or the ``summary.json`` inside it when it is a folder; one clear line
     when there is none."""
