@@ -233,7 +233,8 @@ def lab(tmp_path_factory):
 
 def open_notebook(pw_browser, lab, name: str):
     page = pw_browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(lab.url(f"lab/tree/{name}"), timeout=STATE_TIMEOUT_S * 1000)
+    # reset: a fresh workspace with this notebook alone (no tab restored from an earlier test)
+    page.goto(lab.url(f"lab/tree/{name}") + "&reset", timeout=STATE_TIMEOUT_S * 1000)
     page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=STATE_TIMEOUT_S * 1000)
     return page
 
@@ -253,10 +254,10 @@ def test_notebook_opens_with_its_kept_figures(lab, path):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = open_notebook(browser, lab, path.name)
         try:
-            figures = page.locator(".jp-NotebookPanel .jp-OutputArea-output.js-plotly-plot")
+            figures = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output.js-plotly-plot")
             wait_for(lambda: figures.count() >= n_figures, f"{path.name}: {n_figures} stored figures rendered")
             log(f"{path.name}: {figures.count()} figures rendered from the stored outputs")
-            text = page.locator(".jp-NotebookPanel").inner_text()
+            text = page.locator(".jp-NotebookPanel:visible").first.inner_text()
             assert "Error displaying widget" not in text and "Traceback" not in text
             for k in range(figures.count()):
                 fig = figures.nth(k)
