@@ -32,11 +32,13 @@ import torch
 from recnb.adarec.architecture import Architecture
 from recnb.adarec.pipeline import DistillConfig, build_student, distillation_loss
 from recnb.adarec.search import SearchConfig, search
-from recnb.checkpoint import load_checkpoint, write_json
+from recnb.checkpoint import load_checkpoint, read_torch_file, write_json, write_torch_file
 from recnb.data import Scene, train_windows
 from recnb.errors import ConfigError
+from recnb.evaluation import user_ranks
 from recnb.kd import TeacherCache
 from recnb.measure import median_ms, model_latency, size
+from recnb.metrics import paired_difference
 from recnb.models import BASE_MODELS, build_model
 from recnb.runs import Evaluation, evaluate_and_measure, run_model
 from recnb.train import recipe, recipe_model_config, seed_everything
@@ -124,6 +126,11 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
                             _adarec_run(scene, arch, seed, cache(cfg.student_max_len), folder, cfg, log)))
     frame = _frame(runs, teacher_model, cfg, log)
     frame.to_csv(out / "frontier.csv", index=False)
+    ranks: dict[str, list] = {}
+    for run in runs:
+        ranks.setdefault(run.name, []).append(run_ranks(run, scene, cfg, teacher_model if run.role == "teacher" else None))
+    frame.attrs["budgets"] = budgets(frame, ranks=ranks)
+    frame.attrs["budgets"].to_csv(out / "budgets.csv", index=False)
     from recnb.viz.frontier import pareto_figure
 
     (out / "frontier.json").write_text(pareto_figure(frame, scene.name).to_json())
@@ -198,6 +205,18 @@ def _searched(scene, teacher, beta: float, cache: TeacherCache, folder: Path, cf
     return arch
 
 
+def run_ranks(run: Run, scene: Scene, cfg: FrontierConfig, model=None) -> torch.Tensor:
+    """The run's 0-based test rank of each user, kept as ``ranks.pt`` in its folder: what the
+    paired differences between two models read (the same users, seed with seed)."""
+    path = run.folder / "ranks.pt"
+    if path.exists():
+        return read_torch_file(path, "recnb ranks file")["ranks"]
+    model = model if model is not None else load_checkpoint(run.folder / "model.pt")[0]
+    ranks = user_ranks(model, scene, "test", exclude_seen=cfg.exclude_seen)
+    write_torch_file(path, {"ranks": ranks})
+    return ranks
+
+
 # ----------------------------------------------------------------------------- latency and the table
 def latencies(models: dict, rounds: int = 7, repeats: int = 30, onnx: bool = True) -> dict[str, tuple[float, float]]:
     """``name -> (eager ms, onnxruntime ms)`` at batch 1 on one CPU thread, each the median
@@ -270,10 +289,14 @@ def pareto_names(frame: pd.DataFrame, latency: str = "latency_cpu_b1_ms", metric
     return front
 
 
-def budgets(frame: pd.DataFrame, latency: str = "latency_cpu_b1_ms", metric: str = "test_NDCG@10") -> pd.DataFrame:
+def budgets(frame: pd.DataFrame, latency: str = "latency_cpu_b1_ms", metric: str = "test_NDCG@10",
+            ranks: dict | None = None) -> pd.DataFrame:
     """At each plain model's latency (a budget), the best plain model and the best student
     that are no slower (means over seeds), and the student's gain over the plain model: the
-    question a user asks of the frontier. The budgets run from the fastest plain model up."""
+    question a user asks of the frontier. The budgets run from the fastest plain model up.
+    With ``ranks`` (name -> per-seed test ranks, seeds in the same order for every model) the
+    paired difference in NDCG@10 over test users (:func:`recnb.metrics.paired_difference`):
+    its standard error, whether the student is ahead on every seed, and by more than 2 SE."""
     means = frame.groupby(["role", "name"], as_index=False)[[latency, metric]].mean()
     plain = means[means["role"] == "plain"].sort_values(latency)
     students = means[means["role"].isin(("student", "adarec"))]
@@ -282,10 +305,15 @@ def budgets(frame: pd.DataFrame, latency: str = "latency_cpu_b1_ms", metric: str
         best_plain = plain[plain[latency] <= budget].sort_values(metric).iloc[-1]
         fits = students[students[latency] <= budget]
         best = fits.sort_values(metric).iloc[-1] if len(fits) else None
-        rows.append({"budget_ms": budget, "plain": best_plain["name"], "plain_ndcg": best_plain[metric],
-                     "student": best["name"] if best is not None else None,
-                     "student_ndcg": best[metric] if best is not None else math.nan,
-                     "gain": best[metric] / best_plain[metric] - 1 if best is not None else math.nan})
+        row = {"budget_ms": budget, "plain": best_plain["name"], "plain_ndcg": best_plain[metric],
+               "student": best["name"] if best is not None else None,
+               "student_ndcg": best[metric] if best is not None else math.nan,
+               "gain": best[metric] / best_plain[metric] - 1 if best is not None else math.nan}
+        if ranks is not None and best is not None:
+            paired = paired_difference(ranks[best["name"]], ranks[best_plain["name"]])
+            row.update(paired_diff=paired["difference"], paired_se=paired["se"], every_seed=paired["every_seed"],
+                       significant=paired["significant"])
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -73,6 +73,9 @@ def test_frontier_trains_plain_models_and_students_then_resumes_without_training
     # a model's latency is one measurement for all its seeds; each side has a front
     assert frame.groupby("name")["latency_cpu_b1_ms"].nunique().max() == 1
     assert frame[frame["role"] == "plain"]["pareto"].any() and frame[frame["role"] != "plain"]["pareto"].any()
+    table = pd.read_csv(tmp_path / "budgets.csv")  # per budget, with the paired difference over test users
+    assert {"plain", "student", "gain", "paired_diff", "paired_se", "every_seed", "significant"} <= set(table.columns)
+    assert (table["paired_se"] > 0).all() and (tmp_path / "plain" / "sasrec-h16-l1-w10" / "seed_1" / "ranks.pt").exists()
     written = pd.read_csv(tmp_path / "frontier.csv")
     assert len(written) == len(frame)
     assert json.loads((tmp_path / "frontier.json").read_text())["data"]  # the figure, as plotly JSON

@@ -51,17 +51,19 @@ def config(args):
 
 
 def run(args) -> int:
-    from recnb.frontier import budgets, run_frontier, verdict
+    from recnb.frontier import run_frontier, verdict
 
     cfg = config(args)
     scene = scene_of(args)
     out = prepare_out_dir(args.out, args.force, resume=args.resume, inputs={"--teacher": args.teacher})
     frame = run_frontier(scene, args.teacher, out, cfg)
-    table = budgets(frame)
+    table = frame.attrs["budgets"]
     print(verdict(frame))
     print("at each plain model's batch-1 latency (eager, one thread): the best plain model and student no slower")
     for r in table.itertuples():
-        student = f"{r.student} {r.student_ndcg:.4f} ({r.gain:+.1%})" if isinstance(r.student, str) else "no student this fast"
+        paired = f", paired {r.paired_diff:+.4f} ± {r.paired_se:.4f} SE" if hasattr(r, "paired_se") and r.paired_se == r.paired_se else ""
+        student = (f"{r.student} {r.student_ndcg:.4f} ({r.gain:+.1%}{paired})" if isinstance(r.student, str)
+                   else "no student this fast")
         print(f"  {r.budget_ms:7.2f} ms  plain {r.plain} {r.plain_ndcg:.4f}  student {student}")
-    print(f"-> {out / 'frontier.csv'}, {out / 'frontier.json'} (plotly figure)")
+    print(f"-> {out / 'frontier.csv'}, {out / 'budgets.csv'}, {out / 'frontier.json'} (plotly figure)")
     return 0
