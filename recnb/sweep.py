@@ -273,7 +273,8 @@ def _dllm2rec_trial(scene, point: dict) -> dict:
     from recnb.dllm2rec.pipeline import DistillTask, train_student
 
     cfg, train = _dllm2rec_configs(point)
-    art = load_artifacts(point["artifacts"], num_items=scene.num_items, ranking=cfg.ranking, embeddings=cfg.embedding)
+    art = load_artifacts(point["artifacts"], num_items=scene.num_items, ranking=cfg.ranking, embeddings=cfg.embedding,
+                         scene=scene)
     task = DistillTask.from_scene(scene, train.max_len)
     task.check(art)
     model, metrics = train_student(task, point.get("student", "sasrec"), art, train, cfg, distill=point.get("distill", True))
