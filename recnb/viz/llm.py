@@ -51,18 +51,19 @@ def importance_figure(df: pd.DataFrame) -> go.Figure:
 def dllm2rec_figure(students: pd.DataFrame, ablation: pd.DataFrame, metric: str = "NDCG@10") -> go.Figure:
     """The kept DLLM2Rec run (``recnb.results.dllm2rec_beauty``): each student with and without
     distillation beside the teacher, and the ablation of the distilled GRU4Rec's parts."""
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.12,
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.42, 0.58], horizontal_spacing=0.2,
                         subplot_titles=("students with and without DLLM2Rec (3 seeds)", "GRU4Rec ablation (1 seed)"))
     colors = {"none": "#aaaaaa", "DLLM2Rec": "#1f77b4", "-": "#d62728"}
     for how, g in students.groupby("distillation", sort=False):
         name = {"none": "no distillation", "-": "teacher"}.get(how, how)
-        fig.add_trace(go.Bar(x=g["student"], y=g[metric], name=name, marker_color=colors.get(how, "#7f7f7f"),
+        fig.add_trace(go.Bar(x=[x.split(" (")[0] for x in g["student"]], y=g[metric], name=name, marker_color=colors.get(how, "#7f7f7f"),
                              text=[f"{v:.4f}" for v in g[metric]], textposition="outside"), 1, 1)
     ab = ablation.iloc[::-1]
     fig.add_trace(go.Bar(y=ab["variant"], x=ab[metric], orientation="h", showlegend=False, marker_color="#1f77b4",
                          text=[f"{v:.4f}" for v in ab[metric]], textposition="outside"), 1, 2)
     fig.update_yaxes(title_text=f"test {metric}", row=1, col=1)
-    fig.update_xaxes(title_text=f"test {metric}", row=1, col=2)
+    fig.update_xaxes(title_text=f"test {metric}", range=[0, float(ablation[metric].max()) * 1.3], row=1, col=2)
+    fig.update_xaxes(tickangle=0, row=1, col=1)
     fig.update_layout(title=f"DLLM2Rec on Amazon Beauty, test {metric} (seen items masked)", barmode="group",
-                      height=420, legend={"orientation": "h", "y": -0.15})
+                      height=440, legend={"orientation": "h", "y": -0.2})
     return fig
