@@ -86,7 +86,13 @@ def main_job(extra: list[str]) -> None:
 
 
 def test_job(extra: list[str]) -> None:
-    sh(PY, "-m", "pytest", "tests", *extra, env=env(), cwd=ROOT)
+    """The whole suite; on two or more cores in two pytest-xdist workers, each test file kept in
+    one worker (its module fixtures and order), unless the arguments choose (``-n 0``: serial)."""
+    workers = []
+    probe = subprocess.run([str(PY), "-c", "import xdist"], capture_output=True, check=False)
+    if probe.returncode == 0 and (os.cpu_count() or 1) >= 2 and not any(a.startswith("-n") for a in extra):
+        workers = ["-n", "2", "--dist", "loadfile"]
+    sh(PY, "-m", "pytest", "tests", *workers, *extra, env=env(), cwd=ROOT)
 
 
 if __name__ == "__main__":
