@@ -3,6 +3,8 @@ and measured side by side (``frontier.csv``, ``frontier.json``): does distillati
 
 from __future__ import annotations
 
+import math
+
 from recnb.commands.common import add_data_args, add_exclude_seen, parse_list, prepare_out_dir, scene_of
 from recnb.errors import ConfigError
 from recnb.files import read_json_file
@@ -61,7 +63,7 @@ def run(args) -> int:
     print(verdict(frame))
     print("at each plain model's batch-1 latency (eager, one thread): the best plain model and student no slower")
     for r in table.itertuples():
-        paired = f", paired {r.paired_diff:+.4f} ± {r.paired_se:.4f} SE" if hasattr(r, "paired_se") and r.paired_se == r.paired_se else ""
+        paired = f", paired {r.paired_diff:+.4f} ± {r.paired_se:.4f} SE" if hasattr(r, "paired_se") and not math.isnan(r.paired_se) else ""
         student = (f"{r.student} {r.student_ndcg:.4f} ({r.gain:+.1%}{paired})" if isinstance(r.student, str)
                    else "no student this fast")
         print(f"  {r.budget_ms:7.2f} ms  plain {r.plain} {r.plain_ndcg:.4f}  student {student}")
