@@ -237,7 +237,6 @@ def _check_options(path: Path, format: str, quantize: str | None, force: bool) -
     for p in (path, meta_path):
         if p.exists() and not force:
             raise ConfigError(f"--out {p}: exists; pass --force to overwrite")
-    check_writable(path)  # a folder without permission is said so, not "no exporter could export it"
     return meta_path
 
 
@@ -311,6 +310,7 @@ def export(
     head = ScoringHead(model, output, k, exclude_seen)
     maps = id_maps or {}
     item_ids = _item_ids(maps, head.num_items)
+    check_writable(path)  # last of the checks (it creates the folder): a folder without permission is said so
     exporter = _write_graph(head, path, format, quantize)
     info = _idmap(head, path, format, exporter, quantize, dataset, item_ids, maps.get("titles"))
     info["graph_sha256"] = file_digest(path)  # the graph it maps; load_idmap checks both

@@ -309,8 +309,9 @@ def budgets(frame: pd.DataFrame, latency: str = "latency_cpu_b1_ms", metric: str
                "student": best["name"] if best is not None else None,
                "student_ndcg": best[metric] if best is not None else math.nan,
                "gain": best[metric] / best_plain[metric] - 1 if best is not None else math.nan}
-        if ranks is not None and best is not None:
-            paired = paired_difference(ranks[best["name"]], ranks[best_plain["name"]])
+        if ranks is not None:  # no student this fast: the columns are there, empty
+            paired = (paired_difference(ranks[best["name"]], ranks[best_plain["name"]]) if best is not None else
+                      {"difference": math.nan, "se": math.nan, "every_seed": None, "significant": None})
             row.update(paired_diff=paired["difference"], paired_se=paired["se"], every_seed=paired["every_seed"],
                        significant=paired["significant"])
         rows.append(row)

@@ -266,7 +266,7 @@ def _other_value(f, default):
     """A valid value of field ``f`` unlike ``default``, and how the command line writes it."""
     choices = {"loss": "bce", "lr_decay": "cosine", "relaxation": "gumbel", "cost": "flops", "emd_update": "normalize",
                "projector": "mlp", "backbone": "attention", "primitives": ["skip", "conv_k3"], "cost_device": "cuda",
-               "cache_dir": "cache", "encoder": "enc", "positions": "first_item"}
+               "cache_dir": "cache", "encoder": "enc", "positions": "first_item", "kd_items": "sampled"}
     if f.name in choices:
         value = choices[f.name]
     elif isinstance(default, bool):
