@@ -32,10 +32,11 @@ import torch
 from recnb.adarec.architecture import Architecture
 from recnb.adarec.pipeline import DistillConfig, build_student, distillation_loss
 from recnb.adarec.search import SearchConfig, search
-from recnb.checkpoint import load_checkpoint, read_torch_file, write_json, write_torch_file
+from recnb.checkpoint import load_checkpoint, model_digest, read_torch_file, write_json, write_torch_file
 from recnb.data import Scene, train_windows
 from recnb.errors import ConfigError
 from recnb.evaluation import user_ranks
+from recnb.files import ids_digest
 from recnb.kd import TeacherCache
 from recnb.measure import median_ms, model_latency, size
 from recnb.metrics import paired_difference
@@ -102,6 +103,8 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     teacher_model, _ = load_checkpoint(teacher, scene=scene, what="--teacher")
+    identity = {"teacher": model_digest(teacher_model), "items": ids_digest(scene.item_ids)}
+    check_identity(out, identity)
     runs = [Run("teacher", "teacher", None, out / "teacher", _teacher_metrics(scene, teacher_model, out / "teacher", cfg))]
     caches: dict[int, TeacherCache] = {}
 
@@ -134,8 +137,23 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
     from recnb.viz.frontier import pareto_figure
 
     (out / "frontier.json").write_text(pareto_figure(frame, scene.name).to_json())
-    write_json(out / "settings.json", {"dataset": scene.name, "teacher": str(teacher), **_settings(cfg)})
+    write_json(out / "settings.json", {"dataset": scene.name, "teacher": str(teacher), **identity, **_settings(cfg)})
     return frame
+
+
+def check_identity(out: Path, identity: dict) -> None:
+    """Finished runs in ``out`` are reused only under the teacher and scene that made them
+    (by content: a moved copy of the teacher is the same teacher). Recorded in ``identity.json``
+    before the first run, so a killed frontier is checked too."""
+    path = out / "identity.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        changed = [k for k in identity if saved.get(k) != identity[k]]
+        if changed:
+            what = " and ".join({"teacher": "another teacher", "items": "another scene's items"}[k] for k in changed)
+            raise ConfigError(f"--out {out}: its runs were made with {what}; use another --out (or --force "
+                              "into an empty one)")
+    write_json(path, identity)
 
 
 def _settings(cfg: FrontierConfig) -> dict:

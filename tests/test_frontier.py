@@ -8,6 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from recnb.data import synthetic_scene, write_atomic
 from recnb.frontier import budgets, model_name, pareto_names
@@ -85,6 +86,14 @@ def test_frontier_trains_plain_models_and_students_then_resumes_without_training
     again = frontier.run_frontier(scene, teacher, tmp_path, cfg, log=lambda _: None)
     cols = ["name", "role", "seed", "test_NDCG@10"]
     pd.testing.assert_frame_equal(again[cols], frame[cols])
+
+    # finished runs are reused only under the teacher that made them (by content)
+    other, _ = recnb.load_checkpoint(teacher)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    recnb.save_checkpoint(tmp_path.parent / "other-teacher.pt", other, scene)
+    with pytest.raises(recnb.ConfigError, match="another teacher"):
+        frontier.run_frontier(scene, tmp_path.parent / "other-teacher.pt", tmp_path, cfg, log=lambda _: None)
 
 
 def test_cli_frontier_writes_its_table_and_refuses_bad_input_in_one_line(scene_and_teacher, tmp_path):
