@@ -26,6 +26,7 @@ def register(sub) -> None:
     p.add_argument("--kd-items", default="all",
                    help="all (KD over every item) or sampled (with the sampled loss: over the batch's targets and shared "
                         "negatives, as cheap as the loss itself)")
+    p.add_argument("--no-emd", action="store_true", help="prediction-layer KD only, no EMD layer mapping")
     p.add_argument("--no-onnx", action="store_true", help="measure eager latency only (no ONNX export)")
     p.add_argument("--resume", action="store_true", help="keep the finished runs in --out and do the rest")
     p.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
@@ -46,7 +47,7 @@ def config(args):
         raise ConfigError(f"--epochs: expected at least 1, got {args.epochs}")
     if args.time_budget is not None and args.time_budget <= 0:
         raise ConfigError(f"--time-budget: expected a positive number of seconds, got {args.time_budget}")
-    distill = DistillConfig(kd_items=args.kd_items)
+    distill = DistillConfig(kd_items=args.kd_items, emd=not args.no_emd)
     return FrontierConfig(distill=distill, seeds=tuple(parse_list(args.seeds, int, "--seeds")), grid=tuple(grid), betas=betas,
                           exclude_seen=args.exclude_seen, epochs=args.epochs, time_budget=args.time_budget,
                           onnx=not args.no_onnx)
