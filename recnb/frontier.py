@@ -275,21 +275,27 @@ def _onnx_sessions(models: dict) -> dict:
 
 
 def _frame(runs: list[Run], teacher, cfg: FrontierConfig, log) -> pd.DataFrame:
-    """One row per model and seed; the latency of a model (the same for all its seeds) is
-    measured on its first seed's weights."""
+    """One row per model and seed. Latency depends on the network, not its weights: it is
+    measured once per architecture, on its first run (a distilled grid model shares its plain
+    twin's, so noise never puts one network on two sides of a budget)."""
     models = {}
     for run in runs:
-        if run.name not in models:
-            models[run.name] = teacher if run.role == "teacher" else load_checkpoint(run.folder / "model.pt")[0]
-    log(f"measuring the latency of {len(models)} models ({cfg.latency_rounds} interleaved rounds)")
+        if network(run) not in models:
+            models[network(run)] = teacher if run.role == "teacher" else load_checkpoint(run.folder / "model.pt")[0]
+    log(f"measuring the latency of {len(models)} networks ({cfg.latency_rounds} interleaved rounds)")
     lat = latencies(models, cfg.latency_rounds, cfg.latency_repeats, cfg.onnx)
-    rows = [{"name": run.name, "role": run.role, "seed": run.seed, **size(models[run.name]),
-             "latency_cpu_b1_ms": round(lat[run.name][0], 4), "latency_onnx_b1_ms": round(lat[run.name][1], 4),
+    rows = [{"name": run.name, "role": run.role, "seed": run.seed, **size(models[network(run)]),
+             "latency_cpu_b1_ms": round(lat[network(run)][0], 4), "latency_onnx_b1_ms": round(lat[network(run)][1], 4),
              "valid_NDCG@10": run.metrics.get("valid", {}).get("NDCG@10"), "test_NDCG@10": run.metrics["test"]["NDCG@10"],
              "test_HR@10": run.metrics["test"]["HR@10"]} for run in runs]
     frame = pd.DataFrame(rows).astype({"seed": "Int64"})
     frame["pareto"] = frame["name"].isin(pareto_names(frame))
     return frame[list(COLUMNS)]
+
+
+def network(run: Run) -> str:
+    """The architecture a run trained: a distilled grid model's is its plain twin's."""
+    return run.name.removesuffix("+kd") if run.role == "student" else run.name
 
 
 def pareto_names(frame: pd.DataFrame, latency: str = "latency_cpu_b1_ms", metric: str = "test_NDCG@10") -> set[str]:

@@ -73,6 +73,8 @@ def test_frontier_trains_plain_models_and_students_then_resumes_without_training
     assert frame["test_NDCG@10"].between(0, 1).all() and (frame["latency_cpu_b1_ms"] > 0).all()
     # a model's latency is one measurement for all its seeds; each side has a front
     assert frame.groupby("name")["latency_cpu_b1_ms"].nunique().max() == 1
+    twins = frame[frame["role"].isin(("plain", "student"))].assign(net=lambda f: f["name"].str.removesuffix("+kd"))
+    assert twins.groupby("net")["latency_cpu_b1_ms"].nunique().max() == 1  # a distilled model shares its twin's
     assert frame[frame["role"] == "plain"]["pareto"].any() and frame[frame["role"] != "plain"]["pareto"].any()
     table = pd.read_csv(tmp_path / "budgets.csv")  # per budget, with the paired difference over test users
     assert {"plain", "student", "gain", "paired_diff", "paired_se", "every_seed", "significant"} <= set(table.columns)
