@@ -181,3 +181,13 @@ def test_an_ensemble_is_one_model_whose_scores_are_the_members_sum(tmp_path):
     assert not ensemble.cuts_padding  # GRU4Rec reads padding
     with pytest.raises(ConfigError, match="different catalogues"):
         Ensemble.of([make("sasrec"), build_model("sasrec", num_items=N_ITEMS + 1)])
+
+
+def test_build_model_with_a_seed_draws_the_same_initial_weights():
+    from recnb.models import build_model
+
+    a, b = (build_model("sasrec", num_items=30, hidden_size=16, max_len=8, seed=5) for _ in range(2))
+    c = build_model("sasrec", num_items=30, hidden_size=16, max_len=8, seed=6)
+    same = [torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values())]
+    assert all(same)
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))

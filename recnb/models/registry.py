@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+import torch
+
 from recnb.errors import ConfigError
 from recnb.models.base import SeqRecModel, check_contract
 
@@ -31,8 +33,12 @@ def model_class(name: str) -> type[SeqRecModel]:
     return REGISTRY[name]
 
 
-def build_model(name: str, **config) -> SeqRecModel:
+def build_model(name: str, seed: int | None = None, **config) -> SeqRecModel:
     """``build_model("sasrec", num_items=scene.num_items, hidden_size=64)``: the model with its
-    contract checked (:func:`recnb.models.base.check_contract`)."""
+    contract checked (:func:`recnb.models.base.check_contract`). ``seed`` seeds torch before the
+    weights are drawn, so the same seed gives the same initial model (``fit`` seeds only the
+    training that follows: data order and dropout)."""
     cls = model_class(name)
+    if seed is not None:
+        torch.manual_seed(seed)
     return check_contract(cls(cls.config_class.from_dict(config)))
