@@ -174,6 +174,9 @@ def best_of(rows: list, role: str, metric: str = METRIC, split: str = "test") ->
                key=lambda r: r[split][metric])
 
 
+_NAMES = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "nextitnet": "NextItNet"}
+
+
 # ----------------------------------------------------------------------------- Beauty by scene
 def teachers_and_plain() -> pd.DataFrame:
     """The teacher and the best plain model of each kept scene (test NDCG@10, mean over seeds):
@@ -193,6 +196,10 @@ def teachers_and_plain() -> pd.DataFrame:
                  METRIC: _mean(r["test_ndcg10"] for r in sp)[0]})
     ml = _json("adarec", "ml-100k", "teacher_metrics.json")
     rows.append({"scene": SCENES["ml-100k"], "model": f"teacher: {_describe(ml)}", "seeds": 1, METRIC: ml["test"][METRIC]})
+    plain = max((_json(f"train_eval_cpu_ml-100k_{m}.json")["rows"][0] for m in ("gru4rec", "sasrec")),
+                key=lambda r: r["NDCG@10"])  # the best plain model of bench/train_eval.py (3 seeds each)
+    rows.append({"scene": SCENES["ml-100k"], "model": f"plain {_NAMES[plain['model']]} (recnb train recipe)",
+                 "seeds": plain["seeds"], METRIC: plain["NDCG@10"]})
     df = pd.DataFrame(rows)
     df.insert(1, "role", ["ensemble" if m.startswith("ensemble") else m.split(":")[0].split(" ")[0] for m in df["model"]])
     return df
