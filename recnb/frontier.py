@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -113,6 +114,7 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
             caches[max_len] = TeacherCache(teacher_model, train_windows(scene, max_len))
         return caches[max_len]
 
+    # the teacher's cache is built only for runs that still train (a finished frontier reads back)
     for spec in cfg.grid:
         name = model_name(spec)
         for seed in cfg.seeds:
@@ -120,18 +122,19 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
             runs.append(Run("plain", name, seed, folder, _grid_run(scene, spec, seed, None, folder, cfg, log)))
             folder = out / "student" / name / f"seed_{seed}"
             runs.append(Run("student", f"{name}+kd", seed, folder,
-                            _grid_run(scene, spec, seed, cache(spec.get("max_len", 50)), folder, cfg, log)))
+                            _grid_run(scene, spec, seed, partial(cache, spec.get("max_len", 50)), folder, cfg, log)))
+    student_cache = partial(cache, cfg.student_max_len)
     for beta in cfg.betas:
-        arch = _searched(scene, teacher_model, beta, cache(cfg.student_max_len), out / "search" / f"beta_{beta:g}", cfg, log)
+        arch = _searched(scene, teacher_model, beta, student_cache, out / "search" / f"beta_{beta:g}", cfg, log)
         for seed in cfg.seeds:
             folder = out / "adarec" / f"beta_{beta:g}" / f"seed_{seed}"
             runs.append(Run("adarec", f"adarec-beta{beta:g}", seed, folder,
-                            _adarec_run(scene, arch, seed, cache(cfg.student_max_len), folder, cfg, log)))
+                            _adarec_run(scene, arch, seed, student_cache, folder, cfg, log)))
     frame = _frame(runs, teacher_model, cfg, log)
     frame.to_csv(out / "frontier.csv", index=False)
     ranks: dict[str, list] = {}
     for run in runs:
-        ranks.setdefault(run.name, []).append(run_ranks(run, scene, cfg, teacher_model if run.role == "teacher" else None))
+        ranks.setdefault(run.name, []).append(run_ranks(run.folder, scene, cfg, teacher_model if run.role == "teacher" else None))
     frame.attrs["budgets"] = budgets(frame, ranks=ranks)
     frame.attrs["budgets"].to_csv(out / "budgets.csv", index=False)
     from recnb.viz.frontier import pareto_figure
@@ -162,9 +165,15 @@ def _settings(cfg: FrontierConfig) -> dict:
     return d
 
 
+def _finished(folder: Path) -> dict | None:
+    """A finished run's metrics (its ``metrics.json``), else None."""
+    path = folder / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _teacher_metrics(scene: Scene, teacher, folder: Path, cfg: FrontierConfig) -> dict:
-    if (folder / "metrics.json").exists():
-        return json.loads((folder / "metrics.json").read_text())
+    if (done := _finished(folder)) is not None:
+        return done
     folder.mkdir(parents=True, exist_ok=True)
     metrics = {"model": teacher.name, **evaluate_and_measure(teacher, scene, Evaluation(exclude_seen=cfg.exclude_seen))}
     write_json(folder / "metrics.json", metrics)
@@ -180,10 +189,12 @@ def _train_config(model: str, scene: Scene, max_len: int, seed: int, cfg: Fronti
     return recipe(model, scene, **over)
 
 
-def _grid_run(scene, spec: dict, seed: int, cache: TeacherCache | None, folder: Path, cfg: FrontierConfig, log) -> dict:
-    """One plain model (``cache`` None) or its distilled twin, trained with its recipe."""
-    if (folder / "metrics.json").exists():
-        return json.loads((folder / "metrics.json").read_text())
+def _grid_run(scene, spec: dict, seed: int, cache: Callable[[], TeacherCache] | None, folder: Path,
+              cfg: FrontierConfig, log) -> dict:
+    """One plain model (``cache`` None) or its distilled twin (``cache()`` the teacher's
+    outputs), trained with its recipe."""
+    if (done := _finished(folder)) is not None:
+        return done
     model_cfg = {k: v for k, v in spec.items() if k != "model"}
     max_len = model_cfg.get("max_len", 50)
     train = _train_config(spec["model"], scene, max_len, seed, cfg, cache is not None)
@@ -193,9 +204,10 @@ def _grid_run(scene, spec: dict, seed: int, cache: TeacherCache | None, folder: 
     return _train(scene, model, train, cache, folder, cfg, log)
 
 
-def _adarec_run(scene, arch: Architecture, seed: int, cache: TeacherCache, folder: Path, cfg: FrontierConfig, log) -> dict:
-    if (folder / "metrics.json").exists():
-        return json.loads((folder / "metrics.json").read_text())
+def _adarec_run(scene, arch: Architecture, seed: int, cache: Callable[[], TeacherCache], folder: Path,
+                cfg: FrontierConfig, log) -> dict:
+    if (done := _finished(folder)) is not None:
+        return done
     model = build_student(scene, arch, cfg.student_width, cfg.student_max_len, seed, cfg.distill.dropout)
     train = _train_config("sasrec", scene, cfg.student_max_len, seed, cfg, True)  # the recipe of the scene's attention model
     return _train(scene, model, train, cache, folder, cfg, log)
@@ -203,33 +215,37 @@ def _adarec_run(scene, arch: Architecture, seed: int, cache: TeacherCache, folde
 
 def _train(scene, model, train, cache, folder: Path, cfg: FrontierConfig, log) -> dict:
     start = time.perf_counter()
+    cache = cache() if cache is not None else None
     extra = distillation_loss(cache, model, cfg.distill) if cache is not None else None
     # a teacher's cache follows the windows without overlap (context 0): the distilled run trains on those
     windows = train_windows(scene, train.max_len, train.context if cache is None else 0)
     metrics = run_model(scene, model, train, folder, extra_loss=extra, windows=windows,
                         evaluation=Evaluation(exclude_seen=cfg.exclude_seen), resume=True,
                         info={"teacher": cache is not None})
+    run_ranks(folder, scene, cfg, model)  # while the model is in memory
     log(f"{folder}: test NDCG@10 {metrics['test']['NDCG@10']:.4f} ({time.perf_counter() - start:.0f} s)")
     return metrics
 
 
-def _searched(scene, teacher, beta: float, cache: TeacherCache, folder: Path, cfg: FrontierConfig, log) -> Architecture:
+def _searched(scene, teacher, beta: float, cache: Callable[[], TeacherCache], folder: Path, cfg: FrontierConfig,
+              log) -> Architecture:
     path = folder / "architecture.json"
     if path.exists():
         return Architecture.load(path)
     scfg = SearchConfig(beta=beta, epochs=cfg.search_epochs, max_len=cfg.student_max_len, seed=cfg.seeds[0], progress=False)
-    arch = search(scene, teacher, scfg, folder, cache=cache, resume=True).architecture
+    arch = search(scene, teacher, scfg, folder, cache=cache(), resume=True).architecture
     log(f"{folder}: searched")
     return arch
 
 
-def run_ranks(run: Run, scene: Scene, cfg: FrontierConfig, model=None) -> torch.Tensor:
-    """The run's 0-based test rank of each user, kept as ``ranks.pt`` in its folder: what the
-    paired differences between two models read (the same users, seed with seed)."""
-    path = run.folder / "ranks.pt"
+def run_ranks(folder: Path, scene: Scene, cfg: FrontierConfig, model=None) -> torch.Tensor:
+    """A run's 0-based test rank of each user, kept as ``ranks.pt`` in its folder: what the
+    paired differences between two models read (the same users, seed with seed). ``model``:
+    the run's model, else read from the folder's ``model.pt``."""
+    path = folder / "ranks.pt"
     if path.exists():
         return read_torch_file(path, "recnb ranks file")["ranks"]
-    model = model if model is not None else load_checkpoint(run.folder / "model.pt")[0]
+    model = model if model is not None else load_checkpoint(folder / "model.pt")[0]
     ranks = user_ranks(model, scene, "test", exclude_seen=cfg.exclude_seen)
     write_torch_file(path, {"ranks": ranks})
     return ranks

@@ -85,6 +85,7 @@ def test_frontier_trains_plain_models_and_students_then_resumes_without_training
 
     monkeypatch.setattr(frontier, "run_model", lambda *a, **k: pytest.fail("a finished run trained again"))
     monkeypatch.setattr(frontier, "search", lambda *a, **k: pytest.fail("a finished search ran again"))
+    monkeypatch.setattr(frontier, "TeacherCache", lambda *a, **k: pytest.fail("the teacher ran again for finished runs"))
     again = frontier.run_frontier(scene, teacher, tmp_path, cfg, log=lambda _: None)
     cols = ["name", "role", "seed", "test_NDCG@10"]
     pd.testing.assert_frame_equal(again[cols], frame[cols])
