@@ -56,7 +56,7 @@ def score_users(model: SeqRecModel, histories: torch.Tensor, batch_size: int = 1
     model.eval()
     device = next(model.parameters()).device
     last = getattr(model, "last_output", None) or (lambda seq, off: (model(seq, offset=off) if off else model(seq))[-1][:, -1])
-    if out is not None and len(histories) <= batch_size and type(model).score is SeqRecModel.score:
+    if out is not None and len(histories) <= batch_size and model.scores_by_product:
         h = last(histories.to(device), offset).float()
         scores = torch.mm(h, model.item_weights().float().t(), out=out[: len(h)])
         scores[:, 0] = float("-inf")

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recnb.errors import ConfigError
-from recnb.models.base import SeqRecModel, check_contract
+from recnb.models.base import check_contract
 
 WEIGHT_UPDATES = ("softmax", "normalize", "none")
 
@@ -231,7 +231,7 @@ class TeacherCache:
     def logits(self, index: torch.Tensor, mask: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher logits ``(P, num_items + 1)`` at the valid positions of windows ``index``;
         with ``items`` (ids) only those columns, ``(P, len(items))`` (a teacher that scores by
-        dot product, :attr:`scores_by_product`)."""
+        dot product, ``teacher.scores_by_product``)."""
         out = self._read(index, mask)[:, -1, : self.widths[-1]].float()
         with torch.no_grad():
             if items is None:
@@ -239,8 +239,3 @@ class TeacherCache:
             w = self.teacher.item_weights()[items.to(self.device)].float()
             return (out.to(self.device) @ w.t()).to(out.device)
 
-    @property
-    def scores_by_product(self) -> bool:
-        """True when the teacher's scores are its output dot its item table (any column can
-        be scored alone); a teacher with its own ``score`` (an L2 distance) is read in full."""
-        return type(self.teacher).score is SeqRecModel.score

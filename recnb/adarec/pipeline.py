@@ -105,8 +105,7 @@ class DistillationLoss:
     def __init__(self, cache: TeacherCache, student: SeqRecModel, cfg: DistillConfig):
         self.cache, self.T, self.g = cache, cfg.T, cfg.gamma / (1.0 - cfg.gamma)
         # KD over the batch's sampled items: both sides must score an item alone (a dot product)
-        self.sampled = (cfg.kd_items == "sampled" and cache.scores_by_product
-                        and type(student).score is SeqRecModel.score)
+        self.sampled = cfg.kd_items == "sampled" and cache.teacher.scores_by_product and student.scores_by_product
         self.emd = None
         if cfg.emd:
             device = next(student.parameters()).device

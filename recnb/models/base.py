@@ -91,6 +91,13 @@ class SeqRecModel(nn.Module):
         """Logits over all items (``..., num_items + 1``) from an output hidden state."""
         return h @ self.item_weights().t()
 
+    @property
+    def scores_by_product(self) -> bool:
+        """True when :meth:`score` is the output dot :meth:`item_weights` (this class's): any
+        item's column can be scored alone, and scores of several models add up. A model with
+        its own ``score`` (an L2 distance) is read in full."""
+        return type(self).score is SeqRecModel.score
+
     def layer_widths(self) -> list[int] | None:
         """Width of each state ``forward`` returns; ``None`` (the default) declares them all
         equal. A model whose layers differ in width overrides this."""

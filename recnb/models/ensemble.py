@@ -50,7 +50,7 @@ class Ensemble(SeqRecModel):
         if config.max_len < max(m.config.max_len for m in self.members):
             raise ConfigError(f"ensemble: max_len {config.max_len} is shorter than a member's window")
         for m in self.members:
-            if type(m).score is not SeqRecModel.score:
+            if not m.scores_by_product:
                 raise ConfigError(f"ensemble: a {m.name} member does not score by dot product; its scores cannot add up")
         self.cuts_padding = all(m.cuts_padding for m in self.members)
         was = self.training
