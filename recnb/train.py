@@ -86,7 +86,9 @@ class TrainConfig:
     # windows sorted by length into batches, each cut to its longest history, so a step costs
     # the same on any scene and no time goes to padding (models with ``cuts_padding``)
     batch_targets: int = 0
-    negatives: int = 1024  # shared uniform negatives per batch of the "sampled" loss
+    # shared uniform negatives per batch of the "sampled" loss; at least the catalogue: every item
+    # once (the full softmax, computed by the sampled loss's fused function: a third of ce's time)
+    negatives: int = 1024
 
     RANGES: ClassVar[dict] = {
         "epochs": "[1, inf)", "batch_size": "[1, inf)", "lr": "(0, inf)", "weight_decay": "[0, inf)",
@@ -120,7 +122,8 @@ class TrainConfig:
         "reorder": "shuffle a random span of this share of each training window (augmentation; 0 = off)",
         "batch_targets": "batches of about this many targets, windows sorted by length and cut to their longest "
                          "history, instead of --batch-size windows (0 = off)",
-        "negatives": "shared uniform negatives per batch of the sampled loss",
+        "negatives": "shared uniform negatives per batch of the sampled loss (at least the number of items: "
+                     "every item, the full softmax at a third of --loss ce's cost)",
     }
 
     def __post_init__(self):
@@ -552,6 +555,12 @@ class _Run:
             run.resume(_load_state(state, cfg, model, exclude_seen))
         return run
 
+    @property
+    def every_item(self) -> torch.Tensor | None:
+        """Every item as the sampled loss's negatives when ``negatives`` covers the catalogue."""
+        n = self.model.config.num_items
+        return torch.arange(1, n + 1, device=self.device) if self.cfg.negatives >= n else None
+
     def resume(self, saved: dict) -> None:
         self.model.load_state_dict(saved["model"])
         self.opt.load_state_dict(saved["optimizer"])
@@ -596,7 +605,8 @@ class _Run:
         if cfg.loss == "bce":
             batch["negatives"] = sample_negatives(batch["inputs"], batch["targets"], model.config.num_items, gen)
         elif cfg.loss == "sampled":
-            batch["negatives"] = torch.randint(1, model.config.num_items + 1, (cfg.negatives,), generator=gen, device=self.device)
+            batch["negatives"] = self.every_item if self.every_item is not None else torch.randint(
+                1, model.config.num_items + 1, (cfg.negatives,), generator=gen, device=self.device)
         with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda", dtype=torch.bfloat16):
             offset = batch["offset"]
             states = self.forward(batch["inputs"], offset=offset) if offset else self.forward(batch["inputs"])

@@ -128,6 +128,20 @@ def test_target_batches_and_sampled_loss_train(one_thread):
     assert res.history["loss"].iloc[-1] < res.history["loss"].iloc[0]
 
 
+def test_negatives_covering_the_catalogue_train_on_the_full_softmax(one_thread):
+    """--negatives at least the number of items: every item once, so the first epoch's loss is
+    that of --loss ce (same seed, same batches) and no item is drawn twice."""
+    scene = short_scene()
+    losses = {}
+    for name, extra in (("ce", {"loss": "ce"}), ("all", {"loss": "sampled", "negatives": 10**6})):
+        torch.manual_seed(0)
+        model = build_model("sasrec", num_items=scene.num_items, max_len=20, dropout=0.0, attn_dropout=0.0)
+        res = fit(model, scene, TrainConfig(epochs=1, max_len=20, batch_targets=64, progress=False, lr=1e-9, ema=0.0,
+                                            clip=None, **extra))
+        losses[name] = res.history["loss"].iloc[0]
+    assert losses["all"] == pytest.approx(losses["ce"], rel=1e-4)
+
+
 def test_batched_seen_masking_equals_masking_user_by_user(one_thread):
     scene = synthetic_scene(num_users=50, num_items=40, seq_len=30, seed=5)
     torch.manual_seed(0)
