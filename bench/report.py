@@ -374,6 +374,82 @@ def t_frontier_ml100k_budgets() -> Table:
     return t
 
 
+# ----------------------------------------------------------------------------- the frontier figure
+FIGURES = {"frontier/ml-100k/frontier.csv": ROOT / "docs" / "img" / "frontier_ml-100k.svg"}
+SVG_COLOURS = {"plain": "#7f7f7f", "student": "#1f77b4", "adarec": "#2ca02c", "teacher": "#d62728"}
+
+
+def frontier_points(rel: str) -> list[dict]:
+    """One point per model of a frontier.csv: its mean test NDCG@10 over seeds and its latency."""
+    by = {}
+    for r in read_csv(rel):
+        by.setdefault((r["role"], r["name"]), []).append(r)
+    return [{"role": role, "name": name, "ms": float(rs[0]["latency_cpu_b1_ms"]),
+             "ndcg": statistics.mean(float(r["test_NDCG@10"]) for r in rs), "seeds": len(rs),
+             "pareto": rs[0]["pareto"] == "True"} for (role, name), rs in by.items()]
+
+
+def frontier_svg(rel: str, width: int = 720, height: int = 420) -> str:
+    """A static picture of a frontier (for pages that cannot run plotly): test NDCG@10 against
+    batch-1 latency on a log axis, each side's Pareto front as a step line, every point named."""
+    pts = frontier_points(rel)
+    left, right, top, bottom = 70, 200, 20, 62
+    lo_x, hi_x = math.log10(min(p["ms"] for p in pts) * 0.9), math.log10(max(p["ms"] for p in pts) * 1.1)
+    lo_y, hi_y = min(p["ndcg"] for p in pts), max(p["ndcg"] for p in pts)
+    pad = (hi_y - lo_y) * 0.1 or 0.001
+    lo_y, hi_y = lo_y - pad, hi_y + pad
+
+    def x(ms):
+        return left + (math.log10(ms) - lo_x) / (hi_x - lo_x) * (width - left - right)
+
+    def y(v):
+        return top + (hi_y - v) / (hi_y - lo_y) * (height - top - bottom)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="black"/>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>']
+    for i in range(6):
+        v = lo_y + (hi_y - lo_y) * i / 5
+        out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.4f}</text>')
+    ticks = [ms for ms in (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1, 1.2, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50)
+             if lo_x <= math.log10(ms) <= hi_x]
+    for ms in ticks[::max(1, len(ticks) // 8)]:
+        out += [f'<line x1="{x(ms):.1f}" y1="{height - bottom}" x2="{x(ms):.1f}" y2="{height - bottom + 4}" stroke="black"/>',
+                f'<text x="{x(ms):.1f}" y="{height - bottom + 16}" text-anchor="middle">{ms:g}</text>']
+    out.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 28}" text-anchor="middle">'
+               'batch-1 latency, eager PyTorch, one CPU thread (ms, log scale)</text>')
+    out.append(f'<text transform="translate(16 {(top + height - bottom) / 2:.0f}) rotate(-90)" text-anchor="middle">'
+               'test NDCG@10 (mean over seeds)</text>')
+    for side, roles in (("plain", ("plain",)), ("student", ("student", "adarec"))):
+        front = sorted((p for p in pts if p["pareto"] and p["role"] in roles), key=lambda p: p["ms"])
+        steps = []
+        for a, b in zip(front, front[1:]):
+            steps += [(a["ms"], a["ndcg"]), (b["ms"], a["ndcg"])]
+        steps += [(front[-1]["ms"], front[-1]["ndcg"])] if front else []
+        if len(steps) > 1:
+            path = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in steps)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{SVG_COLOURS[side]}" stroke-width="1.5"/>')
+    placed = []  # label boxes (x0, x1, y): a label that would overlap one above it moves down
+    for p in sorted(pts, key=lambda p: -p["ndcg"]):
+        cx, cy, colour = x(p["ms"]), y(p["ndcg"]), SVG_COLOURS[p["role"]]
+        text = f'{p["name"]} {p["ndcg"]:.4f}'
+        x0, x1, ly = cx + 7, cx + 7 + 6.2 * len(text), cy + 4
+        while any(a < x1 and x0 < b and abs(ly - c) < 12 for a, b, c in placed):
+            ly += 12
+        placed.append((x0, x1, ly))
+        shape = (f'<rect x="{cx - 4:.1f}" y="{cy - 4:.1f}" width="8" height="8" fill="{colour}"/>' if p["role"] != "plain"
+                 else f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4.5" fill="{colour}"/>')
+        out += [shape, f'<text x="{x0:.1f}" y="{ly:.1f}">{text}</text>']
+    legend = (("plain", "plain models (line: front)"), ("student", "students (line: front)"), ("adarec", "AdaRec students"),
+              ("teacher", "teacher"))
+    for i, (role, label) in enumerate(legend):
+        lx = left + 160 * i
+        out += [f'<rect x="{lx}" y="{height - 9}" width="8" height="8" fill="{SVG_COLOURS[role]}"/>',
+                f'<text x="{lx + 12}" y="{height - 1}">{label}</text>']
+    return "\n".join(out + ["</svg>"]) + "\n"
+
+
 def t_readme() -> Table:
     t = Table(["model", "scene (protocol)", "test NDCG@10", "HR@10", "reference NDCG@10", "file"])
     for model, _, rel, per_seed, mean, std, hr, _, recbole in foundation_rows():
@@ -446,6 +522,8 @@ def rendered() -> dict[Path, str]:
     out = {BENCHMARKS: HEADER + fill(TEMPLATE.read_text(), BENCHMARKS)}
     for path in IN_PLACE:
         out[path] = fill(path.read_text(), path)
+    for rel, path in FIGURES.items():
+        out[path] = frontier_svg(rel)
     return out
 
 
