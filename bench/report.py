@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import itertools
 import json
 import math
 import os
@@ -424,7 +425,7 @@ def frontier_svg(rel: str, width: int = 720, height: int = 420) -> str:
     for side, roles in (("plain", ("plain",)), ("student", ("student", "adarec"))):
         front = sorted((p for p in pts if p["pareto"] and p["role"] in roles), key=lambda p: p["ms"])
         steps = []
-        for a, b in zip(front, front[1:]):
+        for a, b in itertools.pairwise(front):
             steps += [(a["ms"], a["ndcg"]), (b["ms"], a["ndcg"])]
         steps += [(front[-1]["ms"], front[-1]["ndcg"])] if front else []
         if len(steps) > 1:
