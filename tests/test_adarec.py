@@ -403,3 +403,34 @@ def test_kd_over_sampled_items_is_full_kd_when_the_sample_covers_the_catalogue_a
     assert sampled_loss(student, few, student(batch["inputs"]), None)["kd"].item() != pytest.approx(full.item())
     with pytest.raises(ConfigError, match="kd_items"):
         DistillConfig(kd_items="some")
+
+
+def test_kd_over_the_teachers_top_items_is_full_kd_when_k_covers_the_catalogue_and_trains():
+    """--kd-items top: the teacher's best items of each position are found once (equal to topk
+    of its logits); with k = every item the loss is full KD, and a student trains with it."""
+    from recnb.adarec.pipeline import DistillationLoss, distillation_loss
+    from recnb.train import fit
+
+    scene = synthetic_scene(num_users=40, num_items=30, seq_len=25, seed=3)
+    torch.manual_seed(0)
+    teacher = build_model("sasrec", num_items=scene.num_items, max_len=20).eval()
+    windows = train_windows(scene, 20)
+    cache = TeacherCache(teacher, windows, dtype=torch.float32)
+    index = torch.arange(6)
+    mask = windows.targets[index] > 0
+    full = cache.logits(index, mask)
+    ids, vals = cache.top_logits(index, mask, 5)
+    want_vals, want_ids = full[:, 1:].topk(5, dim=1)
+    assert torch.equal(ids, want_ids + 1) and torch.allclose(vals, want_vals.half().float())
+    student = build_model("sasrec", num_items=scene.num_items, max_len=20, hidden_size=16, num_layers=1)
+    states = student(windows.inputs[index])
+    batch = {"targets": windows.targets[index], "index": index}
+    top = DistillationLoss(TeacherCache(teacher, windows), student, DistillConfig(emd=False, kd_items="top", top_k=30))
+    every = DistillationLoss(TeacherCache(teacher, windows), student, DistillConfig(emd=False))
+    got, want = top(student, batch, states, None)["kd"], every(student, batch, states, None)["kd"]
+    assert torch.isclose(got, want, rtol=1e-3)
+    few = DistillationLoss(cache, student, DistillConfig(emd=False, kd_items="top", top_k=3))(student, batch, states, None)["kd"]
+    assert few < want  # a softmax over fewer items: less to match
+    cfg = DistillConfig(emd=False, kd_items="top", top_k=8, train=TrainConfig(epochs=2, max_len=20, progress=False, lr=3e-3))
+    res = fit(student, scene, cfg.train, extra_loss=distillation_loss(cache, student, cfg), windows=windows)
+    assert res.history["kd"].iloc[-1] < res.history["kd"].iloc[0]

@@ -53,7 +53,7 @@ ROLES = ("teacher", "student", "student_no_kd", "baseline", "baseline_no_kd", "b
 BASELINES = ("nextitnet", "sasrec")  # the hand-made students of the default student's size
 
 
-KD_ITEMS = ("all", "sampled")
+KD_ITEMS = ("all", "sampled", "top")
 
 
 @dataclass
@@ -68,8 +68,10 @@ class DistillConfig:
     width: int = 64
     dropout: float = 0.0
     # "all": KD over the whole catalogue; "sampled": with the sampled loss, over the items the
-    # batch scores (its targets and shared negatives), at the cost of the sampled loss itself
+    # batch scores (its targets and shared negatives), at the cost of the sampled loss itself;
+    # "top": over the teacher's ``top_k`` best items of each position, found once with its cache
     kd_items: str = "all"
+    top_k: int = 100
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=32, lr=1e-3, patience=5))
 
     # one line of help per field: the options of `recnb distill` and `recnb adarec` are generated from it
@@ -79,12 +81,13 @@ class DistillConfig:
         "emd_update": "softmax, normalize or none: how the EMD layer weights are updated",
         "T_emd": "temperature of the softmax EMD layer-weight update", "width": "student width",
         "dropout": "dropout on a derived student's embeddings and cell outputs (its twin's too); 0 = none",
-        "kd_items": "all (KD over every item) or sampled (with --loss sampled: over the batch's targets and shared "
-                    "negatives, as cheap as the loss itself)",
+        "kd_items": "all (KD over every item), sampled (with --loss sampled: over the batch's targets and shared "
+                    "negatives) or top (over the teacher's --top-k best items of each position, found once)",
+        "top_k": "items per position of --kd-items top",
     }
 
     def __post_init__(self):
-        check_fields(self, {"T": "(0, inf)", "T_emd": "(0, inf)", "width": "[1, inf)", "dropout": "[0, 1)"},
+        check_fields(self, {"T": "(0, inf)", "T_emd": "(0, inf)", "width": "[1, inf)", "dropout": "[0, 1)", "top_k": "[1, inf)"},
                      "distillation options")
         if not 0.0 <= self.gamma < 1.0:
             raise ConfigError(f"gamma must be in [0, 1) for distillation, got {self.gamma}")
@@ -106,6 +109,9 @@ class DistillationLoss:
         self.cache, self.T, self.g = cache, cfg.T, cfg.gamma / (1.0 - cfg.gamma)
         # KD over the batch's sampled items: both sides must score an item alone (a dot product)
         self.sampled = cfg.kd_items == "sampled" and cache.teacher.scores_by_product and student.scores_by_product
+        self.top_k = cfg.top_k if cfg.kd_items == "top" else 0
+        if self.top_k:
+            cache.top(self.top_k)  # found once, before the clock of the first epoch
         self.emd = None
         if cfg.emd:
             device = next(student.parameters()).device
@@ -116,7 +122,9 @@ class DistillationLoss:
     def __call__(self, model, batch, states, logits) -> dict:
         mask = batch["targets"] > 0
         negatives = batch.get("negatives")
-        if logits is None and self.sampled and negatives is not None and negatives.dim() == 1:
+        if self.top_k:
+            out = {"kd": self.g * self.top_kd(model, batch, states, mask, logits)}
+        elif logits is None and self.sampled and negatives is not None and negatives.dim() == 1:
             out = {"kd": self.g * self.sampled_kd(model, batch, states, mask, negatives)}
         else:
             if logits is None:  # a sampled or bce loss scored only some items: KD needs them all
@@ -133,6 +141,20 @@ class DistillationLoss:
         items = torch.unique(torch.cat([batch["targets"][mask], negatives]))
         student = states[-1][mask] @ model.item_weights()[items].t()
         teacher = self.cache.logits(batch["index"], mask, items).to(student.device)
+        pad = (1, 0)  # kd_loss leaves out column 0 (the padding id of full logits)
+        return kd_loss(F.pad(student, pad), F.pad(teacher, pad), self.T)
+
+    def top_kd(self, model, batch, states, mask, logits) -> torch.Tensor:
+        """KD over the teacher's best items of each position (its softmax over them against the
+        student's): ``top_k`` columns a step, whatever the catalogue."""
+        ids, teacher = self.cache.top_logits(batch["index"], mask, self.top_k)
+        h = states[-1][mask]
+        if logits is not None:
+            student = logits.gather(1, ids)
+        elif model.scores_by_product:
+            student = torch.bmm(model.item_weights()[ids], h.unsqueeze(2)).squeeze(2)
+        else:
+            student = item_logits(model, h).gather(1, ids)
         pad = (1, 0)  # kd_loss leaves out column 0 (the padding id of full logits)
         return kd_loss(F.pad(student, pad), F.pad(teacher, pad), self.T)
 

@@ -24,8 +24,9 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=None, help="most epochs of every run (default: each recipe's)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per run (default none)")
     p.add_argument("--kd-items", default="all",
-                   help="all (KD over every item) or sampled (with the sampled loss: over the batch's targets and shared "
-                        "negatives, as cheap as the loss itself)")
+                   help="all (KD over every item), sampled (with the sampled loss: over the batch's targets and shared "
+                        "negatives) or top (over the teacher's --top-k best items of each position, found once)")
+    p.add_argument("--top-k", type=int, default=100, help="items per position of --kd-items top")
     p.add_argument("--no-emd", action="store_true", help="prediction-layer KD only, no EMD layer mapping")
     p.add_argument("--no-onnx", action="store_true", help="measure eager latency only (no ONNX export)")
     p.add_argument("--resume", action="store_true", help="keep the finished runs in --out and do the rest")
@@ -47,7 +48,7 @@ def config(args):
         raise ConfigError(f"--epochs: expected at least 1, got {args.epochs}")
     if args.time_budget is not None and args.time_budget <= 0:
         raise ConfigError(f"--time-budget: expected a positive number of seconds, got {args.time_budget}")
-    distill = DistillConfig(kd_items=args.kd_items, emd=not args.no_emd)
+    distill = DistillConfig(kd_items=args.kd_items, top_k=args.top_k, emd=not args.no_emd)
     return FrontierConfig(distill=distill, seeds=tuple(parse_list(args.seeds, int, "--seeds")), grid=tuple(grid), betas=betas,
                           exclude_seen=args.exclude_seen, epochs=args.epochs, time_budget=args.time_budget,
                           onnx=not args.no_onnx)
