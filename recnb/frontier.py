@@ -36,13 +36,13 @@ from recnb.adarec.search import SearchConfig, search
 from recnb.checkpoint import load_checkpoint, model_digest, read_torch_file, write_json, write_torch_file
 from recnb.data import Scene, train_windows
 from recnb.errors import ConfigError
-from recnb.evaluation import user_ranks
+from recnb.evaluation import Evaluation, user_ranks
 from recnb.files import ids_digest
 from recnb.kd import TeacherCache
 from recnb.measure import median_ms, model_latency, size
 from recnb.metrics import paired_difference
 from recnb.models import BASE_MODELS, build_model
-from recnb.runs import Evaluation, evaluate_and_measure, run_model
+from recnb.runs import evaluate_and_measure, run_model
 from recnb.train import recipe, recipe_model_config, seed_everything
 
 # plain models and hand-made students: widths 32 and 64, one and two layers, windows of 20 and 50
@@ -79,6 +79,11 @@ class FrontierConfig:
         for i, spec in enumerate(self.grid):
             if not isinstance(spec, dict) or spec.get("model") not in BASE_MODELS:
                 raise ConfigError(f"frontier grid entry {i}: needs \"model\", one of {', '.join(BASE_MODELS)}; got {spec!r}")
+
+    @property
+    def evaluation(self) -> Evaluation:
+        """How every run validates and is measured, the teacher's and the paired ranks too."""
+        return Evaluation(exclude_seen=self.exclude_seen)
 
 
 @dataclasses.dataclass
@@ -175,7 +180,7 @@ def _teacher_metrics(scene: Scene, teacher, folder: Path, cfg: FrontierConfig) -
     if (done := _finished(folder)) is not None:
         return done
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = {"model": teacher.name, **evaluate_and_measure(teacher, scene, Evaluation(exclude_seen=cfg.exclude_seen))}
+    metrics = {"model": teacher.name, **evaluate_and_measure(teacher, scene, cfg.evaluation)}
     write_json(folder / "metrics.json", metrics)
     return metrics
 
@@ -220,7 +225,7 @@ def _train(scene, model, train, cache, folder: Path, cfg: FrontierConfig, log) -
     # a teacher's cache follows the windows without overlap (context 0): the distilled run trains on those
     windows = train_windows(scene, train.max_len, train.context if cache is None else 0)
     metrics = run_model(scene, model, train, folder, extra_loss=extra, windows=windows,
-                        evaluation=Evaluation(exclude_seen=cfg.exclude_seen), resume=True,
+                        evaluation=cfg.evaluation, resume=True,
                         info={"teacher": cache is not None})
     run_ranks(folder, scene, cfg, model)  # while the model is in memory
     log(f"{folder}: test NDCG@10 {metrics['test']['NDCG@10']:.4f} ({time.perf_counter() - start:.0f} s)")
@@ -246,7 +251,7 @@ def run_ranks(folder: Path, scene: Scene, cfg: FrontierConfig, model=None) -> to
     if path.exists():
         return read_torch_file(path, "recnb ranks file")["ranks"]
     model = model if model is not None else load_checkpoint(folder / "model.pt")[0]
-    ranks = user_ranks(model, scene, "test", exclude_seen=cfg.exclude_seen)
+    ranks = user_ranks(model, scene, "test", cfg.evaluation)
     write_torch_file(path, {"ranks": ranks})
     return ranks
 

@@ -23,25 +23,13 @@ import torch
 from recnb import distributed
 from recnb.checkpoint import load_checkpoint, resolve_device, save_checkpoint, write_json
 from recnb.data import Scene, Windows
-from recnb.evaluation import evaluate
+from recnb.evaluation import Evaluation, evaluate
 from recnb.measure import COST_KEYS, efficiency, model_flops, size
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel, build_model
 from recnb.train import TrainConfig, TrainResult, fit, recipe_model_config, seed_everything
 
 STATE_FILE = "train_state.pt"  # the training state of an unfinished run (``fit``'s ``state``)
-
-
-@dataclasses.dataclass
-class Evaluation:
-    """How a run is evaluated: the protocol of ``test`` and ``valid``, extra test protocols
-    (each reported as ``test_<protocol>``), and the scene whose test split is measured when
-    it is not the training scene (official DLLM2Rec data keeps valid and test apart)."""
-
-    protocol: str = "full"
-    exclude_seen: bool = False
-    also: tuple[str, ...] = ()
-    test_scene: Scene | None = None
 
 
 def run_model(
@@ -72,10 +60,12 @@ def run_model(
     out = Path(out) if out is not None else None
     if reuse and out is not None and (out / "metrics.json").exists():
         return _finished(out)
-    evaluation = evaluation or Evaluation()
+    evaluation = Evaluation.of(evaluation)
     state = _state_file(out, resume)
+    # validated with the masking and padding cut it is reported with, by full ranking whatever the
+    # protocol reported: the epoch kept, and so the model, does not depend on the protocol
     result = fit(model, scene, cfg, extra_loss=extra_loss, windows=windows, state=state, log=log,
-                 exclude_seen=evaluation.exclude_seen)  # validated as it is reported
+                 evaluation=dataclasses.replace(evaluation, protocol="full"))
     if hasattr(extra_loss, "finish"):
         extra_loss.finish(model)
     metrics = {"dataset": scene.name, "model": model.name, "dropped": (scene.meta or {}).get("dropped"), **(info or {}),
@@ -95,20 +85,24 @@ def train_and_report(
     model_cfg: dict,
     cfg: TrainConfig,
     out: str | Path | None = None,
-    protocol: str = "full",
-    exclude_seen: bool = False,
+    *,
+    evaluation: Evaluation | None = None,
     resume: bool = False,
     log=None,
     info: dict | None = None,
+    protocol: str | None = None,
+    exclude_seen: bool | None = None,
 ) -> dict:
     """Build ``model_name`` (its recipe's model settings, overridden by ``model_cfg``) from
     ``cfg.seed`` and run it (:func:`run_model`): what ``recnb train``, sweeps and benchmarks
-    do. ``log(row, model)`` sees each epoch's history row and the model; ``info`` adds keys to
-    the results (``recipe``: which recipe the scene got and why)."""
+    do. ``evaluation``: how it is validated and measured (``protocol`` and ``exclude_seen``
+    alone are folded into one). ``log(row, model)`` sees each epoch's history row and the
+    model; ``info`` adds keys to the results (``recipe``: which recipe the scene got and why)."""
+    evaluation = Evaluation.of(evaluation, protocol=protocol, exclude_seen=exclude_seen)
     model_cfg = {"max_len": cfg.max_len, **recipe_model_config(model_name, scene), **model_cfg, "num_items": scene.num_items}
     seed_everything(cfg.seed)  # the initial weights come from the seed too
     model = build_model(model_name, **model_cfg)
-    return run_model(scene, model, cfg, out, evaluation=Evaluation(protocol, exclude_seen), resume=resume,
+    return run_model(scene, model, cfg, out, evaluation=evaluation, resume=resume,
                      log=(lambda row: log(row, model)) if log else None, info=info)
 
 
@@ -134,18 +128,17 @@ def _state_file(out: Path | None, resume: bool) -> Path | None:
 def evaluate_and_measure(model: SeqRecModel, scene: Scene, evaluation: Evaluation | None = None, latency=None) -> dict:
     """The part of a run's results that a trained model alone gives: ``protocol``,
     ``exclude_seen``, ``test`` (+ ``test_<protocol>``), ``valid``, size and cost, ``threads``."""
-    ev = evaluation or Evaluation()
+    ev = Evaluation.of(evaluation)
     costs = efficiency(model, *latency) if latency is not None else size(model)
     return {**_scores(model, scene, ev), **costs, "threads": torch.get_num_threads()}
 
 
 def _scores(model: SeqRecModel, scene: Scene, ev: Evaluation) -> dict:
     test_scene = ev.test_scene or scene
-    scores = {"protocol": ev.protocol, "exclude_seen": ev.exclude_seen,
-              "test": flatten(evaluate(model, test_scene, "test", ev.protocol, ev.exclude_seen))}
+    scores = {"protocol": ev.protocol, "exclude_seen": ev.exclude_seen, "test": flatten(evaluate(model, test_scene, "test", ev))}
     for protocol in ev.also:
-        scores[f"test_{protocol}"] = flatten(evaluate(model, test_scene, "test", protocol, ev.exclude_seen))
-    scores["valid"] = flatten(evaluate(model, scene, "valid", ev.protocol, ev.exclude_seen))
+        scores[f"test_{protocol}"] = flatten(evaluate(model, test_scene, "test", dataclasses.replace(ev, protocol=protocol)))
+    scores["valid"] = flatten(evaluate(model, scene, "valid", ev))
     return scores
 
 

@@ -36,7 +36,7 @@ from recnb.checkpoint import (
 )
 from recnb.data import Scene, Windows, train_windows
 from recnb.errors import ConfigError, DataError, TrainingDiverged, check_fields, from_checked_dict
-from recnb.evaluation import check_model_scene, evaluate, item_logits
+from recnb.evaluation import Evaluation, check_model_scene, evaluate, item_logits
 from recnb.metrics import flatten
 from recnb.models import SeqRecModel, model_class
 
@@ -453,12 +453,16 @@ def fit(
     checkpoint: str | Path | None = None,
     log: Callable[[dict], None] | None = None,
     state: str | Path | None = None,
-    exclude_seen: bool = False,
+    evaluation: Evaluation | None = None,
+    *,
+    exclude_seen: bool | None = None,
 ) -> TrainResult:
     """Train with Adam and early stopping on validation NDCG@10; keep the best weights.
 
-    ``exclude_seen`` validates with each user's earlier items masked: a run reported under
-    that protocol then stops, and keeps its weights, on the metric it reports.
+    ``evaluation`` (:class:`recnb.evaluation.Evaluation`, else full ranking) is how each epoch
+    validates: with ``exclude_seen`` (also a keyword of its own) each user's earlier items are
+    masked, so a run reported under that protocol stops, and keeps its weights, on the metric
+    it reports.
 
     ``extra_loss(model, batch, hidden_states, logits)`` adds terms (distillation); it gets
     ``batch["index"]``, the window indices, to look up cached teacher outputs. Batches drop
@@ -474,9 +478,10 @@ def fit(
         cfg = TrainConfig.from_dict(cfg)
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"fit: config must be a TrainConfig or a dict of its fields, got {type(cfg).__name__}")
+    evaluation = Evaluation.of(evaluation, exclude_seen=exclude_seen)
     check_model_scene(model, scene)
     seed_everything(cfg.seed)
-    run = _Run.start(model, scene, cfg, extra_loss, windows, checkpoint, log, state, exclude_seen)
+    run = _Run.start(model, scene, cfg, extra_loss, windows, checkpoint, log, state, evaluation)
     bar = tqdm(range(run.first, cfg.epochs if not run.done else run.first), desc=f"train {model.name}",
                disable=not cfg.progress, leave=False)
     for epoch in bar:
@@ -523,13 +528,14 @@ class _Run:
     trained: float = 0.0
     first: int = 0
     done: bool = False
-    exclude_seen: bool = False  # validation masks each user's earlier items
+    evaluation: Evaluation = field(default_factory=Evaluation)  # how each epoch validates
 
     # the fields a state file keeps, besides the model, optimiser, schedulers and generators
     CARRIED: ClassVar[tuple[str, ...]] = ("best", "best_state", "best_epoch", "seconds_to_best", "history", "bad", "trained")
 
     @classmethod
-    def start(cls, model, scene, cfg: TrainConfig, extra_loss, windows, checkpoint, log, state, exclude_seen=False) -> _Run:
+    def start(cls, model, scene, cfg: TrainConfig, extra_loss, windows, checkpoint, log, state,
+              evaluation: Evaluation) -> _Run:
         device = resolve_device(cfg.device)
         model.to(device)
         ddp = distributed.current()  # distributed: under torchrun, this rank's share of each batch (else no-op)
@@ -550,9 +556,9 @@ class _Run:
         average = WeightAverage(model, cfg.ema, cfg.ema_warmup, round(cfg.ema_start * steps)) if cfg.ema else None
         run = cls(model, scene, cfg, extra_loss, checkpoint, log, state, device, ddp, forward, windows, batches, opt,
                   plateau, average, round(cfg.warmup * steps), torch.Generator(device=device).manual_seed(cfg.seed),
-                  exclude_seen=exclude_seen)
+                  evaluation=evaluation)
         if state is not None and Path(state).exists():
-            run.resume(_load_state(state, cfg, model, exclude_seen))
+            run.resume(_load_state(state, cfg, model, evaluation))
         return run
 
     @property
@@ -649,8 +655,7 @@ class _Run:
 
     def validate(self, epoch: int, row: dict, bar) -> None:
         # distributed: users split over ranks, ranks gathered
-        valid = flatten(evaluate(self.model, self.scene, "valid", max_len=self.cfg.max_len,
-                                 exclude_seen=self.exclude_seen, group=self.ddp))
+        valid = flatten(evaluate(self.model, self.scene, "valid", self.evaluation, max_len=self.cfg.max_len, group=self.ddp))
         row.update({f"valid_{k}": v for k, v in valid.items()})
         if valid["NDCG@10"] > self.best:
             self.best, self.best_epoch, self.bad = valid["NDCG@10"], epoch, 0
@@ -665,7 +670,7 @@ class _Run:
 
     def save(self, epoch: int) -> None:
         _save_state(self.state, self.cfg, {
-            "epoch": epoch, "done": self.done, "exclude_seen": self.exclude_seen,
+            "epoch": epoch, "done": self.done, **_validation(self.evaluation),
             "model": self.model.state_dict(), "model_config": self.model.config.to_dict(),
             "optimizer": self.opt.state_dict(), "plateau": self.plateau.state_dict() if self.plateau is not None else None,
             "average": self.average.state_dict() if self.average is not None else None,
@@ -690,17 +695,24 @@ def _save_state(path: str | Path, cfg: TrainConfig, content: dict) -> None:
     write_torch_file(path, {"format": "recnb-train-state/1", "config": dataclasses.asdict(cfg), **content})
 
 
-def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel, exclude_seen: bool = False) -> dict:
+def _validation(evaluation: Evaluation) -> dict:
+    """What of ``evaluation`` a state file records: how the best epoch so far was chosen."""
+    return {name: getattr(evaluation, name) for name in ("protocol", "exclude_seen", "cut_padding")}
+
+
+def _load_state(path: str | Path, cfg: TrainConfig, model: SeqRecModel, evaluation: Evaluation) -> dict:
     """The saved state, refused (naming the fields) if it belongs to other settings or another model."""
     saved = read_torch_file(path, "recnb training state")
     if not isinstance(saved, dict) or saved.get("format") != "recnb-train-state/1":
         raise DataError(f"{path}: not a recnb training state")
-    # a setting missing from an older state counts as saved at its default; the validation protocol
-    # (exclude_seen, fit's own argument) is a training setting too: it chose the best epoch so far
+    # a setting missing from an older state counts as saved at its default (Evaluation's, for how
+    # it validated: full ranking, cut); how fit validates is a training setting too: it chose the
+    # best epoch so far
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    training = {**defaults, **saved["config"], "exclude_seen": saved.get("exclude_seen", False)}
+    validation = {k: saved.get(k, v) for k, v in _validation(Evaluation()).items()}
+    training = {**defaults, **saved["config"], **validation}
     free = [k for k in _RESUMABLE if not (k == "epochs" and cfg.lr_decay != "none")]
-    for what, old, now in (("training settings", training, {**dataclasses.asdict(cfg), "exclude_seen": exclude_seen}),
+    for what, old, now in (("training settings", training, {**dataclasses.asdict(cfg), **_validation(evaluation)}),
                            ("model", saved["model_config"], model.config.to_dict())):
         changed = changed_settings(old, now, free)
         if changed:

@@ -359,6 +359,53 @@ def test_every_option_of_every_command_has_help_and_names_its_default():
     assert checked > 200
 
 
+RANKING = {  # each command that ranks, with the least it parses
+    "train": ["--dataset", "x", "--out", "o", "--model", "sasrec"],
+    "evaluate": ["--model", "m.pt", "--dataset", "x"],
+    "ensemble": ["--models", "a,b", "--dataset", "x", "--out", "o"],
+    "frontier": ["--dataset", "x", "--teacher", "t.pt", "--out", "o"],
+    "distill": ["--dataset", "x", "--out", "o", "--arch", "a.json", "--no-teacher"],
+    "adarec": ["--dataset", "x", "--out", "o"],
+    "dllm2rec": ["--dataset", "x", "--out", "o", "--artifacts", "a"],
+    "teacher-artifacts": ["--dataset", "x", "--out", "o", "--teacher", "semantic"],
+    "export": ["--model", "m.pt", "--out", "o.onnx"],
+    "recommend": ["--model", "m.pt", "--dataset", "x", "--all"],
+}
+
+
+def test_every_command_that_ranks_takes_its_evaluation_options_from_one_function():
+    """``--protocol`` and ``--exclude-seen`` are generated from ``Evaluation.HELP``
+    (``add_evaluation_args``), written by hand in no command, and read back as one Evaluation
+    (``evaluation_of``): their names, defaults and help cannot differ between commands."""
+    import importlib
+    import inspect
+
+    from recnb.cli import COMMANDS
+    from recnb.commands.common import evaluation_of
+    from recnb.errors import ConfigError
+    from recnb.evaluation import Evaluation
+
+    parser, _ = command_parser("train")
+    subs = next(a for a in parser._actions if a.dest == "command").choices
+    options = {name: {o: a for a in sub._actions for o in a.option_strings} for name, sub in subs.items()}
+    assert {name for name, o in options.items() if "--exclude-seen" in o} == set(RANKING)
+    assert {name for name, o in options.items() if "--protocol" in o} == {"train", "evaluate", "ensemble"}
+    for name in COMMANDS:
+        source = inspect.getsource(importlib.import_module(f"recnb.commands.{name.replace('-', '_')}"))
+        assert '"--exclude-seen"' not in source and '"--protocol"' not in source, name
+    flags = {"protocol": ["--protocol", "sampled100"], "exclude_seen": ["--exclude-seen"]}
+    for name, base in RANKING.items():
+        given = [f for f in Evaluation.HELP if "--" + f.replace("_", "-") in options[name]]
+        for field in given:
+            action = options[name]["--" + field.replace("_", "-")]
+            assert action.help == Evaluation.HELP[field] and action.default == getattr(Evaluation(), field), name
+        assert evaluation_of(parser.parse_args([name, *base])) == Evaluation()
+        args = parser.parse_args([name, *base, *(x for f in given for x in flags[f])])
+        assert evaluation_of(args) == Evaluation("sampled100" if "protocol" in given else "full", exclude_seen=True)
+    with pytest.raises(ConfigError, match="--protocol: expected full or sampled100, got 'sampled5'"):
+        evaluation_of(parser.parse_args(["evaluate", *RANKING["evaluate"], "--protocol", "sampled5"]))
+
+
 def test_none_sets_an_optional_field_and_a_bad_value_is_one_line(capsys):
     from recnb.cli import main
     from recnb.commands import search

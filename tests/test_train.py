@@ -4,11 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-from recnb.checkpoint import load_checkpoint, save_checkpoint
+from recnb.checkpoint import load_checkpoint, read_torch_file, save_checkpoint, write_torch_file
 from recnb.data import load_scene, synthetic_scene, train_windows
 from recnb.errors import ConfigError
-from recnb.evaluation import evaluate, popularity_ranks, user_ranks
-from recnb.metrics import flatten, metrics_from_ranks
+from recnb.evaluation import Evaluation, evaluate, popularity_ranks, user_ranks
+from recnb.metrics import PROTOCOLS, flatten, metrics_from_ranks
 from recnb.models import build_model
 from recnb.train import TrainConfig, fit, reorder_windows, seed_everything
 
@@ -284,6 +284,72 @@ def test_exclude_seen_validation_stops_and_keeps_weights_on_the_masked_metric(sc
     run(False, tmp_path / "s.pt")
     with pytest.raises(ConfigError, match="exclude_seen"):  # a best epoch chosen under the other protocol
         run(True, tmp_path / "s.pt")
+
+
+def test_fit_validates_as_its_evaluation_says_and_resumes_a_state_of_before(scene, tmp_path):
+    """``fit(evaluation=Evaluation(exclude_seen=True))`` validates masked, epoch for epoch as the
+    ``exclude_seen=True`` keyword does; a state file records how it validated, and one saved
+    before it recorded the protocol and the padding cut (full ranking, cut) still resumes."""
+
+    def run(state=None, epochs=3, **how):
+        seed_everything(4)
+        model = build_model("gru4rec", num_items=scene.num_items, max_len=20)
+        cfg = TrainConfig(epochs=epochs, batch_size=32, lr=3e-3, seed=4, max_len=20, progress=False, device="cpu",
+                          patience=50)
+        return fit(model, scene, cfg, state=state, **how)
+
+    masked = Evaluation(exclude_seen=True)
+    valued, keyword, plain = run(evaluation=masked), run(exclude_seen=True), run()
+    pd.testing.assert_frame_equal(valued.history.drop(columns="seconds"), keyword.history.drop(columns="seconds"))
+    assert (valued.history["valid_NDCG@10"] > plain.history["valid_NDCG@10"]).all()  # masked, not plain
+    kept = flatten(evaluate(valued.model, scene, "valid", masked))["NDCG@10"]
+    assert kept == pytest.approx(valued.history["valid_NDCG@10"].max(), abs=1e-12)
+
+    run(tmp_path / "s.pt", epochs=2, exclude_seen=True)  # as if killed after epoch 1
+    saved = read_torch_file(tmp_path / "s.pt", "recnb training state")
+    assert {k: saved[k] for k in ("protocol", "exclude_seen", "cut_padding")} == \
+        {"protocol": "full", "exclude_seen": True, "cut_padding": True}
+    write_torch_file(tmp_path / "s.pt", {k: v for k, v in saved.items() if k not in ("protocol", "cut_padding")})
+    resumed = run(tmp_path / "s.pt", evaluation=masked)
+    pd.testing.assert_frame_equal(resumed.history.drop(columns="seconds"), valued.history.drop(columns="seconds"))
+    with pytest.raises(ConfigError, match="protocol"):  # its best epoch was chosen by full ranking
+        run(tmp_path / "s.pt", evaluation=Evaluation("sampled100", exclude_seen=True))
+    with pytest.raises(ConfigError, match="not both"):
+        run(evaluation=masked, exclude_seen=True)
+
+
+def test_an_evaluation_value_and_the_older_keywords_rank_alike(scene):
+    """``evaluate`` and ``user_ranks`` rank through one :class:`Evaluation`; the older calls'
+    ``protocol`` / ``exclude_seen`` / ``cut_padding`` (keywords or in place) fold into it and
+    give the same ranks and metrics, masked and sampled alike."""
+    import recnb
+    import recnb.runs
+
+    model = quick("sasrec", scene, epochs=1).model
+    ranked = {}
+    for protocol in PROTOCOLS:
+        for exclude_seen in (False, True):
+            for cut in (True, False):
+                ev = Evaluation(protocol, exclude_seen, cut_padding=cut)
+                ranks = ranked[protocol, exclude_seen, cut] = user_ranks(model, scene, "test", ev)
+                assert torch.equal(ranks, user_ranks(model, scene, "test", protocol=protocol, exclude_seen=exclude_seen,
+                                                     cut_padding=cut))
+                assert torch.equal(ranks, user_ranks(model, scene, "test", protocol, exclude_seen, cut_padding=cut))
+                metrics = flatten(evaluate(model, scene, "test", ev))
+                assert metrics == flatten(metrics_from_ranks(ranks))
+                assert metrics == flatten(evaluate(model, scene, "test", protocol, exclude_seen, cut_padding=cut))
+                assert metrics == flatten(evaluate(model, scene, protocol=protocol, exclude_seen=exclude_seen,
+                                                   cut_padding=cut))
+    assert not torch.equal(ranked["full", True, True], ranked["full", False, True])  # masking mattered
+    assert not torch.equal(ranked["sampled100", False, True], ranked["full", False, True])
+    assert flatten(evaluate(model, scene)) == flatten(evaluate(model, scene, "test", Evaluation()))
+    with pytest.raises(ConfigError, match="not both"):
+        evaluate(model, scene, "test", Evaluation(), exclude_seen=True)
+    with pytest.raises(ConfigError, match="protocol must be one of full, sampled100"):
+        evaluate(model, scene, protocol="sampled5")
+    with pytest.raises(ConfigError, match="also must be one of"):
+        Evaluation(also=("sampled5",))
+    assert recnb.runs.Evaluation is recnb.Evaluation is Evaluation  # one class, whichever module names it
 
 
 def test_recipe_gives_measured_settings_and_overrides_win():

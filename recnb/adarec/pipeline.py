@@ -36,12 +36,12 @@ from recnb.adarec.summary import load_summary, student_folder, summary_frame
 from recnb.checkpoint import changed_settings, load_checkpoint, model_digest, resolve_device, write_json
 from recnb.data import Scene, load_scene, train_windows
 from recnb.errors import ConfigError, check_fields
-from recnb.evaluation import item_logits, user_ranks
+from recnb.evaluation import Evaluation, item_logits, user_ranks
 from recnb.kd import EMDLoss, TeacherCache, kd_loss
 from recnb.measure import COST_KEYS, model_flops
 from recnb.metrics import paired_difference
 from recnb.models import SeqRecModel, build_model
-from recnb.runs import Evaluation, evaluate_and_measure, mean_over_seeds, run_model, train_and_report
+from recnb.runs import evaluate_and_measure, mean_over_seeds, run_model, train_and_report
 from recnb.train import TrainConfig, seed_everything
 
 # 16 residual blocks of width 128; dropout 0.2 in the residual branch keeps it from overfitting ml-100k
@@ -172,6 +172,13 @@ def _width(model: SeqRecModel) -> int:
     return model.item_embedding.weight.shape[1]
 
 
+def measured(exclude_seen: bool = False) -> Evaluation:
+    """How AdaRec measures every model (teacher, students, twins, baselines): full ranking, with
+    sampled100 beside it (``test_sampled100``), each user's earlier items masked under
+    ``exclude_seen``."""
+    return Evaluation(exclude_seen=exclude_seen, also=("sampled100",))
+
+
 def train_model(
     scene: Scene,
     model: SeqRecModel,
@@ -195,7 +202,7 @@ def train_model(
     windows = train_windows(scene, cfg.train.max_len)
     extra = distillation_loss(cache, model, cfg) if cache is not None else None
     return run_model(scene, model, cfg.train, out, extra_loss=extra, windows=windows, info={"teacher": cache is not None},
-                     evaluation=Evaluation(exclude_seen=exclude_seen, also=("sampled100",)),
+                     evaluation=measured(exclude_seen),
                      latency=(tuple(devices), tuple(batches)), resume=reuse)
 
 
@@ -470,8 +477,7 @@ class _Pipeline:
             tm["flops"] = model_flops(self.teacher_model)
         else:
             trained = (meta.get("extra") or {}).get("metrics", {})
-            scores = evaluate_and_measure(self.teacher_model, self.scene,
-                                          Evaluation(exclude_seen=self.exclude_seen, also=("sampled100",)),
+            scores = evaluate_and_measure(self.teacher_model, self.scene, measured(self.exclude_seen),
                                           (self.devices, self.batches))
             tm = {"test": scores["test"], "test_sampled100": scores["test_sampled100"], "valid": scores["valid"],
                   **{k: v for k, v in scores.items() if k.startswith(COST_KEYS)}, "seed": trained.get("seed"),
@@ -619,8 +625,8 @@ class _Pipeline:
         paths = [run_dir / f"seed_{self.dcfg.train.seed + s}" / "model.pt" for s in range(self.seeds)]
         if not all(p.exists() for p in paths):
             return None
-        return [user_ranks(load_checkpoint(p)[0], self.scene, "test", exclude_seen=self.exclude_seen,
-                           max_len=self.scfg.max_len, cut_padding=True) for p in paths]
+        return [user_ranks(load_checkpoint(p)[0], self.scene, "test", measured(self.exclude_seen), max_len=self.scfg.max_len)
+                for p in paths]
 
     def summary(self, rows: list[dict], betas: list[float], default_beta: float, twins: str) -> dict:
         scene, dcfg = self.scene, self.dcfg

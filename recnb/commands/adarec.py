@@ -9,7 +9,7 @@ import functools
 
 from recnb.commands.common import (
     add_data_args,
-    add_exclude_seen,
+    add_evaluation_args,
     add_run_args,
     more_group,
     parse_list,
@@ -41,7 +41,7 @@ def register(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="distillation seeds per student")
     p.add_argument("--twins", default="all", help="no-KD twins for: all, default or none")
     p.add_argument("--resume", action="store_true", help="reuse finished pieces in --out")
-    add_exclude_seen(p)
+    add_evaluation_args(p, ("exclude_seen",))
     p = more_group(parser, "pipeline options")
     p.add_argument("--no-baseline", action="store_true", help="skip the hand-made students of the default one's size")
     p.add_argument("--baselines", default="nextitnet,sasrec",

@@ -24,13 +24,33 @@ def add_data_args(p, data_format: bool = True) -> None:
                        help="how to read a text --dataset that could be read two ways (default: told by the file)")
 
 
-EXCLUDE_SEEN_HELP = ("mask each user's earlier items wherever this command ranks: validation (early stopping), test, "
-                     "candidates and recommendations (the Amazon protocol)")
+def add_evaluation_args(p, names=None) -> None:
+    """The options of :class:`recnb.evaluation.Evaluation` (those of ``names``, else every field
+    in its ``HELP``), generated from its fields and help: every command that ranks takes them
+    under the same names, defaults and help. :func:`evaluation_of` reads them back."""
+    from recnb.evaluation import Evaluation
+
+    fields = {f.name: f for f in dataclasses.fields(Evaluation)}
+    for name in names or Evaluation.HELP:
+        option, default = "--" + name.replace("_", "-"), field_default(fields[name])
+        if default is False:
+            p.add_argument(option, action="store_true", help=Evaluation.HELP[name])
+        elif isinstance(default, str):
+            p.add_argument(option, default=default, help=Evaluation.HELP[name])
+        else:
+            raise TypeError(f"Evaluation.{name}: no option for a default of {default!r}")
 
 
-def add_exclude_seen(p) -> None:
-    """``--exclude-seen``: one definition for every command that ranks."""
-    p.add_argument("--exclude-seen", action="store_true", help=EXCLUDE_SEEN_HELP)
+def evaluation_of(args, **fields):
+    """The :class:`recnb.evaluation.Evaluation` the options of :func:`add_evaluation_args` set
+    (``fields``: those the command sets itself); a value out of its choices names its option."""
+    from recnb.evaluation import Evaluation
+
+    given = {name: getattr(args, name) for name in Evaluation.HELP if hasattr(args, name)}
+    for name, choices in Evaluation.CHOICES.items():
+        if name in given and given[name] not in choices:
+            raise ConfigError(f"--{name.replace('_', '-')}: expected {' or '.join(choices)}, got {given[name]!r}")
+    return Evaluation(**given, **fields)
 
 
 def more_group(p, title: str):

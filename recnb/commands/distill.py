@@ -12,7 +12,7 @@ from recnb.commands.common import (
     RUN_FIELDS,
     ConfigFlags,
     add_data_args,
-    add_exclude_seen,
+    add_evaluation_args,
     add_run_args,
     parse_list,
     prepare_out_dir,
@@ -53,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("--teacher", default=None, help="teacher checkpoint (model.pt)")
     p.add_argument("--no-teacher", action="store_true", help="train the same student without distillation")
     p.add_argument("--latency-batch", default="1,256", help="batch sizes for the latency measurement")
-    add_exclude_seen(p)
+    add_evaluation_args(p, ("exclude_seen",))
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run in --out from its train_state.pt (the same settings, else refused); "
                         "a finished run is read back")

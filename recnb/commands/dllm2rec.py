@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import time
 
-from recnb.commands.common import ConfigFlags, add_data_args, add_exclude_seen, add_run_args, prepare_out_dir, scene_of
+from recnb.commands.common import (
+    ConfigFlags,
+    add_data_args,
+    add_evaluation_args,
+    add_run_args,
+    prepare_out_dir,
+    scene_of,
+)
 from recnb.commands.train import train_flags
 from recnb.errors import ConfigError
 
@@ -28,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--student", default="sasrec", help="sasrec, gru4rec or dros (SASRec + DROS loss)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...)")
     p.add_argument("--no-baseline", action="store_true", help="skip the same student without the teacher")
-    add_exclude_seen(p)
+    add_evaluation_args(p, ("exclude_seen",))
     own, train = dllm2rec_flags()
     own.add_groups(p, "distillation options (DLLM2RecConfig)", first=("lam", "ed_weight"))
     train.add_groups(p, "training options of each student, with and without the teacher (unset ones come from the "

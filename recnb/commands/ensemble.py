@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import time
 
-from recnb.commands.common import add_data_args, add_exclude_seen, parse_list, prepare_out_dir, scene_of
+from recnb.commands.common import (
+    add_data_args,
+    add_evaluation_args,
+    evaluation_of,
+    parse_list,
+    prepare_out_dir,
+    scene_of,
+)
 from recnb.errors import ConfigError
 
 
@@ -15,8 +22,7 @@ def register(sub) -> None:
     add_data_args(p)
     p.add_argument("--out", required=True, help="output directory: model.pt and metrics.json")
     p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
-    p.add_argument("--protocol", default="full", help="full or sampled100 (default full)")
-    add_exclude_seen(p)
+    add_evaluation_args(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=run)
 
@@ -26,10 +32,9 @@ def run(args) -> int:
 
     from recnb.checkpoint import load_checkpoint, save_checkpoint, write_json
     from recnb.models.ensemble import Ensemble
-    from recnb.runs import Evaluation, evaluate_and_measure
+    from recnb.runs import evaluate_and_measure
 
-    if args.protocol not in ("full", "sampled100"):
-        raise ConfigError(f"--protocol: expected full or sampled100, got {args.protocol!r}")
+    evaluation = evaluation_of(args)
     paths = [Path(p) / "model.pt" if Path(p).is_dir() else Path(p) for p in parse_list(args.models, str, "--models")]
     if len(paths) < 2:
         raise ConfigError(f"--models: give at least two models to ensemble, got {len(paths)}")
@@ -41,7 +46,7 @@ def run(args) -> int:
     out = prepare_out_dir(args.out, args.force)
     model = Ensemble.of(members).to(members[0].item_weights().device).eval()
     metrics = {"dataset": scene.name, "model": model.name, "members": [str(p) for p in paths],
-               **evaluate_and_measure(model, scene, Evaluation(args.protocol, args.exclude_seen)),
+               **evaluate_and_measure(model, scene, evaluation),
                "config": model.config.to_dict()}
     save_checkpoint(out / "model.pt", model, scene, extra={"metrics": metrics})
     write_json(out / "metrics.json", metrics)

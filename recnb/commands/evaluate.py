@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from recnb.commands.common import add_data_args, add_exclude_seen, scene_of
+from recnb.commands.common import add_data_args, add_evaluation_args, evaluation_of, scene_of
 from recnb.errors import ConfigError
 
 
@@ -13,8 +13,7 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="path to model.pt")
     add_data_args(p)
     p.add_argument("--split", default="test", help="valid or test")
-    p.add_argument("--protocol", default="full", help="full or sampled100")
-    add_exclude_seen(p)
+    add_evaluation_args(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--kcore", type=int, default=None, help="k-core filter (default: the one the model was trained with)")
     p.set_defaults(func=run)
@@ -27,12 +26,14 @@ def run(args) -> int:
 
     if args.split not in ("valid", "test"):
         raise ConfigError(f"--split: expected valid or test, got {args.split!r}")
+    evaluation = evaluation_of(args)
     model, meta = load_checkpoint(args.model, args.device)
     kcore = args.kcore if args.kcore is not None else (meta.get("scene") or {}).get("kcore")
     scene = scene_of(args, kcore=kcore)  # built as the model's scene was
     check_compatible(model, meta, scene, args.model)
-    df = evaluate(model, scene, args.split, args.protocol, args.exclude_seen)
+    df = evaluate(model, scene, args.split, evaluation)
     print(json.dumps({"dataset": scene.name, "model": model.name, "split": args.split,
-                      "protocol": args.protocol, "exclude_seen": args.exclude_seen, "metrics": flatten(df)}, indent=2))
+                      "protocol": evaluation.protocol, "exclude_seen": evaluation.exclude_seen, "metrics": flatten(df)},
+                     indent=2))
     return 0
 

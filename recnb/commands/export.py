@@ -3,7 +3,7 @@ scores) for a batch of left-padded histories, with its id map beside it."""
 
 from __future__ import annotations
 
-from recnb.commands.common import add_exclude_seen
+from recnb.commands.common import add_evaluation_args
 from recnb.errors import ConfigError
 
 
@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="graph file to write; FILE.json (the id map) is written beside it")
     p.add_argument("--output", default="topk", help="topk (item ids and scores, default) or scores (every item)")
     p.add_argument("--top-k", type=int, default=10, help="k of the topk output")
-    add_exclude_seen(p)
+    add_evaluation_args(p, ("exclude_seen",))
     p.add_argument("--quantize", default=None, help="int8: dynamic int8 quantisation of the ONNX weights")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from recnb.commands.common import add_data_args, add_exclude_seen, parse_list, prepare_out_dir, scene_of
+from recnb.commands.common import add_data_args, add_evaluation_args, parse_list, prepare_out_dir, scene_of
 from recnb.errors import ConfigError
 from recnb.files import read_json_file
 
@@ -20,7 +20,7 @@ def register(sub) -> None:
                    help="JSON file {\"models\": [model settings, each with \"model\"]} (default: SASRec widths 32/64, "
                         "1/2 layers, windows 20/50; GRU4Rec and NextItNet at window 20)")
     p.add_argument("--betas", default="0.01,0.1,1", help="AdaRec searches, one per beta (none: no searched students)")
-    add_exclude_seen(p)
+    add_evaluation_args(p, ("exclude_seen",))
     p.add_argument("--epochs", type=int, default=None, help="most epochs of every run (default: each recipe's)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per run (default none)")
     p.add_argument("--kd-items", default="all",

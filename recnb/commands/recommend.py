@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recnb.commands.common import add_data_args, add_exclude_seen, scene_of
+from recnb.commands.common import add_data_args, add_evaluation_args, scene_of
 from recnb.errors import ConfigError
 from recnb.files import check_writable
 
@@ -18,7 +18,7 @@ def register(sub) -> None:
     who.add_argument("--users", default=None, help="comma-separated raw user ids")
     who.add_argument("--all", action="store_true", help="every user of the scene")
     p.add_argument("--top-k", type=int, default=10, help="recommendations per user")
-    add_exclude_seen(p)
+    add_evaluation_args(p, ("exclude_seen",))
     p.add_argument("--history", default="full",
                    help="full (every interaction, default), test or valid (the history evaluate scores that item from)")
     p.add_argument("--out", default=None, help="FILE.csv or FILE.parquet (required with --all; else printed)")

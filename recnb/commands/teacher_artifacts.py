@@ -11,8 +11,9 @@ from recnb.commands.common import (
     RUN_FIELDS,
     ConfigFlags,
     add_data_args,
-    add_exclude_seen,
+    add_evaluation_args,
     add_run_args,
+    evaluation_of,
     prepare_out_dir,
     scene_of,
 )
@@ -40,7 +41,7 @@ def register(sub) -> None:
     add_run_args(p)
     p.add_argument("--teacher", required=True, help="'semantic' (BIGRec-shaped, trained here) or a recnb checkpoint path")
     p.add_argument("--top-n", type=int, default=20, help="candidates per training row (default 20)")
-    add_exclude_seen(p)
+    add_evaluation_args(p, ("exclude_seen",))
     model, train = teacher_flags()
     model.add_groups(p, "semantic teacher (SemanticTeacherConfig; --teacher semantic only)", first=("backbone", "encoder"))
     train.add_groups(p, "semantic teacher training (TrainConfig: its backbone's recipe, gru4rec or sasrec, then these)",
@@ -94,7 +95,7 @@ def run(args) -> int:
         info["encode_seconds"] = round(time.perf_counter() - t0, 2)
         teacher = build_semantic_teacher(scene, text=text, **model)
         cfg = teacher_recipe(teacher, **train)  # the recipe of the model it is shaped like, flags win
-        result = fit(teacher, scene, cfg, exclude_seen=args.exclude_seen)  # validated as its artifacts will rank
+        result = fit(teacher, scene, cfg, evaluation=evaluation_of(args))  # validated as its artifacts will rank
         info.update(train_seconds=round(result.train_seconds, 2), epochs=result.epochs, best_epoch=result.best_epoch)
         teacher.cpu()
         save_checkpoint(out / "teacher.pt", teacher, scene)

@@ -9,8 +9,9 @@ from recnb.commands.common import (
     RUN_FIELDS,
     ConfigFlags,
     add_data_args,
-    add_exclude_seen,
+    add_evaluation_args,
     add_run_args,
+    evaluation_of,
     more_group,
     parse_list,
     prepare_out_dir,
@@ -71,8 +72,7 @@ def register(sub) -> None:
     add_data_args(p)
     add_run_args(p)
     p.add_argument("--model", required=True, help=f"one of {', '.join(BASE_MODELS)}")
-    p.add_argument("--protocol", default="full", help="full or sampled100 (default full)")
-    add_exclude_seen(p)
+    add_evaluation_args(p)
     p.add_argument("--kcore", type=int, default=None, help="keep users and items with at least this many interactions")
     p.add_argument("--config", default=None, help="JSON file of model and training options (flags win)")
     p.add_argument("--resume", action="store_true",
@@ -119,8 +119,7 @@ def _run(args, group) -> int:
 
     if args.model not in BASE_MODELS:
         raise ConfigError(f"--model: unknown model '{args.model}'; choose one of {', '.join(BASE_MODELS)}")
-    if args.protocol not in ("full", "sampled100"):
-        raise ConfigError(f"--protocol: expected full or sampled100, got {args.protocol!r}")
+    evaluation = evaluation_of(args)
     model_cfg, train_cfg = split_options(args.model, args)
     out = prepare_out_dir(args.out, args.force, args.resume, "train_state.pt",
                           "train_state.pt (a finished run deletes it)")
@@ -132,7 +131,7 @@ def _run(args, group) -> int:
     if cfg.batch_size < group.world_size:
         raise ConfigError(f"--batch-size {cfg.batch_size}: the global batch must hold at least one window per process "
                           f"({group.world_size} under torchrun)")
-    metrics = train_and_report(scene, args.model, model_cfg, cfg, out, args.protocol, args.exclude_seen, resume=args.resume,
+    metrics = train_and_report(scene, args.model, model_cfg, cfg, out, evaluation=evaluation, resume=args.resume,
                                info={"recipe": {"kind": kind, "rule": why, "flags": sorted(train_cfg)}})
     if not group.is_main:
         return 0

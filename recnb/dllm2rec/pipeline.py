@@ -44,10 +44,10 @@ from recnb.dllm2rec.artifacts import (
     window_rows,
 )
 from recnb.errors import ConfigError, DataError, check_fields
-from recnb.evaluation import item_logits
+from recnb.evaluation import Evaluation, item_logits
 from recnb.models import build_model, model_class, register_model
 from recnb.models.base import ModelConfig, SeqRecModel
-from recnb.runs import Evaluation, mean_over_seeds, run_model
+from recnb.runs import mean_over_seeds, run_model
 from recnb.train import TrainConfig
 
 STUDENTS = ("sasrec", "gru4rec", "dros")  # dros = SASRec trained with the DROS loss
@@ -416,6 +416,11 @@ class DistillTask:
         windows = train_windows(scene, max_len, context) if context else train_windows(scene, max_len)
         return cls(scene.name, scene.num_items, windows, scene_rows(windows, scene), scene, scene, exclude_seen=exclude_seen)
 
+    @property
+    def evaluation(self) -> Evaluation:
+        """How a student validates on ``valid_scene`` and is measured (test on ``test_scene``)."""
+        return Evaluation(exclude_seen=self.exclude_seen, test_scene=self.test_scene)
+
     @classmethod
     def from_official(cls, data: OfficialData, max_len: int | None = None) -> DistillTask:
         windows = data.windows(max_len or data.seq_size)
@@ -493,7 +498,7 @@ def train_student(
     loss = DLLM2RecLoss(cfg, task.rows, artifacts if cfg.ranking else None, ps, seed=train.seed)
     needs_loss = loss.cand is not None or ps is not None
     metrics = run_model(task.valid_scene, model, train, extra_loss=loss if needs_loss else None, windows=task.windows,
-                        evaluation=Evaluation(exclude_seen=task.exclude_seen, test_scene=task.test_scene), latency=(("cpu",), (256,)))
+                        evaluation=task.evaluation, latency=(("cpu",), (256,)))
     return model, metrics
 
 

@@ -351,11 +351,12 @@ def _prefix_items(seq: torch.Tensor) -> torch.Tensor:
 
 def model_report(model: SeqRecModel, scene: Scene, exclude_seen: bool = False) -> dict:
     """Full-ranking test and valid metrics, parameters and CPU latency of one model."""
-    from recnb.evaluation import evaluate
+    from recnb.evaluation import Evaluation, evaluate
 
+    evaluation = Evaluation(exclude_seen=exclude_seen)
     return {
-        "test": flatten(evaluate(model, scene, "test", "full", exclude_seen)),
-        "valid": flatten(evaluate(model, scene, "valid", "full", exclude_seen)),
+        "test": flatten(evaluate(model, scene, "test", evaluation)),
+        "valid": flatten(evaluate(model, scene, "valid", evaluation)),
         "params": model.num_params(),
         "latency_cpu_b256_ms": round(model_latency(model, "cpu", 256, warmup=1, repeats=5), 4),
         "threads": torch.get_num_threads(),
