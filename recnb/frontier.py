@@ -38,7 +38,7 @@ from recnb.data import Scene, train_windows
 from recnb.errors import ConfigError
 from recnb.evaluation import Evaluation, user_ranks
 from recnb.files import ids_digest
-from recnb.kd import TeacherCache
+from recnb.kd import OnlineTeacher, TeacherCache
 from recnb.measure import median_ms, model_latency, size
 from recnb.metrics import paired_difference
 from recnb.models import BASE_MODELS, build_model
@@ -72,6 +72,9 @@ class FrontierConfig:
     latency_rounds: int = 7  # interleaved rounds; each model's latency is the median over them
     latency_repeats: int = 30
     onnx: bool = True  # also measure each model exported to ONNX in onnxruntime (where installed)
+    # the teacher runs on each batch of the hand-made students (recnb.kd.OnlineTeacher) instead of
+    # once into a cache: they keep their recipe's reorder augmentation and context windows
+    online_teacher: bool = False
 
     def __post_init__(self):
         if not self.seeds:
@@ -119,6 +122,10 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
             caches[max_len] = TeacherCache(teacher_model, train_windows(scene, max_len))
         return caches[max_len]
 
+    def teacher_of_run(max_len: int) -> TeacherCache | OnlineTeacher:
+        """What a distilled run learns from: the cache, or the teacher run on each batch."""
+        return OnlineTeacher(teacher_model) if cfg.online_teacher else cache(max_len)
+
     # the teacher's cache is built only for runs that still train (a finished frontier reads back)
     for spec in cfg.grid:
         name = model_name(spec)
@@ -127,14 +134,15 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
             runs.append(Run("plain", name, seed, folder, _grid_run(scene, spec, seed, None, folder, cfg, log)))
             folder = out / "student" / name / f"seed_{seed}"
             runs.append(Run("student", f"{name}+kd", seed, folder,
-                            _grid_run(scene, spec, seed, partial(cache, spec.get("max_len", 50)), folder, cfg, log)))
+                            _grid_run(scene, spec, seed, partial(teacher_of_run, spec.get("max_len", 50)), folder, cfg, log)))
     student_cache = partial(cache, cfg.student_max_len)
     for beta in cfg.betas:
         arch = _searched(scene, teacher_model, beta, student_cache, out / "search" / f"beta_{beta:g}", cfg, log)
         for seed in cfg.seeds:
             folder = out / "adarec" / f"beta_{beta:g}" / f"seed_{seed}"
             runs.append(Run("adarec", f"adarec-beta{beta:g}", seed, folder,
-                            _adarec_run(scene, arch, seed, student_cache, folder, cfg, log)))
+                            _adarec_run(scene, arch, seed, partial(teacher_of_run, cfg.student_max_len), folder, cfg,
+                                        log)))
     frame = _frame(runs, teacher_model, cfg, log)
     frame.to_csv(out / "frontier.csv", index=False)
     ranks: dict[str, list] = {}
@@ -189,7 +197,7 @@ def _train_config(model: str, scene: Scene, max_len: int, seed: int, cfg: Fronti
     over = {"max_len": max_len, "seed": seed, "progress": False, "time_budget": cfg.time_budget}
     if cfg.epochs is not None:
         over["epochs"] = cfg.epochs
-    if distilled:
+    if distilled and not cfg.online_teacher:
         over["reorder"] = 0.0  # the teacher's cached outputs belong to the windows as they are
     return recipe(model, scene, **over)
 
@@ -223,7 +231,7 @@ def _train(scene, model, train, cache, folder: Path, cfg: FrontierConfig, log) -
     cache = cache() if cache is not None else None
     extra = distillation_loss(cache, model, cfg.distill) if cache is not None else None
     # a teacher's cache follows the windows without overlap (context 0): the distilled run trains on those
-    windows = train_windows(scene, train.max_len, train.context if cache is None else 0)
+    windows = train_windows(scene, train.max_len, train.context if cache is None or isinstance(cache, OnlineTeacher) else 0)
     metrics = run_model(scene, model, train, folder, extra_loss=extra, windows=windows,
                         evaluation=cfg.evaluation, resume=True,
                         info={"teacher": cache is not None})

@@ -253,6 +253,10 @@ class TeacherCache:
         ids, vals = self.top(k)
         return ids[rows].long().to(mask.device), vals[rows].float().to(mask.device)
 
+    def output(self, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The teacher's scored state ``(P, d)`` at the valid positions of windows ``index``."""
+        return self._read(index, mask)[:, -1, : self.widths[-1]].float()
+
     def logits(self, index: torch.Tensor, mask: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher logits ``(P, num_items + 1)`` at the valid positions of windows ``index``;
         with ``items`` (ids) only those columns, ``(P, len(items))`` (a teacher that scores by
@@ -264,3 +268,51 @@ class TeacherCache:
             w = self.teacher.item_weights()[items.to(self.device)].float()
             return (out.to(self.device) @ w.t()).to(out.device)
 
+
+
+class OnlineTeacher:
+    """The frozen teacher run on each training batch as it is drawn, where a :class:`TeacherCache`
+    fixes the windows once: augmented windows (reorder) and overlapping context then keep their
+    teacher, at the price of the teacher's forward pass per step. Same reading interface as the
+    cache (``output``, ``logits``, ``layers`` of the batch's valid positions) after ``see(batch)``."""
+
+    def __init__(self, teacher, device: str | torch.device = "cpu"):
+        self.teacher = check_contract(teacher).to(device).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.device = torch.device(device)
+        with torch.no_grad():
+            self.widths = [int(s.shape[-1]) for s in self.teacher(torch.ones(1, 2, dtype=torch.long, device=self.device))[1:]]
+        self._seen, self._states = None, None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.widths)
+
+    @property
+    def width(self) -> int | list[int]:
+        return self.widths[0] if len(set(self.widths)) == 1 else list(self.widths)
+
+    def see(self, batch: dict) -> None:
+        """Run the teacher on ``batch["inputs"]`` (once per batch; a batch cut of its leading
+        padding is run as cut, or padded back for a teacher that does not cut padding)."""
+        inputs, offset = batch["inputs"], batch.get("offset", 0)
+        if self._seen is inputs:
+            return
+        with torch.no_grad():
+            if offset and not self.teacher.cuts_padding:
+                states = [s[:, offset:] for s in self.teacher(F.pad(inputs, (offset, 0)))]
+            else:
+                states = self.teacher(inputs, offset=offset) if offset else self.teacher(inputs)
+        self._seen, self._states = inputs, states[1:]
+
+    def layers(self, index: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        return [s[mask].float() for s in self._states]
+
+    def output(self, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self._states[-1][mask].float()
+
+    def logits(self, index: torch.Tensor, mask: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.output(index, mask)
+        with torch.no_grad():
+            return self.teacher.score(out) if items is None else out @ self.teacher.item_weights()[items].float().t()

@@ -132,6 +132,59 @@ def beauty_models() -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- the frontier
+def frontier_frame(scene: str = "beauty") -> pd.DataFrame:
+    """The kept ``recnb frontier`` of ``scene`` (``bench/results/frontier/<scene>/frontier.csv``):
+    one row per model and seed, with its latency and test NDCG@10."""
+    frame = pd.read_csv(kept_file("frontier", scene, "frontier.csv"))
+    frame["pareto"] = frame["pareto"].astype(bool)
+    return frame
+
+
+def frontier_budgets(scene: str = "beauty") -> pd.DataFrame:
+    """Per latency budget of the kept frontier: the best plain model and the best student no
+    slower, their test NDCG@10 and the paired difference over test users (``budgets.csv``)."""
+    b = pd.read_csv(kept_file("frontier", scene, "budgets.csv"))
+    out = pd.DataFrame({"budget (ms)": b["budget_ms"].round(2), "best plain model": b["plain"],
+                        "its NDCG@10": b["plain_ndcg"].round(4), "best student": b["student"].fillna("none this fast"),
+                        "its NDCG@10 ": b["student_ndcg"].round(4), "gain": [pct(g) for g in b["gain"]]})
+    if "paired_diff" in b:
+        out["paired difference ± SE"] = [f"{d:+.4f} ± {se:.4f}" if not math.isnan(d) else "-"
+                                         for d, se in zip(b["paired_diff"], b["paired_se"])]
+    return out
+
+
+def frontier_rows(scene: str = "beauty") -> list[dict]:
+    """The kept frontier as summary-shaped rows (mean over seeds; cost ``latency_cpu_b1_ms``)
+    for the budget explorer: plain models, distilled students and the teacher."""
+    frame = frontier_frame(scene)
+    rows = []
+    for (role, name), part in frame.groupby(["role", "name"], sort=False):
+        valid, _ = _mean(part["valid_NDCG@10"])
+        test, std = _mean(part["test_NDCG@10"])
+        rows.append(_row(name, {"student": "distilled", "adarec": "distilled"}.get(role, role), role,
+                         int(part["params_no_embedding"].iloc[0]), valid, test, std, len(part),
+                         f"bench/results/frontier/{scene}/frontier.csv",
+                         latency_cpu_b1_ms=float(part["latency_cpu_b1_ms"].iloc[0])))
+    return rows
+
+
+def frontier_sentence(scene: str = "beauty") -> str:
+    """What the kept frontier says: at the fastest budget with a student, and over all budgets,
+    does the best student beat the best plain model no slower than it?"""
+    b = pd.read_csv(kept_file("frontier", scene, "budgets.csv")).dropna(subset=["student"])
+    if b.empty:
+        return "No distilled student is as fast as a plain model of this frontier."
+    wins = b[b["gain"] > 0]
+    best = b.loc[b["gain"].idxmax()]
+    lead = (f"At {len(wins)} of {len(b)} latency budgets the best student beats the best plain model no slower "
+            f"than it; its largest gain is {pct(best['gain'])} ({best['student']} against {best['plain']} "
+            f"within {best['budget_ms']:.2f} ms)." if len(wins) else
+            f"At none of the {len(b)} latency budgets does a distilled student beat the best plain model no slower "
+            f"than it: the closest is {best['student']} at {pct(best['gain'])} against {best['plain']}.")
+    return lead
+
+
 def teacher_of(rows: list) -> dict:
     return next(r for r in rows if r["role"] == "teacher")
 

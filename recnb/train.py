@@ -253,14 +253,16 @@ ExtraLoss = Callable[[SeqRecModel, dict, list, torch.Tensor], "torch.Tensor | di
 
 
 def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce",
-             label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+             label_smoothing: float = 0.0, teacher: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-item loss over every valid position of the batch.
 
     ``label_smoothing`` spreads that share of each CE target over the real items (never
     the padding id 0, whose logit is -inf).
 
     Returns the loss and the logits at the valid positions (``(P, num_items + 1)`` for
-    ``ce``), which distillation losses reuse instead of scoring twice.
+    ``ce``), which distillation losses reuse instead of scoring twice. With ``teacher`` (its
+    scores of the targets and shared negatives) the sampled loss also distils in the same
+    pass and leaves that KD term in ``batch["kd_fused"]``.
     """
     mask = batch["targets"] > 0
     h = out[mask]
@@ -272,7 +274,10 @@ def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce
         return F.cross_entropy(logits.float(), tgt), logits
     w = model.item_weights()
     if kind == "sampled":
-        return sampled_softmax(h, tgt, w, batch["negatives"], label_smoothing), None
+        if teacher is None:
+            return sampled_softmax(h, tgt, w, batch["negatives"], label_smoothing), None
+        loss, batch["kd_fused"] = sampled_softmax(h, tgt, w, batch["negatives"], label_smoothing, teacher)
+        return loss, None
     neg = batch["negatives"][mask]
     pos_s = (h * w[tgt]).sum(-1)
     neg_s = (h * w[neg]).sum(-1)
@@ -283,13 +288,17 @@ def rec_loss(model: SeqRecModel, out: torch.Tensor, batch: dict, kind: str = "ce
 
 
 def sampled_softmax(h: torch.Tensor, tgt: torch.Tensor, w: torch.Tensor, neg: torch.Tensor,
-                    label_smoothing: float = 0.0) -> torch.Tensor:
+                    label_smoothing: float = 0.0, teacher: tuple | None = None):
     """Softmax CE over each target and the ``neg`` items every position shares (uniform
     draws: their log-probability correction ``log(N / num_items)`` is the same for every
     candidate and cancels). A negative that is the position's own target is masked out.
-``label_smoothing`` spreads that share of each target over the position's scored items
-(the target and its unmasked negatives), as ``cross_entropy(label_smoothing=...)`` does
-over all items.
+    ``label_smoothing`` spreads that share of each target over the position's scored items
+    (the target and its unmasked negatives), as ``cross_entropy(label_smoothing=...)`` does
+    over all items.
+
+    With ``teacher = (t_pos, t_neg)`` (a teacher's scores of the same targets ``(P,)`` and
+    negatives ``(P, N)``) it returns ``(ce, kd)``: ``kd`` is KL(teacher || student) over the
+    same scored items, computed in the same pass (distillation at about the price of the loss).
 
     One fused autograd function (:class:`_SampledSoftmaxCE`): the (positions x negatives)
     scores are written once and turned into their softmax, then the gradient, in place; the
@@ -301,21 +310,39 @@ over all items.
     rows = torch.repeat_interleave(torch.arange(len(tgt), device=h.device), counts)
     starts = torch.repeat_interleave(lo - (torch.cumsum(counts, 0) - counts), counts)
     cols = order[starts + torch.arange(len(rows), device=h.device)]
-    return _SampledSoftmaxCE.apply(h, w[tgt], w[neg], rows, cols, float(label_smoothing))
+    t_pos, t_neg = teacher if teacher is not None else (None, None)
+    ce, kd = _SampledSoftmaxCE.apply(h, w[tgt], w[neg], rows, cols, float(label_smoothing), t_pos, t_neg)
+    return (ce, kd) if teacher is not None else ce
 
 
 class _SampledSoftmaxCE(torch.autograd.Function):
     """Mean over positions of ``logsumexp([s_pos, s_neg...]) - s_pos`` with ``s = h . w``;
     the entries ``(rows, cols)`` of the negatives' scores (a negative that is the target) are
     left out. Computed in float32; the saved score buffer becomes the gradient in backward,
-    so a second backward through the same loss is refused."""
+    so a second backward through the same loss is refused. With a teacher's scores also the
+    mean KL(teacher || student) over the same items (its gradient on the student's scores is
+    ``softmax(s) - softmax(t)``, folded into the same buffer)."""
 
     @staticmethod
-    def forward(ctx, h, w_pos, w_neg, rows, cols, smoothing):
+    def forward(ctx, h, w_pos, w_neg, rows, cols, smoothing, t_pos=None, t_neg=None):
         dtypes = (h.dtype, w_pos.dtype, w_neg.dtype)
         h, w_pos, w_neg = h.float(), w_pos.float(), w_neg.float()
         pos = (h * w_pos).sum(-1)
         e = h @ w_neg.t()
+        p_t = p_t_pos = None
+        if t_neg is not None:  # the teacher's softmax over the same items, and sum_j p_t (t - s)
+            t_neg, t_pos = t_neg.float(), t_pos.float()
+            p_t = t_neg.clone()
+            p_t[rows, cols] = float("-inf")
+            m_t = torch.maximum(p_t.amax(1), t_pos)
+            p_t.sub_(m_t[:, None]).exp_()
+            p_t_pos = (t_pos - m_t).exp_()
+            z_t = p_t.sum(1).add_(p_t_pos)
+            p_t.div_(z_t[:, None])
+            p_t_pos = p_t_pos / z_t
+            cross = (torch.bmm(p_t.unsqueeze(1), t_neg.unsqueeze(2)) - torch.bmm(p_t.unsqueeze(1), e.unsqueeze(2))).view(-1)
+            cross = cross + p_t_pos * (t_pos - pos)
+            lse_t = m_t + z_t.log()
         loss = -pos
         ctx.share = None
         if smoothing:  # the smoothed target: 1 - eps on the target, eps spread over the n scored items
@@ -328,29 +355,39 @@ class _SampledSoftmaxCE(torch.autograd.Function):
         e.sub_(m[:, None]).exp_()  # exp(s - m): the buffer that becomes the softmax, then the gradient
         p_pos = (pos - m).exp_()
         total = e.sum(1).add_(p_pos)
-        ctx.save_for_backward(h, w_pos, w_neg, e, total, p_pos, rows, cols)
+        lse = m + total.log()
+        kd = (cross + lse - lse_t).mean() if p_t is not None else pos.new_zeros(())
+        ctx.save_for_backward(h, w_pos, w_neg, e, total, p_pos, rows, cols, p_t, p_t_pos)
         ctx.dtypes, ctx.spent, ctx.smoothing = dtypes, False, smoothing
-        return (m + total.log() + loss).mean()
+        return (lse + loss).mean(), kd
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad, grad_kd):
         if ctx.spent:
             raise RuntimeError("sampled_softmax: a second backward through the same loss is not supported")
         ctx.spent = True
-        h, w_pos, w_neg, e, total, p_pos, rows, cols = ctx.saved_tensors
+        h, w_pos, w_neg, e, total, p_pos, rows, cols, p_t, p_t_pos = ctx.saved_tensors
         scale = grad.float() / len(h)
         e.div_(total[:, None])  # softmax over [target, negatives]
-        d_pos = p_pos / total - 1
+        p_pos = p_pos / total
+        d_pos = (p_pos - 1) * scale
+        kd_scale = grad_kd.float() / len(h) if p_t is not None and grad_kd is not None else None
         if ctx.smoothing:  # minus the smoothed target's share; masked negatives have neither
-            e.sub_(ctx.share[:, None])
+            e_share = ctx.share[:, None] * scale
+            d_pos = d_pos + (ctx.smoothing - ctx.share) * scale
+        if kd_scale is not None:  # KD: (softmax(s) - softmax(t)) on every scored item
+            d_pos = d_pos + (p_pos - p_t_pos) * kd_scale
+            e.mul_(scale + kd_scale).sub_(p_t.mul_(kd_scale))
+        else:
+            e.mul_(scale)
+        if ctx.smoothing:
+            e.sub_(e_share)
             e[rows, cols] = 0.0
-            d_pos = d_pos + ctx.smoothing - ctx.share
-        e.mul_(scale)  # d loss / d negative scores
-        d_pos = d_pos * scale  # d loss / d target score
         grad_h = torch.addmm(d_pos[:, None] * w_pos, e, w_neg)
         grad_w_neg = e.t() @ h
         grad_w_pos = d_pos[:, None] * h
-        return (grad_h.to(ctx.dtypes[0]), grad_w_pos.to(ctx.dtypes[1]), grad_w_neg.to(ctx.dtypes[2]), None, None, None)
+        return (grad_h.to(ctx.dtypes[0]), grad_w_pos.to(ctx.dtypes[1]), grad_w_neg.to(ctx.dtypes[2]),
+                None, None, None, None, None)
 
 
 def reorder_windows(inputs: torch.Tensor, targets: torch.Tensor, rate: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -616,7 +653,8 @@ class _Run:
         with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda", dtype=torch.bfloat16):
             offset = batch["offset"]
             states = self.forward(batch["inputs"], offset=offset) if offset else self.forward(batch["inputs"])
-            loss, logits = rec_loss(model, states[-1], batch, cfg.loss, cfg.label_smoothing)
+            teacher = self.extra_loss.sampled_teacher(model, batch) if hasattr(self.extra_loss, "sampled_teacher") else None
+            loss, logits = rec_loss(model, states[-1], batch, cfg.loss, cfg.label_smoothing, teacher)
             if self.extra_loss is not None:
                 extra = self.extra_loss(model, batch, states, logits)
                 if isinstance(extra, dict):

@@ -434,3 +434,31 @@ def test_kd_over_the_teachers_top_items_is_full_kd_when_k_covers_the_catalogue_a
     cfg = DistillConfig(emd=False, kd_items="top", top_k=8, train=TrainConfig(epochs=2, max_len=20, progress=False, lr=3e-3))
     res = fit(student, scene, cfg.train, extra_loss=distillation_loss(cache, student, cfg), windows=windows)
     assert res.history["kd"].iloc[-1] < res.history["kd"].iloc[0]
+
+
+def test_online_teacher_reads_like_the_cache_and_fused_sampled_kd_trains_with_reorder():
+    """OnlineTeacher runs the teacher on each batch as drawn: on unshuffled windows it gives the
+    cache's outputs; with it, sampled KD (fused into the sampled loss at T=1) trains a student
+    with the recipe's reorder augmentation on, and logs its KD term."""
+    from recnb.adarec.pipeline import distillation_loss
+    from recnb.kd import OnlineTeacher
+    from recnb.train import Batches, fit
+
+    scene = synthetic_scene(num_users=60, num_items=40, seq_len=25, seed=4)
+    torch.manual_seed(0)
+    teacher = build_model("sasrec", num_items=scene.num_items, max_len=20).eval()
+    windows = train_windows(scene, 20)
+    cache, online = TeacherCache(teacher, windows, dtype=torch.float32), OnlineTeacher(teacher)
+    for idx, inp, tgt, offset, _ in Batches(windows, 16, 0, True).epoch(torch.Generator().manual_seed(0)):
+        batch = {"inputs": inp, "targets": tgt, "offset": offset, "index": idx}
+        mask = tgt > 0
+        online.see(batch)
+        assert torch.allclose(online.output(idx, mask), cache.output(idx, mask), atol=1e-5)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(online.layers(idx, mask), cache.layers(idx, mask)))
+    student = build_model("sasrec", num_items=scene.num_items, max_len=20, hidden_size=16, num_layers=1)
+    cfg = DistillConfig(emd=False, kd_items="sampled", gamma=0.9, train=TrainConfig(  # KD weighted 9x: it must fall
+        epochs=3, max_len=20, progress=False, lr=3e-3, loss="sampled", negatives=16, batch_targets=128, reorder=0.2))
+    extra = distillation_loss(online, student, cfg)
+    assert extra.fused
+    res = fit(student, scene, cfg.train, extra_loss=extra)
+    assert res.history["kd"].iloc[-1] < res.history["kd"].iloc[0] and (res.history["kd"] > 0).all()

@@ -101,6 +101,29 @@ def test_fused_sampled_softmax_has_the_value_and_gradients_of_cross_entropy():
             got.backward()
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_fused_kd_of_the_sampled_softmax_is_kl_over_the_scored_items_with_its_gradients(smoothing):
+    """With a teacher's scores of the same items the fused function also returns KL(teacher ||
+    student) over [target, unmasked negatives]: value and gradients of the autograd reference."""
+    gen = torch.Generator().manual_seed(4)
+    h = torch.randn(40, 8, generator=gen, requires_grad=True)
+    w = torch.randn(21, 8, generator=gen, requires_grad=True)
+    tgt, neg = torch.randint(1, 21, (40,), generator=gen), torch.randint(1, 21, (30,), generator=gen)
+    t_h, t_w = torch.randn(40, 5, generator=gen), torch.randn(21, 5, generator=gen)
+    t_pos, t_neg = (t_h * t_w[tgt]).sum(-1), t_h @ t_w[neg].t()
+    valid = torch.cat([torch.ones(40, 1, dtype=torch.bool), neg[None, :] != tgt[:, None]], 1)
+    s_all = torch.cat([(h * w[tgt]).sum(-1, keepdim=True), h @ w[neg].t()], 1).masked_fill(~valid, float("-inf"))
+    t_all = torch.cat([t_pos[:, None], t_neg], 1).masked_fill(~valid, float("-inf"))
+    ce_want = sampled_softmax(h, tgt, w, neg, smoothing)
+    log_s, log_t = s_all.log_softmax(1), t_all.log_softmax(1)
+    kd_want = (log_t.exp() * (log_t - log_s).masked_fill(~valid, 0)).sum(1).mean()
+    ce, kd = sampled_softmax(h, tgt, w, neg, smoothing, teacher=(t_pos, t_neg))
+    assert torch.isclose(ce, ce_want.detach(), rtol=1e-6) and torch.isclose(kd, kd_want, rtol=1e-5)
+    want = torch.autograd.grad(ce_want + 0.7 * kd_want, [h, w])
+    for a, b in zip(want, torch.autograd.grad(ce + 0.7 * kd, [h, w])):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_label_smoothing_of_the_sampled_softmax_spreads_over_the_scored_items_only():
     """As cross_entropy(label_smoothing) over [target, the negatives that are not the target]:
     a masked negative gets neither probability nor smoothing."""

@@ -81,8 +81,8 @@ class DistillConfig:
         "emd_update": "softmax, normalize or none: how the EMD layer weights are updated",
         "T_emd": "temperature of the softmax EMD layer-weight update", "width": "student width",
         "dropout": "dropout on a derived student's embeddings and cell outputs (its twin's too); 0 = none",
-        "kd_items": "all (KD over every item), sampled (with --loss sampled: over the batch's targets and shared "
-                    "negatives) or top (over the teacher's --top-k best items of each position, found once)",
+        "kd_items": "all (KD over every item), sampled (with --loss sampled: over the items the loss scores, "
+                    "in its own pass at T 1) or top (over the teacher's --top-k best items of each position, found once)",
         "top_k": "items per position of --kd-items top",
     }
 
@@ -109,6 +109,8 @@ class DistillationLoss:
         self.cache, self.T, self.g = cache, cfg.T, cfg.gamma / (1.0 - cfg.gamma)
         # KD over the batch's sampled items: both sides must score an item alone (a dot product)
         self.sampled = cfg.kd_items == "sampled" and cache.teacher.scores_by_product and student.scores_by_product
+        # at temperature 1 the sampled KD runs inside the sampled loss's own pass (sampled_teacher)
+        self.fused = self.sampled and cfg.T == 1.0
         self.top_k = cfg.top_k if cfg.kd_items == "top" else 0
         if self.top_k:
             cache.top(self.top_k)  # found once, before the clock of the first epoch
@@ -119,10 +121,28 @@ class DistillationLoss:
             self.emd = EMDLoss(cache.num_layers, n_student, _width(student), cache.width, cfg.emd_update, cfg.T_emd)
             student.add_module("distill_emd", self.emd.to(device))
 
+    def sampled_teacher(self, model, batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The teacher's scores of the batch's targets and shared negatives, for the sampled
+        loss to distil in its own pass (``fit`` asks before the loss); None where it cannot."""
+        negatives = batch.get("negatives")
+        if not self.fused or negatives is None or negatives.dim() != 1:
+            return None
+        if hasattr(self.cache, "see"):
+            self.cache.see(batch)
+        mask = batch["targets"] > 0
+        with torch.no_grad():
+            h = self.cache.output(batch["index"], mask).to(negatives.device)
+            w = self.cache.teacher.item_weights().float()
+            return (h * w[batch["targets"][mask]]).sum(-1), h @ w[negatives].t()
+
     def __call__(self, model, batch, states, logits) -> dict:
         mask = batch["targets"] > 0
         negatives = batch.get("negatives")
-        if self.top_k:
+        if hasattr(self.cache, "see"):
+            self.cache.see(batch)
+        if "kd_fused" in batch:  # computed by the sampled loss from sampled_teacher's scores
+            out = {"kd": self.g * batch.pop("kd_fused")}
+        elif self.top_k:
             out = {"kd": self.g * self.top_kd(model, batch, states, mask, logits)}
         elif logits is None and self.sampled and negatives is not None and negatives.dim() == 1:
             out = {"kd": self.g * self.sampled_kd(model, batch, states, mask, negatives)}

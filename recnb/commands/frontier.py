@@ -24,10 +24,13 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=None, help="most epochs of every run (default: each recipe's)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per run (default none)")
     p.add_argument("--kd-items", default="all",
-                   help="all (KD over every item), sampled (with the sampled loss: over the batch's targets and shared "
-                        "negatives) or top (over the teacher's --top-k best items of each position, found once)")
+                   help="all (KD over every item), sampled (with the sampled loss: over the items the loss scores, "
+                        "in its own pass) or top (over the teacher's --top-k best items of each position, found once)")
     p.add_argument("--top-k", type=int, default=100, help="items per position of --kd-items top")
     p.add_argument("--no-emd", action="store_true", help="prediction-layer KD only, no EMD layer mapping")
+    p.add_argument("--online-teacher", action="store_true",
+                   help="run the teacher on each batch of the distilled runs instead of caching its outputs once: "
+                        "they keep the recipe's reorder augmentation and context windows")
     p.add_argument("--no-onnx", action="store_true", help="measure eager latency only (no ONNX export)")
     p.add_argument("--resume", action="store_true", help="keep the finished runs in --out and do the rest")
     p.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
@@ -51,7 +54,7 @@ def config(args):
     distill = DistillConfig(kd_items=args.kd_items, top_k=args.top_k, emd=not args.no_emd)
     return FrontierConfig(distill=distill, seeds=tuple(parse_list(args.seeds, int, "--seeds")), grid=tuple(grid), betas=betas,
                           exclude_seen=args.exclude_seen, epochs=args.epochs, time_budget=args.time_budget,
-                          onnx=not args.no_onnx)
+                          onnx=not args.no_onnx, online_teacher=args.online_teacher)
 
 
 def run(args) -> int:
