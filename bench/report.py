@@ -344,9 +344,9 @@ def read_csv(rel: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def t_frontier_ml100k() -> Table:
-    """``recnb frontier`` on ml-100k: every model (mean over its seeds) by latency, then the budgets."""
-    rel = "frontier/ml-100k/frontier.csv"
+def t_frontier(scene: str) -> Table:
+    """``recnb frontier`` on ``scene``: every model (mean over its seeds) by latency."""
+    rel = f"frontier/{scene}/frontier.csv"
     rows = read_csv(rel)
     t = Table(["model", "role", "seeds", "non-embedding params", "batch-1 ms, eager", "batch-1 ms, onnxruntime",
                "test NDCG@10", "on its side's front"])
@@ -356,14 +356,14 @@ def t_frontier_ml100k() -> Table:
         by.setdefault((r["role"], r["name"]), []).append(r)
     for (role, name), rs in sorted(by.items(), key=lambda kv: float(kv[1][0]["latency_cpu_b1_ms"])):
         ndcg = [float(r["test_NDCG@10"]) for r in rs]
-        onnx = float(rs[0]["latency_onnx_b1_ms"])
+        onnx = float(rs[0]["latency_onnx_b1_ms"] or "nan")
         t.row(f"`{name}`", role, len(rs), n(rs[0]["params_no_embedding"]), f"{float(rs[0]['latency_cpu_b1_ms']):.2f}",
               f"{onnx:.2f}" if not math.isnan(onnx) else "-", f4(sum(ndcg) / len(ndcg)), "yes" if rs[0]["pareto"] == "True" else "")
     return t
 
 
-def t_frontier_ml100k_budgets() -> Table:
-    rel = "frontier/ml-100k/budgets.csv"
+def t_frontier_budgets(scene: str) -> Table:
+    rel = f"frontier/{scene}/budgets.csv"
     t = Table(["latency budget (ms, eager)", "best plain model", "NDCG@10", "best student", "NDCG@10", "gain",
                "paired difference ± SE"])
     t.source(rel)
@@ -502,8 +502,8 @@ TABLES = {
     "serving-memory": t_serving_memory,
     "readme": t_readme,
     "adarec-architectures": t_adarec_architectures,
-    "frontier-ml100k": t_frontier_ml100k,
-    "frontier-ml100k-budgets": t_frontier_ml100k_budgets,
+    "frontier-ml100k": lambda: t_frontier("ml-100k"),
+    "frontier-ml100k-budgets": lambda: t_frontier_budgets("ml-100k"),
 }
 
 
