@@ -177,9 +177,11 @@ def frontier_sentence(scene: str = "beauty") -> str:
         return "No distilled student is as fast as a plain model of this frontier."
     wins = b[b["gain"] > 0]
     best = b.loc[b["gain"].idxmax()]
-    lead = (f"At {len(wins)} of {len(b)} latency budgets the best student beats the best plain model no slower "
-            f"than it; its largest gain is {pct(best['gain'])} ({best['student']} against {best['plain']} "
-            f"within {best['budget_ms']:.2f} ms)." if len(wins) else
+    sure = int(b["significant"].astype(str).eq("True").sum()) if "significant" in b else 0
+    lead = (f"At {len(wins)} of {len(b)} latency budgets the best student is ahead of the best plain model no slower "
+            f"than it, at {sure} by more than two standard errors of the paired difference; its largest gain is "
+            f"{pct(best['gain'])} ({best['student']} against {best['plain']} within {best['budget_ms']:.2f} ms)."
+            if len(wins) else
             f"At none of the {len(b)} latency budgets does a distilled student beat the best plain model no slower "
             f"than it: the closest is {best['student']} at {pct(best['gain'])} against {best['plain']}.")
     return lead

@@ -10,6 +10,7 @@ renderer that needs no network, so figures show in JupyterLab and in exported HT
 
 from recnb.viz.architecture import architecture_graph, architecture_layout, architecture_svg
 from recnb.viz.common import OP_COLORS, RENDERER, TEMPLATE, op_color, setup_notebook, slider_figure
+from recnb.viz.frontier import pareto_figure
 from recnb.viz.llm import dllm2rec_figure, importance_figure
 from recnb.viz.results import frontier_figure, models_figure
 from recnb.viz.search import (
@@ -54,6 +55,7 @@ __all__ = [
     "loss_figure",
     "models_figure",
     "op_color",
+    "pareto_figure",
     "popularity_curve",
     "scene_bars",
     "search_progress_figure",
