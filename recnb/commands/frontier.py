@@ -27,6 +27,8 @@ def register(sub) -> None:
                    help="all (KD over every item), sampled (with the sampled loss: over the items the loss scores, "
                         "in its own pass) or top (over the teacher's --top-k best items of each position, found once)")
     p.add_argument("--top-k", type=int, default=100, help="items per position of --kd-items top")
+    p.add_argument("--gamma", type=float, default=0.5,
+                   help="weight of KD against CE: the KD and EMD terms are weighted gamma / (1 - gamma)")
     p.add_argument("--no-emd", action="store_true", help="prediction-layer KD only, no EMD layer mapping")
     p.add_argument("--online-teacher", action="store_true",
                    help="run the teacher on each batch of the distilled runs instead of caching its outputs once: "
@@ -51,7 +53,7 @@ def config(args):
         raise ConfigError(f"--epochs: expected at least 1, got {args.epochs}")
     if args.time_budget is not None and args.time_budget <= 0:
         raise ConfigError(f"--time-budget: expected a positive number of seconds, got {args.time_budget}")
-    distill = DistillConfig(kd_items=args.kd_items, top_k=args.top_k, emd=not args.no_emd)
+    distill = DistillConfig(kd_items=args.kd_items, top_k=args.top_k, gamma=args.gamma, emd=not args.no_emd)
     return FrontierConfig(distill=distill, seeds=tuple(parse_list(args.seeds, int, "--seeds")), grid=tuple(grid), betas=betas,
                           exclude_seen=args.exclude_seen, epochs=args.epochs, time_budget=args.time_budget,
                           onnx=not args.no_onnx, online_teacher=args.online_teacher)
