@@ -162,7 +162,47 @@ def emd_flow(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return ot.emd(a / a.sum(), b / b.sum(), np.ascontiguousarray(cost, dtype=np.float64))
 
 
-class TeacherCache:
+class _FrozenTeacher:
+    """What every way of reading a frozen teacher shares: the teacher itself, frozen on its
+    device, its layer widths, its item table (read once: it does not change) and its logits
+    from :meth:`output` (the scored state of a batch's valid positions)."""
+
+    widths: list[int]
+
+    def __init__(self, teacher, device: str | torch.device):
+        self.teacher = check_contract(teacher).to(device).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.device = torch.device(device)
+        self._items: torch.Tensor | None = None
+
+    @property
+    def width(self) -> int | list[int]:
+        """The teacher layers' width, or one width per layer where they differ."""
+        return self.widths[0] if len(set(self.widths)) == 1 else list(self.widths)
+
+    def item_weights(self) -> torch.Tensor:
+        """The teacher's item vectors in float32 (a teacher that scores by dot product)."""
+        if self._items is None:
+            with torch.no_grad():
+                self._items = self.teacher.item_weights().float()
+        return self._items
+
+    def output(self, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def logits(self, index: torch.Tensor, mask: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher logits ``(P, num_items + 1)`` at the valid positions of windows ``index``;
+        with ``items`` (ids) only those columns, ``(P, len(items))`` (a teacher that scores by
+        dot product, ``teacher.scores_by_product``)."""
+        out = self.output(index, mask)
+        with torch.no_grad():
+            if items is None:
+                return self.teacher.score(out.to(self.device)).to(out.device)
+            return (out.to(self.device) @ self.item_weights()[items.to(self.device)].t()).to(out.device)
+
+
+class TeacherCache(_FrozenTeacher):
     """The frozen teacher's outputs for every training window, computed once.
 
     Stored as float16 at the windows' valid positions only (target > 0), packed window after
@@ -175,10 +215,7 @@ class TeacherCache:
     """
 
     def __init__(self, teacher, windows, batch_size: int = 256, device: str | torch.device = "cpu", dtype=torch.float16):
-        self.teacher = check_contract(teacher).to(device).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        self.device = torch.device(device)
+        super().__init__(teacher, device)
         self.windows_computed = 0
         self.widths: list[int] = []
         valid = windows.targets > 0
@@ -199,11 +236,6 @@ class TeacherCache:
     def num_layers(self) -> int:
         return self.states.shape[1]
 
-    @property
-    def width(self) -> int | list[int]:
-        """The teacher layers' width, or one width per layer where they differ."""
-        return self.widths[0] if len(set(self.widths)) == 1 else list(self.widths)
-
     def nbytes(self) -> int:
         return self.states.numel() * self.states.element_size()
 
@@ -215,12 +247,16 @@ class TeacherCache:
         first = counts.cumsum(0) - counts  # where each window's rows begin in the batch
         return torch.arange(int(counts.sum())) + torch.repeat_interleave(starts - first, counts)
 
-    def _read(self, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _checked_rows(self, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`rows` of windows ``index``, refused unless they are ``mask``'s valid positions."""
         rows = self.rows(index)
         if len(rows) != int(mask.sum()):
             raise ValueError(f"teacher cache: the batch has {int(mask.sum())} valid positions, its windows {len(rows)} "
                              "(the mask must be targets > 0 of the cached windows)")
-        return self.states[rows].to(mask.device)  # (P, M, d)
+        return rows
+
+    def _read(self, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.states[self._checked_rows(index, mask)].to(mask.device)  # (P, M, d)
 
     def layers(self, index: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """Teacher hidden layers at the valid positions (``mask``) of windows ``index``: ``M x (P, d)``.
@@ -247,9 +283,7 @@ class TeacherCache:
 
     def top_logits(self, index: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`top` at the valid positions (``mask``) of windows ``index``: item ids (long) and logits."""
-        rows = self.rows(index)
-        if len(rows) != int(mask.sum()):
-            raise ValueError(f"teacher cache: the batch has {int(mask.sum())} valid positions, its windows {len(rows)}")
+        rows = self._checked_rows(index, mask)
         ids, vals = self.top(k)
         return ids[rows].long().to(mask.device), vals[rows].float().to(mask.device)
 
@@ -257,30 +291,15 @@ class TeacherCache:
         """The teacher's scored state ``(P, d)`` at the valid positions of windows ``index``."""
         return self._read(index, mask)[:, -1, : self.widths[-1]].float()
 
-    def logits(self, index: torch.Tensor, mask: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher logits ``(P, num_items + 1)`` at the valid positions of windows ``index``;
-        with ``items`` (ids) only those columns, ``(P, len(items))`` (a teacher that scores by
-        dot product, ``teacher.scores_by_product``)."""
-        out = self._read(index, mask)[:, -1, : self.widths[-1]].float()
-        with torch.no_grad():
-            if items is None:
-                return self.teacher.score(out.to(self.device)).to(out.device)
-            w = self.teacher.item_weights()[items.to(self.device)].float()
-            return (out.to(self.device) @ w.t()).to(out.device)
 
-
-
-class OnlineTeacher:
+class OnlineTeacher(_FrozenTeacher):
     """The frozen teacher run on each training batch as it is drawn, where a :class:`TeacherCache`
     fixes the windows once: augmented windows (reorder) and overlapping context then keep their
     teacher, at the price of the teacher's forward pass per step. Same reading interface as the
     cache (``output``, ``logits``, ``layers`` of the batch's valid positions) after ``see(batch)``."""
 
     def __init__(self, teacher, device: str | torch.device = "cpu"):
-        self.teacher = check_contract(teacher).to(device).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        self.device = torch.device(device)
+        super().__init__(teacher, device)
         with torch.no_grad():
             self.widths = [int(s.shape[-1]) for s in self.teacher(torch.ones(1, 2, dtype=torch.long, device=self.device))[1:]]
         self._seen, self._states = None, None
@@ -288,10 +307,6 @@ class OnlineTeacher:
     @property
     def num_layers(self) -> int:
         return len(self.widths)
-
-    @property
-    def width(self) -> int | list[int]:
-        return self.widths[0] if len(set(self.widths)) == 1 else list(self.widths)
 
     def see(self, batch: dict) -> None:
         """Run the teacher on ``batch["inputs"]`` (once per batch; a batch cut of its leading
@@ -311,8 +326,3 @@ class OnlineTeacher:
 
     def output(self, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self._states[-1][mask].float()
-
-    def logits(self, index: torch.Tensor, mask: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.output(index, mask)
-        with torch.no_grad():
-            return self.teacher.score(out) if items is None else out @ self.teacher.item_weights()[items].float().t()

@@ -132,7 +132,7 @@ class DistillationLoss:
         mask = batch["targets"] > 0
         with torch.no_grad():
             h = self.cache.output(batch["index"], mask).to(negatives.device)
-            w = self.cache.teacher.item_weights().float()
+            w = self.cache.item_weights()
             return (h * w[batch["targets"][mask]]).sum(-1), h @ w[negatives].t()
 
     def __call__(self, model, batch, states, logits) -> dict:
@@ -160,9 +160,7 @@ class DistillationLoss:
         negatives, each once): the teacher's and the student's softmax over those columns."""
         items = torch.unique(torch.cat([batch["targets"][mask], negatives]))
         student = states[-1][mask] @ model.item_weights()[items].t()
-        teacher = self.cache.logits(batch["index"], mask, items).to(student.device)
-        pad = (1, 0)  # kd_loss leaves out column 0 (the padding id of full logits)
-        return kd_loss(F.pad(student, pad), F.pad(teacher, pad), self.T)
+        return self.kd_over_columns(student, self.cache.logits(batch["index"], mask, items).to(student.device))
 
     def top_kd(self, model, batch, states, mask, logits) -> torch.Tensor:
         """KD over the teacher's best items of each position (its softmax over them against the
@@ -175,6 +173,10 @@ class DistillationLoss:
             student = torch.bmm(model.item_weights()[ids], h.unsqueeze(2)).squeeze(2)
         else:
             student = item_logits(model, h).gather(1, ids)
+        return self.kd_over_columns(student, teacher)
+
+    def kd_over_columns(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """:func:`kd_loss` over a few items' columns (both ``(P, n)``, the same items)."""
         pad = (1, 0)  # kd_loss leaves out column 0 (the padding id of full logits)
         return kd_loss(F.pad(student, pad), F.pad(teacher, pad), self.T)
 
