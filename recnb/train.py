@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import math
 import random
 import time
@@ -598,9 +599,10 @@ class _Run:
             run.resume(_load_state(state, cfg, model, evaluation))
         return run
 
-    @property
+    @functools.cached_property
     def every_item(self) -> torch.Tensor | None:
-        """Every item as the sampled loss's negatives when ``negatives`` covers the catalogue."""
+        """Every item as the sampled loss's negatives when ``negatives`` covers the catalogue
+        (made once per run: the catalogue and the settings do not change)."""
         n = self.model.config.num_items
         return torch.arange(1, n + 1, device=self.device) if self.cfg.negatives >= n else None
 
