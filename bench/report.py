@@ -347,18 +347,12 @@ def read_csv(rel: str) -> list[dict]:
 def t_frontier(scene: str) -> Table:
     """``recnb frontier`` on ``scene``: every model (mean over its seeds) by latency."""
     rel = f"frontier/{scene}/frontier.csv"
-    rows = read_csv(rel)
     t = Table(["model", "role", "seeds", "non-embedding params", "batch-1 ms, eager", "batch-1 ms, onnxruntime",
                "test NDCG@10", "on its side's front"])
     t.source(rel)
-    by = {}
-    for r in rows:
-        by.setdefault((r["role"], r["name"]), []).append(r)
-    for (role, name), rs in sorted(by.items(), key=lambda kv: float(kv[1][0]["latency_cpu_b1_ms"])):
-        ndcg = [float(r["test_NDCG@10"]) for r in rs]
-        onnx = float(rs[0]["latency_onnx_b1_ms"] or "nan")
-        t.row(f"`{name}`", role, len(rs), n(rs[0]["params_no_embedding"]), f"{float(rs[0]['latency_cpu_b1_ms']):.2f}",
-              f"{onnx:.2f}" if not math.isnan(onnx) else "-", f4(sum(ndcg) / len(ndcg)), "yes" if rs[0]["pareto"] == "True" else "")
+    for p in sorted(frontier_points(rel), key=lambda p: p["ms"]):
+        t.row(f"`{p['name']}`", p["role"], p["seeds"], n(p["params_no_embedding"]), f"{p['ms']:.2f}",
+              f"{p['onnx_ms']:.2f}" if not math.isnan(p["onnx_ms"]) else "-", f4(p["ndcg"]), "yes" if p["pareto"] else "")
     return t
 
 
@@ -382,11 +376,13 @@ SVG_COLOURS = {"plain": "#7f7f7f", "student": "#1f77b4", "adarec": "#2ca02c", "t
 
 
 def frontier_points(rel: str) -> list[dict]:
-    """One point per model of a frontier.csv: its mean test NDCG@10 over seeds and its latency."""
+    """One point per model of a frontier.csv (its seeds' rows together): mean test NDCG@10 over
+    seeds, latencies (eager and onnxruntime, NaN where not measured), size, front membership."""
     by = {}
     for r in read_csv(rel):
         by.setdefault((r["role"], r["name"]), []).append(r)
     return [{"role": role, "name": name, "ms": float(rs[0]["latency_cpu_b1_ms"]),
+             "onnx_ms": float(rs[0]["latency_onnx_b1_ms"] or "nan"), "params_no_embedding": rs[0]["params_no_embedding"],
              "ndcg": statistics.mean(float(r["test_NDCG@10"]) for r in rs), "seeds": len(rs),
              "pareto": rs[0]["pareto"] == "True"} for (role, name), rs in by.items()]
 
