@@ -1,4 +1,4 @@
-"""One training run of a recipe variant on one scene and seed, logged epoch by epoch: the
+"""One training run of a recipe variant of one model on one scene and seed, logged epoch by epoch: the
 probes behind a recipe's choices (docs/benchmarks.md).
 
     python bench/recipe_probe.py --name pre_reorder --scene beauty \\
@@ -31,9 +31,9 @@ def probe(args) -> dict:
     from recnb.train import fit, recipe, recipe_model_config
 
     scene = recnb.load_scene(args.scene)
-    cfg = recipe("sasrec", scene, progress=False, seed=args.seed, **json.loads(args.train))
-    model_cfg = {**recipe_model_config("sasrec", scene), **json.loads(args.model)}
-    model = recnb.build_model("sasrec", num_items=scene.num_items, max_len=cfg.max_len, **model_cfg)
+    cfg = recipe(args.family, scene, progress=False, seed=args.seed, **json.loads(args.train))
+    model_cfg = {**recipe_model_config(args.family, scene), **json.loads(args.model)}
+    model = recnb.build_model(args.family, num_items=scene.num_items, max_len=cfg.max_len, **model_cfg)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -46,7 +46,7 @@ def probe(args) -> dict:
 
         res = fit(model, scene, cfg, log=row, exclude_seen=True)
     test = flatten(evaluate(model, scene, "test", exclude_seen=True))
-    result = {"name": args.name, "scene": args.scene, "cfg": vars(cfg), "model": model_cfg, "best_epoch": res.best_epoch,
+    result = {"name": args.name, "scene": args.scene, "family": args.family, "cfg": vars(cfg), "model": model_cfg, "best_epoch": res.best_epoch,
               "epochs": res.epochs, "train_s": res.train_seconds, "wall": time.time() - start,
               "valid": res.valid.get("NDCG@10"), "test_ndcg10": test["NDCG@10"], "test_hr10": test["HR@10"]}
     (out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -72,6 +72,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", help="the probe's name (its files: NAME.log, NAME.json)")
     p.add_argument("--scene", default="beauty")
+    p.add_argument("--family", default="sasrec", help="the model (sasrec, gru4rec, nextitnet, ...)")
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--train", default="{}", help="training settings over the recipe, as JSON")
     p.add_argument("--model", default="{}", help="model settings over the recipe, as JSON")

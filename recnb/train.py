@@ -155,6 +155,7 @@ RECIPES = {
     "gru4rec": {"batch_size": 32, "lr": 3e-3, "context": 20},
     "nextitnet": {"batch_size": 32, "lr": 1e-2, "ema": 0.995, "label_smoothing": 0.1, "model": {"dropout": 0.3}},
 }
+RECIPES["bsarec"] = RECIPES["sasrec"]  # SASRec blocks with a filter beside attention: SASRec's training
 RECIPE_MAX_LEN = 50  # the window length the recipes were measured at
 # Per kind of scene, where a kind needs other settings than ml-100k's (bench/scale.py, docs/benchmarks.md).
 # "large-sparse": a large catalogue and short histories (Amazon Beauty and Sports: 12k-18k items,
@@ -171,6 +172,7 @@ _LARGE_SPARSE = {
     # GRU4Rec: the same batches and loss over its ml-100k settings (Beauty 0.0322 test NDCG@10 masked,
     # seed 2020; lr not tuned on Amazon)
     "gru4rec": {**RECIPES["gru4rec"], **_LARGE_SPARSE_BATCHES}}
+_LARGE_SPARSE["bsarec"] = _LARGE_SPARSE["sasrec"]
 SCENE_RECIPES = {"default": {}, "large-sparse": _LARGE_SPARSE}
 LARGE_CATALOGUE = 5000  # items: a full softmax over more costs more than the network itself
 SHORT_HISTORY = 20  # median interactions per user: most of a 50-window would be padding

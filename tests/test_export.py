@@ -42,12 +42,12 @@ def make(kind: str):
         return Student.from_architecture(ARCH, N, 16, L)
     if kind == "dllm2rec_student":
         return build_student("sasrec", N, L, {"hidden_size": 16}, torch.randn(N, 8), DLLM2RecConfig())
-    small = {"sasrec": {"hidden_size": 16}, "gru4rec": {"embedding_size": 16, "hidden_size": 16},
+    small = {"sasrec": {"hidden_size": 16}, "bsarec": {"hidden_size": 16}, "gru4rec": {"embedding_size": 16, "hidden_size": 16},
              "nextitnet": {"embedding_size": 16, "num_blocks": 2}, "caser": {"embedding_size": 16}}[kind]
     return build_model(kind, num_items=N, max_len=L, **small)
 
 
-KINDS = ("sasrec", "gru4rec", "nextitnet", "caser", "student", "dllm2rec_student")
+KINDS = ("sasrec", "bsarec", "gru4rec", "nextitnet", "caser", "student", "dllm2rec_student")
 
 
 @pytest.fixture(scope="module")

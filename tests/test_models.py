@@ -12,7 +12,7 @@ N_ITEMS, L = 40, 12
 def make(name):
     torch.manual_seed(0)
     extra = {"dropout": 0.0}
-    if name == "sasrec":
+    if name in ("sasrec", "bsarec"):
         extra["attn_dropout"] = 0.0
     return build_model(name, num_items=N_ITEMS, max_len=L, **extra).eval()
 
@@ -191,3 +191,42 @@ def test_build_model_with_a_seed_draws_the_same_initial_weights():
     same = [torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values())]
     assert all(same)
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_bsarec_filter_is_the_fft_low_pass_read_at_each_windows_last_position():
+    """BSARec keeps the ``c`` lowest frequencies of a window and reads its last position; the
+    causal kernel gives that read at every position, history before the window being zeros."""
+    from recnb.models.bsarec import low_pass_kernel
+
+    torch.manual_seed(0)
+    window, bins, d = 10, 3, 4
+    x = torch.randn(2, 7, d, dtype=torch.float64)  # shorter than the window: the rest is zeros
+    got = torch.matmul(low_pass_kernel(window, bins).double()[:7, :7], x)
+    for t in range(7):
+        padded = torch.zeros(2, window, d, dtype=torch.float64)
+        padded[:, window - t - 1 :] = x[:, : t + 1]
+        spectrum = torch.fft.rfft(padded, dim=1, norm="ortho")
+        spectrum[:, bins:] = 0
+        want = torch.fft.irfft(spectrum, n=window, dim=1, norm="ortho")[:, -1]
+        assert torch.allclose(got[:, t], want, atol=1e-10)
+
+
+def test_bsarec_without_its_filter_is_sasrec_and_pre_norm_keeps_the_contract():
+    torch.manual_seed(0)
+    seq = torch.randint(1, N_ITEMS + 1, (3, L))
+    seq[:, :4] = 0
+    plain = build_model("sasrec", num_items=N_ITEMS, max_len=L, dropout=0.0, attn_dropout=0.0).eval()
+    no_filter = build_model("bsarec", num_items=N_ITEMS, max_len=L, dropout=0.0, attn_dropout=0.0, filter_mix=0.0).eval()
+    missing = no_filter.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all("sqrt_beta" in k or "norm_filter" in k for k in missing)
+    with torch.no_grad():
+        assert torch.allclose(no_filter(seq)[-1], plain(seq)[-1], atol=1e-6)
+    pre = build_model("bsarec", num_items=N_ITEMS, max_len=L, norm="pre", dropout=0.0, attn_dropout=0.0).eval()
+    changed = seq.clone()
+    changed[:, 8:] = torch.randint(1, N_ITEMS + 1, (3, L - 8))
+    with torch.no_grad():
+        a, b = pre(seq), pre(changed)
+        assert all(torch.allclose(x[:, :8], y[:, :8], atol=1e-5) for x, y in zip(a, b))
+        assert torch.allclose(pre.last_output(seq[:, 4:], offset=4), a[-1][:, -1], atol=1e-5)
+    with pytest.raises(ConfigError, match="filter_bins"):
+        build_model("bsarec", num_items=N_ITEMS, max_len=L, filter_bins=L)

@@ -95,6 +95,7 @@ class SASRec(SeqRecModel):
     name = "sasrec"
     config_class = SASRecConfig
     cuts_padding = True  # padding is masked out of attention; ``offset`` keeps slot positions
+    block_class = Block
 
     def __init__(self, config: SASRecConfig):
         super().__init__(config)
@@ -105,13 +106,13 @@ class SASRec(SeqRecModel):
         self.position_embedding = nn.Embedding(config.max_len, d)
         self.norm = nn.LayerNorm(d, eps=1e-12)
         self.drop = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(self.block_class(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(d, eps=1e-12) if config.norm == "pre" else nn.Identity()
         init_weights(self)
 
     def forward(self, seq: torch.Tensor, offset: int = 0) -> list[torch.Tensor]:
         """``offset``: columns of left padding dropped from ``seq`` (slot positions count them)."""
-        x, mask = self._embed(seq, offset), attention_mask(seq)
+        x, mask = self._embed(seq, offset), self._context(seq)
         states = [x]
         for layer in self.layers:
             x = layer(x, mask)
@@ -122,10 +123,14 @@ class SASRec(SeqRecModel):
     def last_output(self, seq: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """The last position's output with the last block run for that position alone: the
         same numbers as ``forward(seq)[-1][:, -1]`` at a fraction of the last block's work."""
-        x, mask = self._embed(seq, offset), attention_mask(seq)
+        x, mask = self._embed(seq, offset), self._context(seq)
         for layer in self.layers[:-1]:
             x = layer(x, mask)
         return self.final_norm(self.layers[-1](x, mask, last_only=True)[:, 0])
+
+    def _context(self, seq: torch.Tensor):
+        """What every block reads besides its input: here the attention mask."""
+        return attention_mask(seq)
 
     def _embed(self, seq: torch.Tensor, offset: int) -> torch.Tensor:
         L = seq.shape[1]
