@@ -171,7 +171,9 @@ _LARGE_SPARSE = {
                "model": {"norm": "pre"}},
     # GRU4Rec: the same batches and loss over its ml-100k settings (Beauty 0.0322 test NDCG@10 masked,
     # seed 2020; lr not tuned on Amazon)
-    "gru4rec": {**RECIPES["gru4rec"], **_LARGE_SPARSE_BATCHES}}
+    "gru4rec": {**RECIPES["gru4rec"], **_LARGE_SPARSE_BATCHES},
+    # NextItNet: padding masked before each convolution, so its batches are cut like the others'
+    "nextitnet": {**RECIPES["nextitnet"], **_LARGE_SPARSE_BATCHES, "model": {**RECIPES["nextitnet"]["model"], "mask_padding": True}}}
 _LARGE_SPARSE["bsarec"] = _LARGE_SPARSE["sasrec"]
 SCENE_RECIPES = {"default": {}, "large-sparse": _LARGE_SPARSE}
 LARGE_CATALOGUE = 5000  # items: a full softmax over more costs more than the network itself

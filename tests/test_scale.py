@@ -28,7 +28,8 @@ def perturbed(name, **kw):
     return model.eval()
 
 
-@pytest.mark.parametrize("name, kw", [(n, {}) for n in BASE_MODELS] + [("sasrec", {"positions": "first_item"})])
+@pytest.mark.parametrize("name, kw", [(n, {}) for n in BASE_MODELS] + [("sasrec", {"positions": "first_item"}),
+                                                                      ("nextitnet", {"mask_padding": True})])
 def test_cuts_padding_says_whether_cutting_leading_padding_keeps_the_loss(name, kw, one_thread):
     """The flag is true exactly where a batch cut to its longest history (given the offset)
     gives the loss of the full-width batch; SASRec's slot positions need the offset."""

@@ -26,11 +26,16 @@ class NextItNetConfig(ModelConfig):
     # per sequence with a probability rising linearly with depth up to this value; a
     # regulariser for deep teachers on small scenes. 0 = off (the default).
     block_drop: float = 0.0
+    # Zero padded positions before every convolution: outputs then never depend on how much
+    # padding a window has, so batches can be cut to their longest history (short-history
+    # scenes: most of a window is padding). Off keeps the published layout, padding included.
+    mask_padding: bool = False
     HELP: ClassVar[dict] = {
         "embedding_size": "item embedding and channel width", "num_blocks": "repetitions of the dilation pattern",
         "dilations": "dilations of one repetition's residual blocks", "kernel_size": "causal convolution width",
         "dropout": "dropout in each residual branch", "layer_every": "expose a hidden state every this many blocks",
-        "block_drop": "stochastic depth: the deepest block's skip probability in training (0 = off)"}
+        "block_drop": "stochastic depth: the deepest block's skip probability in training (0 = off)",
+        "mask_padding": "zero padded positions before every convolution, so batches can be cut to their longest history"}
     RANGES: ClassVar[dict] = {"embedding_size": "[1, inf)", "num_blocks": "[1, inf)", "dilations": "[1, inf)", "kernel_size": "[1, inf)", "dropout": "[0, 1)", "layer_every": "[1, inf)", "block_drop": "[0, 1)"}
 
     def __post_init__(self):
@@ -74,9 +79,10 @@ class ResidualBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.alpha = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.norm1(self.conv1(x)))
-        h = F.relu(self.norm2(self.conv2(h)))
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``keep``: ``(B, L, 1)``, 0 at padding, which each convolution then reads as zeros."""
+        h = F.relu(self.norm1(self.conv1(x if keep is None else x * keep)))
+        h = F.relu(self.norm2(self.conv2(h if keep is None else h * keep)))
         if self.training and self.block_drop > 0:  # keep or skip the whole branch per sequence
             keep = torch.rand(x.shape[0], 1, 1, device=x.device) >= self.block_drop
             h = h * keep / (1.0 - self.block_drop)
@@ -99,11 +105,17 @@ class NextItNet(SeqRecModel):
         self.final = nn.Linear(d, d)
         nn.init.normal_(self.item_embedding.weight, 0.0, 1.0 / d**0.5)
 
-    def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
+    @property
+    def cuts_padding(self) -> bool:
+        return self.config.mask_padding
+
+    def forward(self, seq: torch.Tensor, offset: int = 0) -> list[torch.Tensor]:
+        """``offset``: columns of left padding cut from ``seq`` (no effect: no positions here)."""
         x = self.item_embedding(seq)
+        keep = seq.ne(0).unsqueeze(-1).to(x.dtype) if self.config.mask_padding else None
         states = [x]
         for i, block in enumerate(self.blocks, 1):
-            x = block(x)
+            x = block(x, keep)
             if i % self.config.layer_every == 0 and i < len(self.blocks):
                 states.append(x)
         states.append(self.final(x))
