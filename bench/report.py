@@ -154,27 +154,27 @@ def t_foundation_wikipedia() -> Table:
     return t
 
 
-AMAZON = [("Amazon Beauty", "train_cli_beauty_sasrec/results.json"),
-          ("Amazon Sports", "train_cli_sports_sasrec/results.json")]
+AMAZON = [("Amazon Beauty", "SASRec", "train_cli_beauty_sasrec/results.json"),
+          ("Amazon Sports", "SASRec", "train_cli_sports_sasrec/results.json")]
 ENSEMBLE = "beauty_teacher_ensemble/metrics.json"
 REFERENCES = "references.json"
 
 
 def amazon_rows():
-    """(scene, source, per-seed test NDCG@10, per-seed HR@10, rows) of the large-sparse SASRec runs."""
+    """(scene, model, source, per-seed test NDCG@10, per-seed HR@10, rows) of the large-sparse recipe runs."""
     out = []
-    for scene, rel in AMAZON:
+    for scene, model, rel in AMAZON:
         rows = load(rel)["rows"]
-        out.append((scene, rel, [r["test_ndcg10"] for r in rows], [r["test_hr10"] for r in rows], rows))
+        out.append((scene, model, rel, [r["test_ndcg10"] for r in rows], [r["test_hr10"] for r in rows], rows))
     return out
 
 
 def t_amazon() -> Table:
     t = Table(["scene", "model", "seeds", "test NDCG@10 (mean ± std)", "HR@10", "per seed NDCG@10",
                "epochs (best), per seed", "train s, per seed"])
-    for scene, rel, ndcg, hr, rows in amazon_rows():
+    for scene, model, rel, ndcg, hr, rows in amazon_rows():
         t.source(rel)
-        t.row(scene, "SASRec, large-sparse recipe", len(rows), f"**{pm(statistics.mean(ndcg), statistics.pstdev(ndcg))}**",
+        t.row(scene, f"{model}, large-sparse recipe", len(rows), f"**{pm(statistics.mean(ndcg), statistics.pstdev(ndcg))}**",
               f4(statistics.mean(hr)), seeds_of(ndcg), " / ".join(f"{r['epochs']} ({r['best_epoch']})" for r in rows),
               " / ".join(f"{r['train_s']:.0f}" for r in rows))
     e = load(t.source(ENSEMBLE))
@@ -453,11 +453,11 @@ def t_readme() -> Table:
     for model, _, rel, per_seed, mean, std, hr, _, recbole in foundation_rows():
         t.source(rel)
         t.row(model, "ml-100k", f"**{pm(mean, std)}** ({len(per_seed)} seeds)", f4(hr), f"RecBole 1.2.1: {f4(recbole)}", File(rel, "json"))
-    refs = {r["scene"]: r for r in load(t.source(REFERENCES))["amazon"] if r.get("readme")}
-    for scene, rel, ndcg, hr, rows in amazon_rows():
+    refs = {(r["scene"], r["readme"]): r for r in load(t.source(REFERENCES))["amazon"] if r.get("readme")}
+    for scene, model, rel, ndcg, hr, rows in amazon_rows():
         t.source(rel)
-        ref = refs.get(scene)
-        t.row("SASRec, large-sparse recipe", f"{scene} (seen items masked)",
+        ref = refs.get((scene, model))
+        t.row(f"{model}, large-sparse recipe", f"{scene} (seen items masked)",
               f"**{pm(statistics.mean(ndcg), statistics.pstdev(ndcg))}** ({len(rows)} seeds)", f4(statistics.mean(hr)),
               f"{ref['model']} (published): {f4(ref['NDCG@10'])}" if ref else "", File(rel, "json"))
     e = load(t.source(ENSEMBLE))
