@@ -224,6 +224,21 @@ def test_the_recipe_follows_the_scene_statistics_not_its_name():
         recipe("sasrec", "beauty")  # a name says nothing: give the scene
 
 
+@pytest.mark.parametrize("name", BASE_MODELS)
+def test_every_large_sparse_recipe_trains_on_cut_batches_of_targets(name):
+    """On short histories most of a window is padding: each model the large-sparse kind has a
+    recipe for counts targets, and all but GRU4Rec (whose state runs through the padding) run
+    cut batches, NextItNet through ``mask_padding``."""
+    from recnb.train import SCENE_RECIPES, recipe, recipe_model_config
+
+    if name not in SCENE_RECIPES["large-sparse"]:
+        pytest.skip(f"{name} has no large-sparse recipe")
+    cfg = recipe(name, sparse_scene())
+    assert cfg.batch_targets > 0 and cfg.loss == "sampled" and cfg.negatives == 4096
+    model = build_model(name, num_items=50, max_len=cfg.max_len, **recipe_model_config(name, sparse_scene()))
+    assert model.cuts_padding == (name != "gru4rec")
+
+
 def test_distillation_losses_read_cut_batches_as_full_ones(one_thread):
     """Both extra losses give the same terms on a batch cut of its leading padding (read
     from ``batch["offset"]``) as on the full-width batch, so fit keeps cutting with them."""
