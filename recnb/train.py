@@ -171,9 +171,9 @@ _LARGE_SPARSE = {
                "model": {"norm": "pre"}},
     # GRU4Rec and NextItNet: SASRec's softmax, smoothing, reorder and weight average (probes on Beauty
     # validation: GRU4Rec 0.0448 with its ml-100k settings, 0.0570 with these; NextItNet 0.0531, 0.0589),
-    # NextItNet at lr 3e-3 with padding masked before each convolution, so its batches are cut like the others'
+    # NextItNet at lr 3e-3; both read padding as zeros (mask_padding), so their batches are cut like SASRec's
     "gru4rec": {**RECIPES["gru4rec"], **_LARGE_SPARSE_BATCHES, "negatives": 4096, "label_smoothing": 0.1, "reorder": 0.2,
-                "ema": 0.995},
+                "ema": 0.995, "model": {"mask_padding": True}},
     "nextitnet": {**RECIPES["nextitnet"], **_LARGE_SPARSE_BATCHES, "negatives": 4096, "reorder": 0.2, "lr": 3e-3,
                   "model": {**RECIPES["nextitnet"]["model"], "mask_padding": True}}}
 _LARGE_SPARSE["bsarec"] = _LARGE_SPARSE["sasrec"]

@@ -29,7 +29,8 @@ def perturbed(name, **kw):
 
 
 @pytest.mark.parametrize("name, kw", [(n, {}) for n in BASE_MODELS] + [("sasrec", {"positions": "first_item"}),
-                                                                      ("nextitnet", {"mask_padding": True})])
+                                                                      ("nextitnet", {"mask_padding": True}),
+                                                                      ("gru4rec", {"mask_padding": True})])
 def test_cuts_padding_says_whether_cutting_leading_padding_keeps_the_loss(name, kw, one_thread):
     """The flag is true exactly where a batch cut to its longest history (given the offset)
     gives the loss of the full-width batch; SASRec's slot positions need the offset."""
@@ -227,8 +228,7 @@ def test_the_recipe_follows_the_scene_statistics_not_its_name():
 @pytest.mark.parametrize("name", BASE_MODELS)
 def test_every_large_sparse_recipe_trains_on_cut_batches_of_targets(name):
     """On short histories most of a window is padding: each model the large-sparse kind has a
-    recipe for counts targets, and all but GRU4Rec (whose state runs through the padding) run
-    cut batches, NextItNet through ``mask_padding``."""
+    recipe for counts targets and runs cut batches (GRU4Rec and NextItNet through ``mask_padding``)."""
     from recnb.train import SCENE_RECIPES, recipe, recipe_model_config
 
     if name not in SCENE_RECIPES["large-sparse"]:
@@ -236,7 +236,7 @@ def test_every_large_sparse_recipe_trains_on_cut_batches_of_targets(name):
     cfg = recipe(name, sparse_scene())
     assert cfg.batch_targets > 0 and cfg.loss == "sampled" and cfg.negatives == 4096
     model = build_model(name, num_items=50, max_len=cfg.max_len, **recipe_model_config(name, sparse_scene()))
-    assert model.cuts_padding == (name != "gru4rec")
+    assert model.cuts_padding
 
 
 def test_distillation_losses_read_cut_batches_as_full_ones(one_thread):

@@ -18,8 +18,14 @@ class GRU4RecConfig(ModelConfig):
     hidden_size: int = 128
     num_layers: int = 1
     dropout: float = 0.3
+    # Read padding as a zero input. The GRU has no biases, so its state then stays exactly zero
+    # through leading padding, outputs never depend on how much padding a window has, and
+    # batches can be cut to their longest history. Off keeps RecBole's layout, where the
+    # padding row of the embedding holds its random initial values and moves the state.
+    mask_padding: bool = False
     HELP: ClassVar[dict] = {"embedding_size": "item embedding width", "hidden_size": "GRU state width",
-                            "num_layers": "stacked GRU layers", "dropout": "dropout on the item embeddings"}
+                            "num_layers": "stacked GRU layers", "dropout": "dropout on the item embeddings",
+                            "mask_padding": "read padding as a zero input, so batches can be cut to their longest history"}
     RANGES: ClassVar[dict] = {"embedding_size": "[1, inf)", "hidden_size": "[1, inf)", "num_layers": "[1, inf)", "dropout": "[0, 1)"}
 
 
@@ -41,7 +47,14 @@ class GRU4Rec(SeqRecModel):
         """Embedding, the GRU's state, and the dense layer back to the embedding width."""
         return [self.config.embedding_size, self.config.hidden_size, self.config.embedding_size]
 
-    def forward(self, seq: torch.Tensor) -> list[torch.Tensor]:
+    @property
+    def cuts_padding(self) -> bool:
+        return self.config.mask_padding
+
+    def forward(self, seq: torch.Tensor, offset: int = 0) -> list[torch.Tensor]:
+        """``offset``: columns of left padding cut from ``seq`` (no effect: no positions here)."""
         e = self.drop(self.item_embedding(seq))
+        if self.config.mask_padding:
+            e = e * seq.ne(0).unsqueeze(-1).to(e.dtype)
         h, _ = self.gru(e)  # a GRU is causal by construction
         return [e, h, self.dense(h)]
