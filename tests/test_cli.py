@@ -97,6 +97,8 @@ def test_ensemble_serves_trained_models_as_one_and_never_overwrites_them(inter, 
     assert (tmp_path / "r1" / "model.pt").read_bytes() == kept
     one_line_error(run("ensemble", "--models", tmp_path / "r1", "--dataset", inter, "--out", tmp_path / "e1"),
                    "at least two")
+    one_line_error(run("ensemble", "--models", f"{tmp_path / 'r1'},{tmp_path / 'r2'}", "--weights", "1", "--dataset", inter,
+                       "--out", tmp_path / "e2"), "--weights: give 2 numbers")
 
 
 def test_config_file_and_sampled_protocol(inter, tmp_path):

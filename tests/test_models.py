@@ -183,6 +183,30 @@ def test_an_ensemble_is_one_model_whose_scores_are_the_members_sum(tmp_path):
         Ensemble.of([make("sasrec"), build_model("sasrec", num_items=N_ITEMS + 1)])
 
 
+def test_a_weighted_ensemble_scores_the_weighted_sum_and_keeps_its_weights(tmp_path):
+    from recnb.checkpoint import load_checkpoint, save_checkpoint
+    from recnb.models.ensemble import Ensemble
+
+    members = [make("sasrec"), make("bsarec"), make("nextitnet")]
+    weights = [1.0, 0.5, 2.0]
+    ensemble = Ensemble.of(members, weights).eval()
+    seq = torch.randint(1, N_ITEMS + 1, (3, L))
+    seq[:, :3] = 0
+    with torch.no_grad():
+        want = sum(w * m.score(m(seq)[-1]) for w, m in zip(weights, members))
+        assert torch.allclose(ensemble.score(ensemble(seq)[-1]), want, atol=1e-5)
+        assert torch.allclose(ensemble.score(ensemble.last_output(seq)), want[:, -1], atol=1e-5)
+        assert torch.equal(ensemble(seq)[0], Ensemble.of(members).eval()(seq)[0])  # only the scored state is weighted
+        save_checkpoint(tmp_path / "w.pt", ensemble)
+        again, _ = load_checkpoint(tmp_path / "w.pt")
+        assert again.config.weights == weights
+        assert torch.allclose(again.score(again.last_output(seq)), want[:, -1], atol=1e-5)
+    with pytest.raises(ConfigError, match="weights must be 3 finite numbers"):
+        Ensemble.of(members, [1.0, -1.0, 1.0])
+    with pytest.raises(ConfigError, match="weights must be 3 finite numbers"):
+        Ensemble.of(members, [1.0, 1.0])
+
+
 def test_build_model_with_a_seed_draws_the_same_initial_weights():
     from recnb.models import build_model
 

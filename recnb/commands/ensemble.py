@@ -20,6 +20,8 @@ def register(sub) -> None:
     p = sub.add_parser("ensemble")
     p.add_argument("--models", required=True, help="model.pt files (or run folders holding one), comma-separated")
     add_data_args(p)
+    p.add_argument("--weights", default=None,
+                   help="one weight per model on its scores, comma-separated (default: all 1)")
     p.add_argument("--out", required=True, help="output directory: model.pt and metrics.json")
     p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
     add_evaluation_args(p)
@@ -38,14 +40,18 @@ def run(args) -> int:
     paths = [Path(p) / "model.pt" if Path(p).is_dir() else Path(p) for p in parse_list(args.models, str, "--models")]
     if len(paths) < 2:
         raise ConfigError(f"--models: give at least two models to ensemble, got {len(paths)}")
+    weights = parse_list(args.weights, float, "--weights") if args.weights else None
+    if weights is not None and (len(weights) != len(paths) or min(weights) < 0):
+        raise ConfigError(f"--weights: give {len(paths)} numbers >= 0, one per model, got {args.weights!r}")
     if (Path(args.out) / "model.pt").resolve() in {p.resolve() for p in paths}:
         raise ConfigError(f"--out {args.out}: holds one of the --models, which the ensemble would overwrite")
     start = time.perf_counter()
     scene = scene_of(args)
     members = [load_checkpoint(p, args.device, scene, "--models")[0] for p in paths]  # each checked against the scene
     out = prepare_out_dir(args.out, args.force)
-    model = Ensemble.of(members).to(members[0].item_weights().device).eval()
+    model = Ensemble.of(members, weights).to(members[0].item_weights().device).eval()
     metrics = {"dataset": scene.name, "model": model.name, "members": [str(p) for p in paths],
+               "weights": weights or [1.0] * len(paths),
                **evaluate_and_measure(model, scene, evaluation),
                "config": model.config.to_dict()}
     save_checkpoint(out / "model.pt", model, scene, extra={"metrics": metrics})

@@ -1,4 +1,4 @@
-"""Several trained models served as one: the sum of their item scores, behind the contract.
+"""Several trained models served as one: the (weighted) sum of their item scores, behind the contract.
 
 A teacher does not have to be fast, only right, and the mean of a few independently seeded
 models ranks better than any of them. The ensemble is exact and still one model: its states
@@ -23,7 +23,10 @@ from recnb.models.base import ModelConfig, SeqRecModel
 class EnsembleConfig(ModelConfig):
     # one {"model": name, "config": {...}} per member, in order
     members: list = field(default_factory=list)
-    HELP: ClassVar[dict] = {"members": "the members' model names and configs"}
+    # one weight per member on its scores (empty: all 1), e.g. chosen on validation
+    weights: list = field(default_factory=list)
+    HELP: ClassVar[dict] = {"members": "the members' model names and configs",
+                            "weights": "one weight per member on its scores (empty: all 1)"}
 
     def __post_init__(self):
         super().__post_init__()
@@ -31,6 +34,10 @@ class EnsembleConfig(ModelConfig):
                 isinstance(m, dict) and isinstance(m.get("model"), str) and isinstance(m.get("config"), dict)
                 for m in self.members):
             raise ConfigError("ensemble: members must be a non-empty list of {'model': name, 'config': {...}}")
+        if self.weights and (len(self.weights) != len(self.members) or not all(
+                isinstance(w, (int, float)) and 0 <= w < float("inf") for w in self.weights)):
+            raise ConfigError(f"ensemble: weights must be {len(self.members)} finite numbers >= 0 (one per member), "
+                              f"got {self.weights!r}")
         for m in self.members:
             if m["config"].get("num_items") != self.num_items:
                 raise ConfigError(f"ensemble: a {m['model']} member has {m['config'].get('num_items')} items, "
@@ -60,15 +67,17 @@ class Ensemble(SeqRecModel):
         self.train(was)
 
     @classmethod
-    def of(cls, models: list[SeqRecModel]) -> Ensemble:
-        """The ensemble of trained ``models`` (their weights copied in)."""
+    def of(cls, models: list[SeqRecModel], weights: list[float] | None = None) -> Ensemble:
+        """The ensemble of trained ``models`` (their weights copied in), member ``i``'s scores
+        times ``weights[i]`` (default 1)."""
         if not models:
             raise ConfigError("ensemble: give at least one model")
         items = {m.config.num_items for m in models}
         if len(items) != 1:
             raise ConfigError(f"ensemble: the members score different catalogues ({sorted(items)} items)")
         config = EnsembleConfig(num_items=items.pop(), max_len=max(m.config.max_len for m in models),
-                                members=[{"model": m.name, "config": m.config.to_dict()} for m in models])
+                                members=[{"model": m.name, "config": m.config.to_dict()} for m in models],
+                                weights=[float(w) for w in weights or []])
         ensemble = cls(config)
         for mine, given in zip(ensemble.members, models):
             mine.load_state_dict(given.state_dict())
@@ -78,10 +87,16 @@ class Ensemble(SeqRecModel):
         """State ``i`` is the members' states ``i`` side by side; a member with fewer layers
         repeats its output for the layers it lacks."""
         runs = [m(seq, offset=offset) if offset else m(seq) for m in self.members]
-        return [torch.cat([r[min(i, len(r) - 1)] for r in runs], -1) for i in range(max(map(len, runs)))]
+        depth = max(map(len, runs))
+        return [torch.cat([self._weighted(j, r[min(i, len(r) - 1)]) if i == depth - 1 else r[min(i, len(r) - 1)]
+                           for j, r in enumerate(runs)], -1) for i in range(depth)]
 
     def last_output(self, seq: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        return torch.cat([m.last_output(seq, offset) for m in self.members], -1)
+        return torch.cat([self._weighted(j, m.last_output(seq, offset)) for j, m in enumerate(self.members)], -1)
+
+    def _weighted(self, member: int, state: torch.Tensor) -> torch.Tensor:
+        """A member's scored state times its weight: its share of the summed scores."""
+        return state * self.config.weights[member] if self.config.weights else state
 
     def item_weights(self) -> torch.Tensor:
         return torch.cat([m.item_weights() for m in self.members], 1)
