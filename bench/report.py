@@ -506,7 +506,7 @@ def t_readme() -> Table:
             t.row("GRU4Rec + DLLM2Rec", "Amazon Beauty (seen items masked)",
                   f"{pm(s['distilled']['test']['NDCG@10'], s['distilled']['test']['NDCG@10_std'])} "
                   f"({len(s['per_seed']['distilled'])} seeds)", f4(s["distilled"]["test"]["HR@10"]),
-                  f"plain GRU4Rec: {f4(s['baseline']['test']['NDCG@10'])}", File(rel, "json"))
+                  f"plain GRU4Rec, its pipeline's settings: {f4(s['baseline']['test']['NDCG@10'])}", File(rel, "json"))
     return t
 
 

@@ -153,7 +153,8 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
     from recnb.viz.frontier import pareto_figure
 
     (out / "frontier.json").write_text(pareto_figure(frame, scene.name).to_json())
-    write_json(out / "settings.json", {"dataset": scene.name, "teacher": str(teacher), **identity, **_settings(cfg)})
+    write_json(out / "settings.json", {"dataset": scene.name, "teacher": str(teacher), "teacher_digest": identity["teacher"],
+                                       "items": identity["items"], **_settings(cfg)})
     return frame
 
 

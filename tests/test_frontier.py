@@ -82,6 +82,8 @@ def test_frontier_trains_plain_models_and_students_then_resumes_without_training
     written = pd.read_csv(tmp_path / "frontier.csv")
     assert len(written) == len(frame)
     assert json.loads((tmp_path / "frontier.json").read_text())["data"]  # the figure, as plotly JSON
+    settings = json.loads((tmp_path / "settings.json").read_text())  # which teacher: its file and its content
+    assert settings["teacher"] == str(teacher) and len(settings["teacher_digest"]) >= 16
 
     monkeypatch.setattr(frontier, "run_model", lambda *a, **k: pytest.fail("a finished run trained again"))
     monkeypatch.setattr(frontier, "search", lambda *a, **k: pytest.fail("a finished search ran again"))
