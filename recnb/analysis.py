@@ -19,8 +19,8 @@ from recnb.data import Scene, eval_inputs, train_windows
 from recnb.dllm2rec.artifacts import scene_rows
 from recnb.dllm2rec.pipeline import importance_weights
 from recnb.errors import ConfigError
-from recnb.metrics import metrics_from_ranks
 from recnb.evaluation import item_logits, score_users
+from recnb.metrics import metrics_from_ranks
 
 
 # ----------------------------------------------------------------------------- scene

@@ -189,8 +189,8 @@ def test_pipeline_chooses_each_students_dropout_on_its_twins_validation(scene, t
     scfg = SearchConfig(width=8, num_cells=2, num_nodes=2, epochs=1, batch_size=32, max_len=L, device="cpu",
                         progress=False, primitives=OPS)
     dcfg = DistillConfig(width=8, train=tiny_train(epochs=2))
-    kw = dict(teacher=teacher_path, betas=(1.0,), seeds=1, search_config=scfg, distill_config=dcfg, twins="default",
-              baselines=("sasrec",), batches=(1,), log=lambda s: None)
+    kw = {"teacher": teacher_path, "betas": (1.0,), "seeds": 1, "search_config": scfg, "distill_config": dcfg,
+          "twins": "default", "baselines": ("sasrec",), "batches": (1,), "log": lambda s: None}
     summary = run_pipeline(scene, tmp_path, dropouts=(0.5, 0.0, 0.25), **kw)
     seed = dcfg.train.seed
     valid = {d: json.loads((tmp_path / "students" / "beta_1" / f"no_kd_dropout_{d:g}" / f"seed_{seed}" /

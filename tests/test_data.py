@@ -54,7 +54,7 @@ def test_atomic_reader_round_trip_with_titles(tmp_path):
     scene = synthetic_scene(num_users=20, num_items=15, seq_len=8, seed=3)
     write_atomic(scene, tmp_path / "s.inter")
     back = load_scene(tmp_path / "s.inter")
-    as_raw = lambda sc: {sc.user_ids[u]: [sc.item_ids[i] for i in s] for u, s in enumerate(sc.sequences)}  # noqa: E731
+    as_raw = lambda sc: {sc.user_ids[u]: [sc.item_ids[i] for i in s] for u, s in enumerate(sc.sequences)}
     assert as_raw(back) == as_raw(scene)
     assert back.title(1) == scene.title(scene.item_ids.index(back.item_ids[1]))
 

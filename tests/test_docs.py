@@ -25,7 +25,7 @@ def test_docs_hold_no_working_history(path):
 
 
 def readme_python_example() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     assert blocks, "README.md has no ```python example"
     return blocks[0]
 
@@ -85,7 +85,7 @@ def test_rendered_tables_match_bench_results():
 def test_report_reads_files_only():
     """The renderer stays fast and light: no torch, no recnb, no training."""
     source = (ROOT / "bench" / "report.py").read_text()
-    assert not re.search(r"^\s*(import|from)\s+(torch|recnb|numpy|pandas)\b", source, re.M)
+    assert not re.search(r"^\s*(import|from)\s+(torch|recnb|numpy|pandas)\b", source, re.MULTILINE)
 
 
 RESULT_PATH = re.compile(r"bench/results/[A-Za-z0-9_./-]*[A-Za-z0-9_/-]")

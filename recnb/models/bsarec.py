@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from recnb.errors import ConfigError
-from recnb.models.sasrec import SASRec, SASRecConfig, attention_mask
 from recnb.models.sasrec import Block as SASRecBlock
+from recnb.models.sasrec import SASRec, SASRecConfig, attention_mask
 
 
 @dataclass
