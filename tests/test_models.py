@@ -254,3 +254,8 @@ def test_bsarec_without_its_filter_is_sasrec_and_pre_norm_keeps_the_contract():
         assert torch.allclose(pre.last_output(seq[:, 4:], offset=4), a[-1][:, -1], atol=1e-5)
     with pytest.raises(ConfigError, match="filter_bins"):
         build_model("bsarec", num_items=N_ITEMS, max_len=L, filter_bins=L)
+    # a history longer than its window (an ensemble with a wider member): only the last window counts
+    short = build_model("bsarec", num_items=N_ITEMS, max_len=6, num_layers=1, dropout=0.0, attn_dropout=0.0,
+                        filter_mix=1.0, filter_bins=2).eval()
+    with torch.no_grad():
+        assert torch.allclose(short(seq)[-1][:, -1], short(seq[:, -6:], offset=L - 6)[-1][:, -1], atol=1e-5)

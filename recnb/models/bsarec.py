@@ -43,16 +43,19 @@ class BSARecConfig(SASRecConfig):
                               f"got {self.filter_bins}")
 
 
-def low_pass_kernel(window: int, bins: int) -> torch.Tensor:
-    """``(window, window)`` lower-triangular Toeplitz matrix ``T``: ``T @ x`` at row ``t`` is what
-    keeping the ``bins`` lowest frequencies of the ``window`` positions ending at ``t``
-    (``rfft``/``irfft``, orthonormal) gives at that window's last position."""
+def low_pass_kernel(window: int, bins: int, length: int | None = None) -> torch.Tensor:
+    """``(length, length)`` lower-triangular Toeplitz matrix ``T`` (``length`` defaults to
+    ``window``): ``T @ x`` at row ``t`` is what keeping the ``bins`` lowest frequencies of the
+    ``window`` positions ending at ``t`` (``rfft``/``irfft``, orthonormal) gives at that window's
+    last position; nothing more than ``window - 1`` steps back counts."""
+    length = length or window
     spectrum = torch.fft.rfft(torch.eye(window, dtype=torch.float64), dim=0, norm="ortho")
     spectrum[bins:] = 0
     projection = torch.fft.irfft(spectrum, n=window, dim=0, norm="ortho")  # symmetric (window, window)
     taps = projection[-1].flip(0)  # taps[k]: weight of the item k steps back
-    lag = torch.arange(window)[:, None] - torch.arange(window)[None, :]
-    return torch.where(lag >= 0, taps[lag.clamp(min=0)], torch.zeros(())).float()
+    taps = torch.cat([taps, taps.new_zeros(max(0, length - window))])
+    lag = torch.arange(length)[:, None] - torch.arange(length)[None, :]
+    return torch.where(lag >= 0, taps[lag.clamp(min=0)], torch.zeros((), dtype=taps.dtype)).float()
 
 
 class FilterBlock(SASRecBlock):
@@ -62,7 +65,7 @@ class FilterBlock(SASRecBlock):
 
     def __init__(self, c: BSARecConfig):
         super().__init__(c)
-        self.alpha = c.filter_mix
+        self.alpha, self.window, self.bins = c.filter_mix, c.max_len, c.filter_bins
         self.register_buffer("kernel", low_pass_kernel(c.max_len, c.filter_bins), persistent=False)
         self.sqrt_beta = nn.Parameter(torch.randn(1, 1, c.hidden_size))
         self.norm_filter = nn.Identity() if self.pre else nn.LayerNorm(c.hidden_size, eps=1e-12)
@@ -70,7 +73,10 @@ class FilterBlock(SASRecBlock):
     def filtered(self, x: torch.Tensor, keep: torch.Tensor, last_only: bool) -> torch.Tensor:
         """Low-pass plus ``beta``-scaled high-pass of ``x`` with padding read as zeros."""
         L = x.shape[1]
-        kernel = self.kernel[:L, :L]  # Toeplitz: a cut window uses the top-left block
+        if L <= self.kernel.shape[0]:
+            kernel = self.kernel[:L, :L]  # Toeplitz: a cut window uses the top-left block
+        else:  # a longer history than the window (an ensemble's wider input): the same taps, further
+            kernel = low_pass_kernel(self.window, self.bins, L).to(x)
         if last_only:
             kernel = kernel[-1:]
         low = torch.matmul(kernel, x * keep)
