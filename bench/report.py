@@ -164,13 +164,15 @@ ENSEMBLE_FAMILIES = "beauty_teacher_families/metrics.json"  # the teacher: every
 REFERENCES = "references.json"
 
 
+MODEL_NAMES = {"sasrec": "SASRec", "bsarec": "BSARec", "gru4rec": "GRU4Rec", "nextitnet": "NextItNet"}
+
+
 def families_of(ensemble: dict) -> str:
-    """'3 SASRec, 3 BSARec ... seeds' from an ensemble's member paths (``.../train_cli_beauty_<model>/...``)."""
-    names = {"sasrec": "SASRec", "bsarec": "BSARec", "gru4rec": "GRU4Rec", "nextitnet": "NextItNet"}
+    """'3 SASRec, 3 BSARec ... seeds' from the member models an ensemble's config records."""
     counts = {}
-    for member in ensemble["members"]:
-        model = next(m for m in names if f"_{m}" in member or f"/{m}" in member)
-        counts[names[model]] = counts.get(names[model], 0) + 1
+    for member in ensemble["config"]["members"]:
+        name = MODEL_NAMES[member["model"]]
+        counts[name] = counts.get(name, 0) + 1
     return ", ".join(f"{n} {name}" for name, n in counts.items()) + " seeds"
 
 
@@ -284,8 +286,7 @@ def t_dllm2rec() -> Table:
         t.source(rel)
         p, dd = s["baseline"]["test"], s["distilled"]["test"]
         per = " // ".join(seeds_of([r["test"]["NDCG@10"] for r in s["per_seed"][k]]) for k in ("distilled", "baseline"))
-        name = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}[student]
-        t.row(scene, f"{teacher} ({f4(tt['NDCG@10'])})", name, pm(p["NDCG@10"], p["NDCG@10_std"]),
+        t.row(scene, f"{teacher} ({f4(tt['NDCG@10'])})", MODEL_NAMES[student], pm(p["NDCG@10"], p["NDCG@10_std"]),
               pm(dd["NDCG@10"], dd["NDCG@10_std"]), f"**{pct(s['gain']['NDCG@10'])}**", f4(p["HR@10"]),
               f4(dd["HR@10"]), pct(s["gain"]["HR@10"]), per, short(rel))
     return t

@@ -84,8 +84,8 @@ class ResidualBlock(nn.Module):
         h = F.relu(self.norm1(self.conv1(x if keep is None else x * keep)))
         h = F.relu(self.norm2(self.conv2(h if keep is None else h * keep)))
         if self.training and self.block_drop > 0:  # keep or skip the whole branch per sequence
-            keep = torch.rand(x.shape[0], 1, 1, device=x.device) >= self.block_drop
-            h = h * keep / (1.0 - self.block_drop)
+            kept = torch.rand(x.shape[0], 1, 1, device=x.device) >= self.block_drop
+            h = h * kept / (1.0 - self.block_drop)
         return x + self.alpha * self.drop(h)
 
 
