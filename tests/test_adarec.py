@@ -462,3 +462,16 @@ def test_online_teacher_reads_like_the_cache_and_fused_sampled_kd_trains_with_re
     assert extra.fused
     res = fit(student, scene, cfg.train, extra_loss=extra)
     assert res.history["kd"].iloc[-1] < res.history["kd"].iloc[0] and (res.history["kd"] > 0).all()
+
+
+def test_a_teacher_the_pipeline_trains_early_stops_on_the_validation_it_is_measured_by(scene, tmp_path):
+    """Under ``exclude_seen`` the pipeline's own teacher chooses its epoch on masked validation,
+    as every model of the run is measured, not on the unmasked one."""
+    from recnb.adarec.pipeline import _Pipeline
+
+    run = _Pipeline(scene, tmp_path, SearchConfig(max_len=L, device="cpu", progress=False), DistillConfig(width=8),
+                    1, ("cpu",), (1,), False, lambda s: None, None, True)
+    run.prepare_teacher(None, tiny_train(epochs=1))
+    trained = json.loads((tmp_path / "teacher" / "metrics.json").read_text())
+    assert trained["exclude_seen"] is True
+    assert run.teacher_metrics["valid"]["NDCG@10"] == pytest.approx(trained["valid"]["NDCG@10"])

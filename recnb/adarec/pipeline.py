@@ -479,7 +479,9 @@ class _Pipeline:
         self.teacher_path = Path(teacher) if teacher is not None else self.out / "teacher" / "model.pt"
         if teacher is None and not (self.reuse and self.teacher_path.exists()):
             tcfg = teacher_train or dataclasses.replace(self.dcfg.train, **TEACHER_TRAIN)
-            train_and_report(self.scene, "nextitnet", dict(TEACHER_CONFIG), tcfg, self.out / "teacher", resume=self.reuse)
+            # validated as everything else here is measured (masked under exclude_seen)
+            train_and_report(self.scene, "nextitnet", dict(TEACHER_CONFIG), tcfg, self.out / "teacher",
+                             exclude_seen=self.exclude_seen, resume=self.reuse)
         self.teacher_model, meta = load_checkpoint(self.teacher_path, device=str(device), scene=self.scene, what="--teacher")
         self.stage("teacher", t0)
         t0 = time.perf_counter()
