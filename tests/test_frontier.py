@@ -128,3 +128,17 @@ def test_the_verdict_says_when_the_teacher_does_not_beat_the_best_plain_model():
     assert "does not beat the best plain model, p (0.0550)" in verdict(frame)
     frame.loc[0, "test_NDCG@10"] = 0.066
     assert "beats the best plain model, p (0.0550), by +20.0%" in verdict(frame)
+
+
+def test_cli_distillation_options_are_distill_configs_fields():
+    """The frontier's distillation flags come from DistillConfig: each reaches the config, and
+    a flag not given keeps DistillConfig's default."""
+    from recnb.adarec.pipeline import DistillConfig
+    from recnb.cli import build_parser
+    from recnb.commands.frontier import config
+
+    base = ["frontier", "--dataset", "d", "--teacher", "t.pt", "--out", "o"]
+    given = config(build_parser().parse_args(base + ["--kd-items", "top", "--top-k", "7", "--gamma", "0.2", "--no-emd",
+                                                     "--temperature", "2"])).distill
+    assert (given.kd_items, given.top_k, given.gamma, given.emd, given.T) == ("top", 7, 0.2, False, 2.0)
+    assert config(build_parser().parse_args(base)).distill == DistillConfig()

@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import math
 
-from recnb.commands.common import add_data_args, add_evaluation_args, parse_list, prepare_out_dir, scene_of
+from recnb.commands.common import ConfigFlags, add_data_args, add_evaluation_args, parse_list, prepare_out_dir, scene_of
 from recnb.errors import ConfigError
 from recnb.files import read_json_file
+
+DISTILL_SHOWN = ("kd_items", "top_k", "gamma", "emd")
+
+
+def distill_options():
+    """DistillConfig's options (its fields, help and defaults; ``train`` is the recipe's)."""
+    from recnb.adarec.pipeline import DistillConfig
+
+    return ConfigFlags(DistillConfig, skip=("train",), rename={"T": "temperature", "T_emd": "temperature-emd"})
 
 
 def register(sub) -> None:
@@ -23,13 +32,7 @@ def register(sub) -> None:
     add_evaluation_args(p, ("exclude_seen",))
     p.add_argument("--epochs", type=int, default=None, help="most epochs of every run (default: each recipe's)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per run (default none)")
-    p.add_argument("--kd-items", default="all",
-                   help="all (KD over every item), sampled (with the sampled loss: over the items the loss scores, "
-                        "in its own pass) or top (over the teacher's --top-k best items of each position, found once)")
-    p.add_argument("--top-k", type=int, default=100, help="items per position of --kd-items top")
-    p.add_argument("--gamma", type=float, default=0.5,
-                   help="weight of KD against CE: the KD and EMD terms are weighted gamma / (1 - gamma)")
-    p.add_argument("--no-emd", action="store_true", help="prediction-layer KD only, no EMD layer mapping")
+    distill_options().add_groups(p, "distillation of the grid's students", first=DISTILL_SHOWN)
     p.add_argument("--online-teacher", action="store_true",
                    help="run the teacher on each batch of the distilled runs instead of caching its outputs once: "
                         "they keep the recipe's reorder augmentation and context windows")
@@ -53,7 +56,7 @@ def config(args):
         raise ConfigError(f"--epochs: expected at least 1, got {args.epochs}")
     if args.time_budget is not None and args.time_budget <= 0:
         raise ConfigError(f"--time-budget: expected a positive number of seconds, got {args.time_budget}")
-    distill = DistillConfig(kd_items=args.kd_items, top_k=args.top_k, gamma=args.gamma, emd=not args.no_emd)
+    distill = DistillConfig(**distill_options().given(args))
     return FrontierConfig(distill=distill, seeds=tuple(parse_list(args.seeds, int, "--seeds")), grid=tuple(grid), betas=betas,
                           exclude_seen=args.exclude_seen, epochs=args.epochs, time_budget=args.time_budget,
                           onnx=not args.no_onnx, online_teacher=args.online_teacher)
