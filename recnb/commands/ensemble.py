@@ -18,7 +18,8 @@ from recnb.errors import ConfigError
 
 def register(sub) -> None:
     p = sub.add_parser("ensemble")
-    p.add_argument("--models", required=True, help="model.pt files (or run folders holding one), comma-separated")
+    p.add_argument("--models", required=True, help="model.pt files (or run folders holding one), comma-separated; a quoted pattern "
+                        "such as 'runs/beauty-*/new-seed*' stands for every match, in sorted order")
     add_data_args(p)
     p.add_argument("--weights", default=None,
                    help="one weight per model on its scores, comma-separated (default: all 1)")
@@ -29,6 +30,21 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def model_paths(text: str) -> list:
+    """The checkpoints ``--models`` names: each entry a ``model.pt``, a run folder holding one,
+    or a glob pattern expanded (sorted) to its matches; a pattern matching nothing is an error."""
+    import glob
+    from pathlib import Path
+
+    paths = []
+    for entry in parse_list(text, str, "--models"):
+        matches = sorted(glob.glob(entry)) if any(c in entry for c in "*?[") else [entry]
+        if not matches:
+            raise ConfigError(f"--models: {entry!r} matches no file or folder")
+        paths += [Path(m) / "model.pt" if Path(m).is_dir() else Path(m) for m in matches]
+    return paths
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -37,7 +53,7 @@ def run(args) -> int:
     from recnb.runs import evaluate_and_measure
 
     evaluation = evaluation_of(args)
-    paths = [Path(p) / "model.pt" if Path(p).is_dir() else Path(p) for p in parse_list(args.models, str, "--models")]
+    paths = model_paths(args.models)
     if len(paths) < 2:
         raise ConfigError(f"--models: give at least two models to ensemble, got {len(paths)}")
     weights = parse_list(args.weights, float, "--weights") if args.weights else None
