@@ -159,7 +159,9 @@ AMAZON = [("Amazon Beauty", "SASRec", "train_cli_beauty_sasrec/results.json"),
           ("Amazon Beauty", "GRU4Rec", "train_cli_beauty_gru4rec/results.json"),
           ("Amazon Beauty", "NextItNet", "train_cli_beauty_nextitnet/results.json"),
           ("Amazon Sports", "SASRec", "train_cli_sports_sasrec/results.json"),
-          ("Amazon Sports", "BSARec", "train_cli_sports_bsarec/results.json")]
+          ("Amazon Sports", "BSARec", "train_cli_sports_bsarec/results.json"),
+          ("Amazon Sports", "GRU4Rec", "train_cli_sports_gru4rec/results.json"),
+          ("Amazon Sports", "NextItNet", "train_cli_sports_nextitnet/results.json")]
 # `recnb ensemble` of the runs above: (scene, file, what it is beside its members)
 ENSEMBLES = [("Amazon Beauty", "beauty_teacher_ensemble/metrics.json", ""),
              ("Amazon Beauty", "beauty_teacher_families/metrics.json", " (the teacher)"),
