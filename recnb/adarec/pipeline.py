@@ -81,7 +81,7 @@ class DistillConfig:
         "emd_update": "softmax, normalize or none: how the EMD layer weights are updated",
         "T_emd": "temperature of the softmax EMD layer-weight update", "width": "student width",
         "dropout": "dropout on a derived student's embeddings and cell outputs (its twin's too); 0 = none",
-        "kd_items": "all (KD over every item), sampled (with --loss sampled: over the items the loss scores, "
+        "kd_items": "all (KD over every item), sampled (with the sampled loss: over the items it scores, "
                     "in its own pass at T 1) or top (over the teacher's --top-k best items of each position, found once)",
         "top_k": "items per position of --kd-items top",
     }
