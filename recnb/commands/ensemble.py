@@ -49,7 +49,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from recnb.checkpoint import load_checkpoint, save_checkpoint, write_json
-    from recnb.models.ensemble import Ensemble
+    from recnb.models.ensemble import Ensemble, valid_weights
     from recnb.runs import evaluate_and_measure
 
     evaluation = evaluation_of(args)
@@ -57,7 +57,7 @@ def run(args) -> int:
     if len(paths) < 2:
         raise ConfigError(f"--models: give at least two models to ensemble, got {len(paths)}")
     weights = parse_list(args.weights, float, "--weights") if args.weights else None
-    if weights is not None and (len(weights) != len(paths) or min(weights) < 0):
+    if weights is not None and not valid_weights(weights, len(paths)):  # named by its flag, before any loading
         raise ConfigError(f"--weights: give {len(paths)} numbers >= 0, one per model, got {args.weights!r}")
     if (Path(args.out) / "model.pt").resolve() in {p.resolve() for p in paths}:
         raise ConfigError(f"--out {args.out}: holds one of the --models, which the ensemble would overwrite")

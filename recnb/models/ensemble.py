@@ -9,6 +9,7 @@ Distillation, evaluation, export and every consumer of the contract read it like
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -17,6 +18,11 @@ from torch import nn
 
 from recnb.errors import ConfigError
 from recnb.models.base import ModelConfig, SeqRecModel
+
+
+def valid_weights(weights: list, count: int) -> bool:
+    """Member weights an ensemble of ``count`` members takes: one finite number >= 0 each."""
+    return len(weights) == count and all(isinstance(w, (int, float)) and 0 <= w < math.inf for w in weights)
 
 
 @dataclass
@@ -34,8 +40,7 @@ class EnsembleConfig(ModelConfig):
                 isinstance(m, dict) and isinstance(m.get("model"), str) and isinstance(m.get("config"), dict)
                 for m in self.members):
             raise ConfigError("ensemble: members must be a non-empty list of {'model': name, 'config': {...}}")
-        if self.weights and (len(self.weights) != len(self.members) or not all(
-                isinstance(w, (int, float)) and 0 <= w < float("inf") for w in self.weights)):
+        if self.weights and not valid_weights(self.weights, len(self.members)):
             raise ConfigError(f"ensemble: weights must be {len(self.members)} finite numbers >= 0 (one per member), "
                               f"got {self.weights!r}")
         for m in self.members:
@@ -87,9 +92,8 @@ class Ensemble(SeqRecModel):
         """State ``i`` is the members' states ``i`` side by side; a member with fewer layers
         repeats its output for the layers it lacks."""
         runs = [m(seq, offset=offset) if offset else m(seq) for m in self.members]
-        depth = max(map(len, runs))
-        return [torch.cat([self._weighted(j, r[min(i, len(r) - 1)]) if i == depth - 1 else r[min(i, len(r) - 1)]
-                           for j, r in enumerate(runs)], -1) for i in range(depth)]
+        hidden = [torch.cat([r[min(i, len(r) - 1)] for r in runs], -1) for i in range(max(map(len, runs)) - 1)]
+        return [*hidden, torch.cat([self._weighted(j, r[-1]) for j, r in enumerate(runs)], -1)]  # only the scored state is weighted
 
     def last_output(self, seq: torch.Tensor, offset: int = 0) -> torch.Tensor:
         return torch.cat([self._weighted(j, m.last_output(seq, offset)) for j, m in enumerate(self.members)], -1)
