@@ -12,7 +12,8 @@ A student is worth its training only if it beats the best plain model that is no
 then measures every model's batch-1 latency (eager PyTorch, and onnxruntime where installed)
 interleaved in one process, so the latencies compare, and writes ``frontier.csv`` (one row
 per model and seed) and ``frontier.json`` (a plotly figure of both Pareto fronts). Every
-finished run is kept in its own folder: a killed frontier resumes where it stopped.
+finished run is kept in its own folder: a killed frontier resumes where it stopped, and plain
+runs already trained by ``recnb train`` can be taken as they are (``plain_runs``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import statistics
 import tempfile
 import time
@@ -33,7 +35,14 @@ import torch
 from recnb.adarec.architecture import Architecture
 from recnb.adarec.pipeline import DistillConfig, build_student, distillation_loss
 from recnb.adarec.search import SearchConfig, search
-from recnb.checkpoint import load_checkpoint, model_digest, read_torch_file, write_json, write_torch_file
+from recnb.checkpoint import (
+    changed_settings,
+    load_checkpoint,
+    model_digest,
+    read_torch_file,
+    write_json,
+    write_torch_file,
+)
 from recnb.data import Scene, train_windows
 from recnb.errors import ConfigError
 from recnb.evaluation import Evaluation, user_ranks
@@ -41,7 +50,7 @@ from recnb.files import ids_digest
 from recnb.kd import OnlineTeacher, TeacherCache
 from recnb.measure import median_ms, model_latency, size
 from recnb.metrics import paired_difference
-from recnb.models import BASE_MODELS, build_model
+from recnb.models import BASE_MODELS, build_model, model_class
 from recnb.runs import evaluate_and_measure, run_model
 from recnb.train import recipe, recipe_model_config, seed_everything
 
@@ -75,6 +84,9 @@ class FrontierConfig:
     # the teacher runs on each batch of the hand-made students (recnb.kd.OnlineTeacher) instead of
     # once into a cache: they keep their recipe's reorder augmentation and context windows
     online_teacher: bool = False
+    # finished ``recnb train`` runs (their model.pt) taken as the plain runs they match instead of
+    # training those again (see :func:`adopt_plain_runs`)
+    plain_runs: tuple = ()
 
     def __post_init__(self):
         if not self.seeds:
@@ -114,6 +126,7 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
     teacher_model, _ = load_checkpoint(teacher, scene=scene, what="--teacher")
     identity = {"teacher": model_digest(teacher_model), "items": ids_digest(scene.item_ids)}
     check_identity(out, identity)
+    adopt_plain_runs(scene, cfg.plain_runs, out, cfg, log)
     runs = [Run("teacher", "teacher", None, out / "teacher", _teacher_metrics(scene, teacher_model, out / "teacher", cfg))]
     caches: dict[int, TeacherCache] = {}
 
@@ -171,6 +184,59 @@ def check_identity(out: Path, identity: dict) -> None:
             raise ConfigError(f"--out {out}: its runs were made with {what}; use another --out (or --force "
                               "into an empty one)")
     write_json(path, identity)
+
+
+def adopt_plain_runs(scene: Scene, paths, out: Path, cfg: FrontierConfig, log: Callable[[str], None] = print) -> list[Path]:
+    """Place finished ``recnb train`` runs (``model.pt`` files) in ``out`` as the plain runs they
+    are, so the frontier reads them back instead of training them again: a plain run is the
+    model's recipe for the scene, which ``recnb train`` already ran. Each must match a grid
+    entry (model and settings), the frontier's training settings for it and its protocol; a
+    run that does not is refused naming its file. A run of a seed outside ``cfg.seeds`` is
+    left out. Returns the folders filled."""
+    placed = []
+    for path in map(Path, paths):
+        model, meta = load_checkpoint(path, scene=scene, what="plain run")
+        metrics = (meta.get("extra") or {}).get("metrics")
+        if not isinstance(metrics, dict) or "train" not in metrics or "test" not in metrics:
+            raise ConfigError(f"plain run {path}: holds no finished run's metrics (a checkpoint written by recnb train is needed)")
+        seed = metrics["train"].get("seed")
+        if seed not in cfg.seeds:
+            log(f"plain run {path}: seed {seed} is not among the frontier's seeds; left out")
+            continue
+        if bool(metrics.get("exclude_seen")) != cfg.exclude_seen:
+            raise ConfigError(f"plain run {path}: measured with exclude_seen={bool(metrics.get('exclude_seen'))}, "
+                              f"the frontier with {cfg.exclude_seen}")
+        spec = _matching_spec(scene, model, metrics["train"], seed, cfg)
+        if spec is None:
+            raise ConfigError(f"plain run {path}: matches no grid entry with the frontier's training settings "
+                              f"({model.name}, window {model.config.max_len}); train it with the grid's settings or leave it out")
+        folder = out / "plain" / model_name(spec) / f"seed_{seed}"
+        if (done := _finished(folder)) is not None:
+            if done != json.loads(json.dumps(metrics)):
+                raise ConfigError(f"plain run {path}: {folder} already holds another finished run")
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / "model.pt")
+        write_json(folder / "metrics.json", metrics)  # last: the run counts as finished once its metrics are there
+        log(f"plain run {path} -> {folder}")
+        placed.append(folder)
+    return placed
+
+
+def _matching_spec(scene: Scene, model, train: dict, seed: int, cfg: FrontierConfig) -> dict | None:
+    """The grid entry whose model, settings and training settings a finished run has, else None."""
+    for spec in cfg.grid:
+        if spec["model"] != model.name:
+            continue
+        settings = {k: v for k, v in spec.items() if k != "model"}
+        max_len = settings.get("max_len", 50)
+        expected = model_class(spec["model"]).config_class(**{**recipe_model_config(spec["model"], scene), **settings,
+                                                              "max_len": max_len, "num_items": scene.num_items})
+        wanted = dataclasses.asdict(_train_config(spec["model"], scene, max_len, seed, cfg, False))
+        if not changed_settings(expected.to_dict(), model.config.to_dict()) and \
+                not changed_settings(wanted, train, free=("progress", "device")):
+            return spec
+    return None
 
 
 def _settings(cfg: FrontierConfig) -> dict:

@@ -104,17 +104,17 @@ def test_ensemble_serves_trained_models_as_one_and_never_overwrites_them(inter, 
 def test_ensemble_models_take_folders_files_and_patterns(tmp_path):
     """``--models 'runs/*/new-seed*'`` names every matching run, sorted; a pattern that matches
     nothing is an error naming it, not an ensemble of fewer members."""
-    from recnb.commands.ensemble import model_paths
+    from recnb.commands.common import checkpoint_paths
     from recnb.errors import ConfigError
 
     for name in ("b-seed2", "a-seed1", "b-seed1"):
         (tmp_path / name).mkdir()
     (tmp_path / "c.pt").write_bytes(b"")
-    got = model_paths(f"{tmp_path}/*-seed1,{tmp_path / 'b-seed2'},{tmp_path / 'c.pt'}")
+    got = checkpoint_paths(f"{tmp_path}/*-seed1,{tmp_path / 'b-seed2'},{tmp_path / 'c.pt'}", "--models")
     assert got == [tmp_path / "a-seed1" / "model.pt", tmp_path / "b-seed1" / "model.pt", tmp_path / "b-seed2" / "model.pt",
                    tmp_path / "c.pt"]
-    with pytest.raises(ConfigError, match="matches no file"):
-        model_paths(f"{tmp_path}/z*")
+    with pytest.raises(ConfigError, match="--models: .* matches no file"):
+        checkpoint_paths(f"{tmp_path}/z*", "--models")
 
 
 def test_config_file_and_sampled_protocol(inter, tmp_path):

@@ -1,6 +1,7 @@
 """``recnb frontier``: the fronts and budgets it reads from the runs, the runs it trains,
 resumes and measures, and the input it refuses."""
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -142,3 +143,41 @@ def test_cli_distillation_options_are_distill_configs_fields():
                                                      "--temperature", "2"])).distill
     assert (given.kd_items, given.top_k, given.gamma, given.emd, given.T) == ("top", 7, 0.2, False, 2.0)
     assert config(build_parser().parse_args(base)).distill == DistillConfig()
+
+
+def test_plain_runs_of_recnb_train_are_taken_as_the_frontiers_plain_runs(scene_and_teacher, tmp_path):
+    """A ``recnb train`` run with the grid entry's settings is the frontier's plain run: it is
+    placed, not trained again; a run of other settings is refused naming its file, one of
+    another seed is left out."""
+    import recnb
+    from recnb import frontier
+
+    scene_path, _ = scene_and_teacher
+    scene = recnb.load_scene(str(scene_path))
+    run = tmp_path / "trained"
+    proc = subprocess.run(CMD + ["train", "--dataset", str(scene_path), "--model", "sasrec", "--hidden-size", "16",
+                                 "--num-layers", "1", "--max-len", "10", "--epochs", "1", "--seed", "1", "--out", str(run)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    spec = {"model": "sasrec", "hidden_size": 16, "num_layers": 1, "max_len": 10}
+    cfg = frontier.FrontierConfig(seeds=(1,), grid=(spec,), betas=(), epochs=1, onnx=False)
+    placed = frontier.adopt_plain_runs(scene, [run / "model.pt"], tmp_path / "fr", cfg, log=lambda _: None)
+    assert placed == [tmp_path / "fr" / "plain" / "sasrec-h16-l1-w10" / "seed_1"]
+    assert json.loads((placed[0] / "metrics.json").read_text())["test"] == json.loads((run / "metrics.json").read_text())["test"]
+    assert frontier.adopt_plain_runs(scene, [run / "model.pt"], tmp_path / "fr", cfg, log=lambda _: None) == []  # already there
+
+    other_seed = frontier.FrontierConfig(seeds=(2,), grid=(spec,), betas=(), epochs=1, onnx=False)
+    assert frontier.adopt_plain_runs(scene, [run / "model.pt"], tmp_path / "fr2", other_seed, log=lambda _: None) == []
+    for changed in (frontier.FrontierConfig(seeds=(1,), grid=({**spec, "hidden_size": 32},), betas=(), epochs=1),  # another model
+                    frontier.FrontierConfig(seeds=(1,), grid=(spec,), betas=(), epochs=2)):  # another training
+        with pytest.raises(recnb.ConfigError, match=f"plain run {run / 'model.pt'}: matches no grid entry"):
+            frontier.adopt_plain_runs(scene, [run / "model.pt"], tmp_path / "fr3", changed, log=lambda _: None)
+    with pytest.raises(recnb.ConfigError, match="exclude_seen"):
+        frontier.adopt_plain_runs(scene, [run / "model.pt"], tmp_path / "fr3",
+                                  dataclasses.replace(cfg, exclude_seen=True), log=lambda _: None)
+
+    from recnb.cli import build_parser
+    from recnb.commands.frontier import config
+
+    args = build_parser().parse_args(["frontier", "--dataset", "d", "--teacher", "t.pt", "--out", "o", "--plain-runs", f"{tmp_path}/train*"])
+    assert config(args).plain_runs == (run / "model.pt",)  # a folder pattern names the runs' checkpoints

@@ -167,6 +167,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def checkpoint_paths(text: str, flag: str) -> list[Path]:
+    """The checkpoints a comma-separated ``flag`` names: each entry a ``model.pt``, a run folder
+    holding one, or a glob pattern expanded (sorted) to its matches; a pattern matching nothing
+    is an error."""
+    import glob
+
+    paths = []
+    for entry in parse_list(text, str, flag):
+        matches = sorted(glob.glob(entry)) if any(c in entry for c in "*?[") else [entry]
+        if not matches:
+            raise ConfigError(f"{flag}: {entry!r} matches no file or folder")
+        paths += [Path(m) / "model.pt" if Path(m).is_dir() else Path(m) for m in matches]
+    return paths
+
+
 def parse_list(text: str, kind=float, what: str = "list") -> list:
     try:
         return [kind(x) for x in str(text).split(",") if x.strip()]

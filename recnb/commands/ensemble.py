@@ -8,6 +8,7 @@ import time
 from recnb.commands.common import (
     add_data_args,
     add_evaluation_args,
+    checkpoint_paths,
     evaluation_of,
     parse_list,
     prepare_out_dir,
@@ -30,21 +31,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def model_paths(text: str) -> list:
-    """The checkpoints ``--models`` names: each entry a ``model.pt``, a run folder holding one,
-    or a glob pattern expanded (sorted) to its matches; a pattern matching nothing is an error."""
-    import glob
-    from pathlib import Path
-
-    paths = []
-    for entry in parse_list(text, str, "--models"):
-        matches = sorted(glob.glob(entry)) if any(c in entry for c in "*?[") else [entry]
-        if not matches:
-            raise ConfigError(f"--models: {entry!r} matches no file or folder")
-        paths += [Path(m) / "model.pt" if Path(m).is_dir() else Path(m) for m in matches]
-    return paths
-
-
 def run(args) -> int:
     from pathlib import Path
 
@@ -53,7 +39,7 @@ def run(args) -> int:
     from recnb.runs import evaluate_and_measure
 
     evaluation = evaluation_of(args)
-    paths = model_paths(args.models)
+    paths = checkpoint_paths(args.models, "--models")
     if len(paths) < 2:
         raise ConfigError(f"--models: give at least two models to ensemble, got {len(paths)}")
     weights = parse_list(args.weights, float, "--weights") if args.weights else None

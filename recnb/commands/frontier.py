@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import math
 
-from recnb.commands.common import ConfigFlags, add_data_args, add_evaluation_args, parse_list, prepare_out_dir, scene_of
+from recnb.commands.common import (
+    ConfigFlags,
+    add_data_args,
+    add_evaluation_args,
+    checkpoint_paths,
+    parse_list,
+    prepare_out_dir,
+    scene_of,
+)
 from recnb.errors import ConfigError
 from recnb.files import read_json_file
 
@@ -36,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--online-teacher", action="store_true",
                    help="run the teacher on each batch of the distilled runs instead of caching its outputs once: "
                         "they keep the recipe's reorder augmentation and context windows")
+    p.add_argument("--plain-runs", default=None,
+                   help="finished `recnb train` runs (model.pt files, run folders or quoted glob patterns, comma-separated) "
+                        "taken as the plain runs of the grid entry and seed they match instead of training those again")
     p.add_argument("--no-onnx", action="store_true", help="measure eager latency only (no ONNX export)")
     p.add_argument("--resume", action="store_true", help="keep the finished runs in --out and do the rest")
     p.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
@@ -59,7 +70,8 @@ def config(args):
     distill = DistillConfig(**distill_options().given(args))
     return FrontierConfig(distill=distill, seeds=tuple(parse_list(args.seeds, int, "--seeds")), grid=tuple(grid), betas=betas,
                           exclude_seen=args.exclude_seen, epochs=args.epochs, time_budget=args.time_budget,
-                          onnx=not args.no_onnx, online_teacher=args.online_teacher)
+                          onnx=not args.no_onnx, online_teacher=args.online_teacher,
+                          plain_runs=tuple(checkpoint_paths(args.plain_runs, "--plain-runs")) if args.plain_runs else ())
 
 
 def run(args) -> int:
