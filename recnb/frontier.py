@@ -242,6 +242,7 @@ def _matching_spec(scene: Scene, model, train: dict, seed: int, cfg: FrontierCon
 def _settings(cfg: FrontierConfig) -> dict:
     d = dataclasses.asdict(cfg)
     d["grid"] = [dict(s) for s in cfg.grid]
+    d["plain_runs"] = [str(p) for p in cfg.plain_runs]
     return d
 
 

@@ -152,7 +152,7 @@ def test_plain_runs_of_recnb_train_are_taken_as_the_frontiers_plain_runs(scene_a
     import recnb
     from recnb import frontier
 
-    scene_path, _ = scene_and_teacher
+    scene_path, teacher = scene_and_teacher
     scene = recnb.load_scene(str(scene_path))
     run = tmp_path / "trained"
     proc = subprocess.run(CMD + ["train", "--dataset", str(scene_path), "--model", "sasrec", "--hidden-size", "16",
@@ -181,3 +181,14 @@ def test_plain_runs_of_recnb_train_are_taken_as_the_frontiers_plain_runs(scene_a
 
     args = build_parser().parse_args(["frontier", "--dataset", "d", "--teacher", "t.pt", "--out", "o", "--plain-runs", f"{tmp_path}/train*"])
     assert config(args).plain_runs == (run / "model.pt",)  # a folder pattern names the runs' checkpoints
+
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"models": [spec]}))
+    out = tmp_path / "cli"
+    proc = subprocess.run(CMD + [str(a) for a in ["frontier", "--dataset", scene_path, "--teacher", teacher, "--grid", grid, "--seeds", "1",
+                                                  "--betas", "none", "--epochs", "1", "--no-onnx", "--plain-runs", run, "--out", out]],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    plain = pd.read_csv(out / "frontier.csv").query("role == 'plain'")
+    assert plain["test_NDCG@10"].tolist() == [json.loads((run / "metrics.json").read_text())["test"]["NDCG@10"]]
+    assert json.loads((out / "settings.json").read_text())["plain_runs"] == [str(run / "model.pt")]
