@@ -228,11 +228,9 @@ def _matching_spec(scene: Scene, model, train: dict, seed: int, cfg: FrontierCon
     for spec in cfg.grid:
         if spec["model"] != model.name:
             continue
-        settings = {k: v for k, v in spec.items() if k != "model"}
-        max_len = settings.get("max_len", 50)
-        expected = model_class(spec["model"]).config_class(**{**recipe_model_config(spec["model"], scene), **settings,
-                                                              "max_len": max_len, "num_items": scene.num_items})
-        wanted = dataclasses.asdict(_train_config(spec["model"], scene, max_len, seed, cfg, False))
+        settings = _model_settings(spec, scene)
+        expected = model_class(spec["model"]).config_class(**settings)
+        wanted = dataclasses.asdict(_train_config(spec["model"], scene, settings["max_len"], seed, cfg, False))
         if not changed_settings(expected.to_dict(), model.config.to_dict()) and \
                 not changed_settings(wanted, train, free=("progress", "device")):
             return spec
@@ -276,13 +274,18 @@ def _grid_run(scene, spec: dict, seed: int, cache: Callable[[], TeacherCache] | 
     outputs), trained with its recipe."""
     if (done := _finished(folder)) is not None:
         return done
-    model_cfg = {k: v for k, v in spec.items() if k != "model"}
-    max_len = model_cfg.get("max_len", 50)
-    train = _train_config(spec["model"], scene, max_len, seed, cfg, cache is not None)
+    settings = _model_settings(spec, scene)
+    train = _train_config(spec["model"], scene, settings["max_len"], seed, cfg, cache is not None)
     seed_everything(seed)
-    model = build_model(spec["model"], **{**recipe_model_config(spec["model"], scene), **model_cfg,
-                                          "max_len": max_len, "num_items": scene.num_items})
+    model = build_model(spec["model"], **settings)
     return _train(scene, model, train, cache, folder, cfg, log)
+
+
+def _model_settings(spec: dict, scene: Scene) -> dict:
+    """A grid entry's model settings on ``scene``: its recipe's, then the entry's (window 50 unless given)."""
+    given = {k: v for k, v in spec.items() if k != "model"}
+    return {**recipe_model_config(spec["model"], scene), **given, "max_len": given.get("max_len", 50),
+            "num_items": scene.num_items}
 
 
 def _adarec_run(scene, arch: Architecture, seed: int, cache: Callable[[], TeacherCache], folder: Path,
