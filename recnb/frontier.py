@@ -81,9 +81,14 @@ class FrontierConfig:
     latency_rounds: int = 7  # interleaved rounds; each model's latency is the median over them
     latency_repeats: int = 30
     onnx: bool = True  # also measure each model exported to ONNX in onnxruntime (where installed)
-    # the teacher runs on each batch of the hand-made students (recnb.kd.OnlineTeacher) instead of
-    # once into a cache: they keep their recipe's reorder augmentation and context windows
+    # How the hand-made students read the teacher. Default: its outputs cached once over the
+    # windows without overlap, and the students train on those windows without reorder. online:
+    # it runs on each batch (recnb.kd.OnlineTeacher), so they keep their recipe's reorder and
+    # context windows and it sees each window as shuffled. clean_teacher: cached once over the
+    # recipe's context windows; the students keep their reorder and learn the teacher's view
+    # of each window before its span is shuffled (a frozen teacher runs once, not every epoch).
     online_teacher: bool = False
+    clean_teacher: bool = False
     # finished ``recnb train`` runs (their model.pt) taken as the plain runs they match instead of
     # training those again (see :func:`adopt_plain_runs`)
     plain_runs: tuple = ()
@@ -94,6 +99,8 @@ class FrontierConfig:
         for i, spec in enumerate(self.grid):
             if not isinstance(spec, dict) or spec.get("model") not in BASE_MODELS:
                 raise ConfigError(f"frontier grid entry {i}: needs \"model\", one of {', '.join(BASE_MODELS)}; got {spec!r}")
+        if self.online_teacher and self.clean_teacher:
+            raise ConfigError("frontier: online_teacher and clean_teacher are two ways to read the teacher; choose one")
 
     @property
     def evaluation(self) -> Evaluation:
@@ -128,16 +135,21 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
     check_identity(out, identity)
     adopt_plain_runs(scene, cfg.plain_runs, out, cfg, log)
     runs = [Run("teacher", "teacher", None, out / "teacher", _teacher_metrics(scene, teacher_model, out / "teacher", cfg))]
-    caches: dict[int, TeacherCache] = {}
+    caches: dict[tuple, TeacherCache] = {}
 
-    def cache(max_len: int) -> TeacherCache:
-        if max_len not in caches:  # the frozen teacher runs once per window length
-            caches[max_len] = TeacherCache(teacher_model, train_windows(scene, max_len))
-        return caches[max_len]
+    def cache(max_len: int, context: int = 0, output_only: bool = False) -> TeacherCache:
+        key = (max_len, context, output_only)
+        if key not in caches:  # the frozen teacher runs once per set of windows
+            caches[key] = TeacherCache(teacher_model, train_windows(scene, max_len, context), output_only=output_only)
+        return caches[key]
 
-    def teacher_of_run(max_len: int) -> TeacherCache | OnlineTeacher:
-        """What a distilled run learns from: the cache, or the teacher run on each batch."""
-        return OnlineTeacher(teacher_model) if cfg.online_teacher else cache(max_len)
+    def teacher_of_run(train) -> TeacherCache | OnlineTeacher:
+        """What a distilled run with training settings ``train`` learns from (see ``online_teacher``)."""
+        if cfg.online_teacher:
+            return OnlineTeacher(teacher_model)
+        if cfg.clean_teacher:
+            return cache(train.max_len, train.context, output_only=not cfg.distill.emd)
+        return cache(train.max_len)
 
     # the teacher's cache is built only for runs that still train (a finished frontier reads back)
     for spec in cfg.grid:
@@ -147,15 +159,14 @@ def run_frontier(scene: Scene, teacher: str | Path, out: str | Path, config: Fro
             runs.append(Run("plain", name, seed, folder, _grid_run(scene, spec, seed, None, folder, cfg, log)))
             folder = out / "student" / name / f"seed_{seed}"
             runs.append(Run("student", f"{name}+kd", seed, folder,
-                            _grid_run(scene, spec, seed, partial(teacher_of_run, spec.get("max_len", 50)), folder, cfg, log)))
+                            _grid_run(scene, spec, seed, teacher_of_run, folder, cfg, log)))
     student_cache = partial(cache, cfg.student_max_len)
     for beta in cfg.betas:
         arch = _searched(scene, teacher_model, beta, student_cache, out / "search" / f"beta_{beta:g}", cfg, log)
         for seed in cfg.seeds:
             folder = out / "adarec" / f"beta_{beta:g}" / f"seed_{seed}"
             runs.append(Run("adarec", f"adarec-beta{beta:g}", seed, folder,
-                            _adarec_run(scene, arch, seed, partial(teacher_of_run, cfg.student_max_len), folder, cfg,
-                                        log)))
+                            _adarec_run(scene, arch, seed, teacher_of_run, folder, cfg, log)))
     frame = _frame(runs, teacher_model, cfg, log)
     frame.to_csv(out / "frontier.csv", index=False)
     ranks: dict[str, list] = {}
@@ -263,22 +274,21 @@ def _train_config(model: str, scene: Scene, max_len: int, seed: int, cfg: Fronti
     over = {"max_len": max_len, "seed": seed, "progress": False, "time_budget": cfg.time_budget}
     if cfg.epochs is not None:
         over["epochs"] = cfg.epochs
-    if distilled and not cfg.online_teacher:
+    if distilled and not (cfg.online_teacher or cfg.clean_teacher):
         over["reorder"] = 0.0  # the teacher's cached outputs belong to the windows as they are
     return recipe(model, scene, **over)
 
 
-def _grid_run(scene, spec: dict, seed: int, cache: Callable[[], TeacherCache] | None, folder: Path,
-              cfg: FrontierConfig, log) -> dict:
-    """One plain model (``cache`` None) or its distilled twin (``cache()`` the teacher's
-    outputs), trained with its recipe."""
+def _grid_run(scene, spec: dict, seed: int, teacher: Callable | None, folder: Path, cfg: FrontierConfig, log) -> dict:
+    """One plain model (``teacher`` None) or its distilled twin (``teacher(train)`` what it
+    learns from), trained with its recipe."""
     if (done := _finished(folder)) is not None:
         return done
     settings = _model_settings(spec, scene)
-    train = _train_config(spec["model"], scene, settings["max_len"], seed, cfg, cache is not None)
+    train = _train_config(spec["model"], scene, settings["max_len"], seed, cfg, teacher is not None)
     seed_everything(seed)
     model = build_model(spec["model"], **settings)
-    return _train(scene, model, train, cache, folder, cfg, log)
+    return _train(scene, model, train, teacher, folder, cfg, log)
 
 
 def _model_settings(spec: dict, scene: Scene) -> dict:
@@ -288,21 +298,21 @@ def _model_settings(spec: dict, scene: Scene) -> dict:
             "num_items": scene.num_items}
 
 
-def _adarec_run(scene, arch: Architecture, seed: int, cache: Callable[[], TeacherCache], folder: Path,
-                cfg: FrontierConfig, log) -> dict:
+def _adarec_run(scene, arch: Architecture, seed: int, teacher: Callable, folder: Path, cfg: FrontierConfig, log) -> dict:
     if (done := _finished(folder)) is not None:
         return done
     model = build_student(scene, arch, cfg.student_width, cfg.student_max_len, seed, cfg.distill.dropout)
     train = _train_config("sasrec", scene, cfg.student_max_len, seed, cfg, True)  # the recipe of the scene's attention model
-    return _train(scene, model, train, cache, folder, cfg, log)
+    return _train(scene, model, train, teacher, folder, cfg, log)
 
 
-def _train(scene, model, train, cache, folder: Path, cfg: FrontierConfig, log) -> dict:
+def _train(scene, model, train, teacher: Callable | None, folder: Path, cfg: FrontierConfig, log) -> dict:
     start = time.perf_counter()
-    cache = cache() if cache is not None else None
+    cache = teacher(train) if teacher is not None else None
     extra = distillation_loss(cache, model, cfg.distill) if cache is not None else None
-    # a teacher's cache follows the windows without overlap (context 0): the distilled run trains on those
-    windows = train_windows(scene, train.max_len, train.context if cache is None or isinstance(cache, OnlineTeacher) else 0)
+    # a run with a teacher's cache trains on the windows the cache was built over
+    windows = (train_windows(scene, train.max_len, train.context) if cache is None or isinstance(cache, OnlineTeacher)
+               else cache.windows)
     metrics = run_model(scene, model, train, folder, extra_loss=extra, windows=windows,
                         evaluation=cfg.evaluation, resume=True,
                         info={"teacher": cache is not None})

@@ -209,13 +209,17 @@ class TeacherCache(_FrozenTeacher):
     window: short histories in long windows (Amazon: mostly under 10 of 50) cost no memory
     for their padding, and a batch that drops its leading padding columns reads the same
     rows. Kept: the hidden layers used for EMD (every state after the embedding; the last
-    is the scored output); the teacher's logits are recomputed from its (cached) output
-    state by one matmul with its item table, which is exact and far smaller than caching
-    ``(positions, items)`` logits.
+    is the scored output), or with ``output_only`` the scored output alone (KD without EMD:
+    a wide ensemble teacher's many layers would cost gigabytes); the teacher's logits are
+    recomputed from its (cached) output state by one matmul with its item table, which is
+    exact and far smaller than caching ``(positions, items)`` logits. ``windows`` stays
+    with the cache: a run that reads it trains on exactly these windows.
     """
 
-    def __init__(self, teacher, windows, batch_size: int = 256, device: str | torch.device = "cpu", dtype=torch.float16):
+    def __init__(self, teacher, windows, batch_size: int = 256, device: str | torch.device = "cpu", dtype=torch.float16,
+                 output_only: bool = False):
         super().__init__(teacher, device)
+        self.windows, self.output_only = windows, output_only
         self.windows_computed = 0
         self.widths: list[int] = []
         valid = windows.targets > 0
@@ -224,7 +228,7 @@ class TeacherCache(_FrozenTeacher):
         chunks = []
         with torch.no_grad():
             for b in range(0, len(windows), batch_size):
-                states = self.teacher(windows.inputs[b : b + batch_size].to(device))[1:]
+                states = self.teacher(windows.inputs[b : b + batch_size].to(device))[-1 if output_only else 1:]
                 self.widths = [int(s.shape[-1]) for s in states]
                 d = max(self.widths)  # narrower layers are zero-padded to the widest and cut back on read
                 m = valid[b : b + batch_size].to(device)
@@ -261,6 +265,8 @@ class TeacherCache(_FrozenTeacher):
     def layers(self, index: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """Teacher hidden layers at the valid positions (``mask``) of windows ``index``: ``M x (P, d)``.
         The mask may cover the whole window or only its columns after a padding cut."""
+        if self.output_only:
+            raise ValueError("teacher cache: built with output_only, it holds no hidden layers (EMD needs them)")
         s = self._read(index, mask)
         return [s[:, i, : self.widths[i]].float() for i in range(s.shape[1])]
 

@@ -464,6 +464,34 @@ def test_online_teacher_reads_like_the_cache_and_fused_sampled_kd_trains_with_re
     assert res.history["kd"].iloc[-1] < res.history["kd"].iloc[0] and (res.history["kd"] > 0).all()
 
 
+def test_an_output_only_cache_reads_like_the_full_one_and_serves_a_student_trained_with_reorder():
+    """The clean-teacher path: the teacher runs once over the context windows and only its scored
+    output is kept (a fraction of the memory); a student trains on those windows with the
+    recipe's reorder, reading the teacher's outputs of each window as it was before shuffling
+    (the valid positions a batch reads do not move), and its KD term falls below its first epoch's."""
+    from recnb.adarec.pipeline import distillation_loss
+    from recnb.train import Batches, fit
+
+    scene = synthetic_scene(num_users=60, num_items=40, seq_len=25, seed=4)
+    torch.manual_seed(0)
+    teacher = build_model("sasrec", num_items=scene.num_items, max_len=20, num_layers=2).eval()
+    windows = train_windows(scene, 20, context=8)
+    full = TeacherCache(teacher, windows, dtype=torch.float32)
+    out = TeacherCache(teacher, windows, dtype=torch.float32, output_only=True)
+    assert out.windows is windows and out.num_layers == 1 and out.nbytes() * full.num_layers == full.nbytes()
+    for idx, _, tgt, _, _ in Batches(windows, 16, 0, True).epoch(torch.Generator().manual_seed(0)):
+        assert torch.equal(out.output(idx, tgt > 0), full.output(idx, tgt > 0))
+    with pytest.raises(ValueError, match="output_only"):
+        out.layers(idx, tgt > 0)
+    student = build_model("sasrec", num_items=scene.num_items, max_len=20, hidden_size=16, num_layers=1)
+    cfg = DistillConfig(emd=False, kd_items="sampled", gamma=0.9, train=TrainConfig(
+        epochs=3, max_len=20, context=8, progress=False, lr=3e-3, loss="sampled", negatives=16, batch_targets=128,
+        reorder=0.2))
+    extra = distillation_loss(out, student, cfg)
+    res = fit(student, scene, cfg.train, extra_loss=extra, windows=out.windows)  # a misread row would raise
+    assert res.history["kd"].iloc[1:].min() < res.history["kd"].iloc[0] and (res.history["kd"] > 0).all()
+
+
 def test_a_teacher_the_pipeline_trains_early_stops_on_the_validation_it_is_measured_by(scene, tmp_path):
     """Under ``exclude_seen`` the pipeline's own teacher chooses its epoch on masked validation,
     as every model of the run is measured, not on the unmasked one."""

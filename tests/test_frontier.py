@@ -192,3 +192,37 @@ def test_plain_runs_of_recnb_train_are_taken_as_the_frontiers_plain_runs(scene_a
     plain = pd.read_csv(out / "frontier.csv").query("role == 'plain'")
     assert plain["test_NDCG@10"].tolist() == [json.loads((run / "metrics.json").read_text())["test"]["NDCG@10"]]
     assert json.loads((out / "settings.json").read_text())["plain_runs"] == [str(run / "model.pt")]
+
+
+def test_a_clean_teacher_runs_once_and_its_students_keep_the_recipes_reorder(scene_and_teacher, tmp_path, monkeypatch):
+    """``clean_teacher``: one cache over the recipe's context windows, output only (no EMD),
+    built once for both seeds; the distilled runs train on those windows with the recipe's
+    reorder. It and ``online_teacher`` are refused together."""
+    import recnb
+    from recnb import frontier
+
+    scene_path, teacher = scene_and_teacher
+    scene = recnb.load_scene(str(scene_path))
+    built = []
+    real = frontier.TeacherCache
+
+    def counted(*a, **k):
+        built.append(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(frontier, "TeacherCache", counted)
+    spec = {"model": "sasrec", "hidden_size": 16, "num_layers": 1, "max_len": 10}
+    distill = dataclasses.replace(frontier.FrontierConfig().distill, emd=False, kd_items="sampled")
+    cfg = frontier.FrontierConfig(seeds=(1, 2), grid=(spec,), betas=(), epochs=1, onnx=False, latency_rounds=1,
+                                  latency_repeats=1, clean_teacher=True, distill=distill)
+    frame = frontier.run_frontier(scene, teacher, tmp_path, cfg, log=lambda _: None)
+    assert built == [{"output_only": True}] and len(frame.query("role == 'student'")) == 2
+    for seed in (1, 2):
+        train = json.loads((tmp_path / "student" / "sasrec-h16-l1-w10" / f"seed_{seed}" / "metrics.json").read_text())["train"]
+        plain = json.loads((tmp_path / "plain" / "sasrec-h16-l1-w10" / f"seed_{seed}" / "metrics.json").read_text())["train"]
+        assert train["reorder"] == plain["reorder"] and train["context"] == plain["context"] > 0
+    # where the recipe shuffles (Amazon-like scenes), a clean-teacher student does too; under the default cache it does not
+    assert frontier._train_config("sasrec", "large-sparse", 50, 1, cfg, distilled=True).reorder == 0.2
+    assert frontier._train_config("sasrec", "large-sparse", 50, 1, frontier.FrontierConfig(), distilled=True).reorder == 0
+    with pytest.raises(recnb.ConfigError, match="choose one"):
+        frontier.FrontierConfig(online_teacher=True, clean_teacher=True)

@@ -44,6 +44,10 @@ def register(sub) -> None:
     p.add_argument("--online-teacher", action="store_true",
                    help="run the teacher on each batch of the distilled runs instead of caching its outputs once: "
                         "they keep the recipe's reorder augmentation and context windows")
+    p.add_argument("--clean-teacher", action="store_true",
+                   help="cache the teacher's outputs once over the recipe's context windows; the distilled runs keep "
+                        "the recipe's reorder and learn the teacher's view of each window before it is shuffled "
+                        "(the teacher's cost is paid once, not every epoch)")
     p.add_argument("--plain-runs", default=None,
                    help="finished `recnb train` runs (model.pt files, run folders or quoted glob patterns, comma-separated) "
                         "taken as the plain runs of the grid entry and seed they match instead of training those again")
@@ -71,6 +75,7 @@ def config(args):
     return FrontierConfig(distill=distill, seeds=tuple(parse_list(args.seeds, int, "--seeds")), grid=tuple(grid), betas=betas,
                           exclude_seen=args.exclude_seen, epochs=args.epochs, time_budget=args.time_budget,
                           onnx=not args.no_onnx, online_teacher=args.online_teacher,
+                          clean_teacher=args.clean_teacher,
                           plain_runs=tuple(checkpoint_paths(args.plain_runs, "--plain-runs")) if args.plain_runs else ())
 
 
