@@ -115,7 +115,8 @@ def test_cli_frontier_writes_its_table_and_refuses_bad_input_in_one_line(scene_a
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"models": [{"model": "transformer"}]}))
     for extra, needle in (([ "--grid", bad], "grid entry 0"), (["--grid", grid, "--seeds", "x"], "--seeds"),
-                          (["--grid", grid, "--out", out], "not empty")):
+                          (["--grid", grid, "--out", out], "not empty"),
+                          (["--grid", grid, "--online-teacher", "--clean-teacher"], "choose one")):
         args = base + extra + (["--out", tmp_path / "other"] if "--out" not in extra else [])
         proc = subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, check=False)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
