@@ -78,8 +78,7 @@ def main(argv=None) -> int:
               f"| {b['seconds_per_epoch']:.1f} ({ratio(b)}) | {a['epochs']} / {b['epochs']} "
               f"| {a['train_seconds']:,.0f} / {b['train_seconds']:,.0f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"a": {"label": la, "folder": da}, "b": {"label": lb, "folder": db},
-                                               "rows": rows}, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({"a": la, "b": lb, "rows": rows}, indent=1) + "\n")
     return 0
 
 

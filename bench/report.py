@@ -405,6 +405,25 @@ def frontier_twins(rel: str, name: str, column: str = "test_NDCG@10") -> tuple[l
     return [plain[s] for s in seeds], [kd[s] for s in seeds]
 
 
+def t_kd_paths(rel: str) -> Table:
+    """``bench/kd_paths.py``'s comparison: the same distilled runs reading the teacher two ways."""
+    d = load(rel)
+    a, b = d["a"], d["b"]
+    t = Table(["model", "seed", f"test NDCG@10, {a}", f"test NDCG@10, {b}", f"paired {b} - {a} ± SE",
+               f"s per epoch, {a} (x plain)", f"s per epoch, {b} (x plain)", f"epochs, {a} / {b}", f"training s, {a} / {b}"])
+    t.source(rel)
+
+    def epoch(r: dict) -> str:
+        plain = r["plain_seconds_per_epoch"]
+        return f"{r['seconds_per_epoch']:.1f} ({r['seconds_per_epoch'] / plain:.1f}x)" if plain else f"{r['seconds_per_epoch']:.1f}"
+    for r in d["rows"]:
+        ra, rb = r["a"], r["b"]
+        t.row(f"`{r['model']}`", r["seed"], f4(ra["test_NDCG@10"]), f4(rb["test_NDCG@10"]),
+              f"{r['paired_b_minus_a']:+.4f} ± {r['paired_se']:.4f}", epoch(ra), epoch(rb), f"{ra['epochs']} / {rb['epochs']}",
+              f"{ra['train_seconds']:,.0f} / {rb['train_seconds']:,.0f}")
+    return t
+
+
 # ----------------------------------------------------------------------------- the frontier figure
 FIGURES = {"frontier/ml-100k/frontier.csv": ROOT / "docs" / "img" / "frontier_ml-100k.svg",
            "frontier/beauty/frontier.csv": ROOT / "docs" / "img" / "frontier_beauty.svg",
@@ -553,6 +572,7 @@ TABLES = {
     "frontier-beauty-budgets": lambda: t_frontier_budgets("beauty"),
     "frontier-beauty-families": lambda: t_frontier("beauty-families"),
     "frontier-beauty-families-budgets": lambda: t_frontier_budgets("beauty-families"),
+    "frontier-beauty-clean-teacher": lambda: t_kd_paths("frontier/beauty-families-clean/kd_paths.json"),
     "frontier-ml100k": lambda: t_frontier("ml-100k"),
     "frontier-ml100k-budgets": lambda: t_frontier_budgets("ml-100k"),
 }
