@@ -5,15 +5,18 @@
 Each ``--runs LABEL=DIR`` is a finished ``recnb frontier`` folder (for instance one made with
 ``--online-teacher``, one with ``--clean-teacher``). For every distilled run (grid entry and
 seed) that two folders share, prints both test NDCG@10, the paired difference over test
-users (``recnb.metrics.paired_difference`` on the runs' ``ranks.pt``), the seconds of a
-training epoch and its ratio to the plain twin's epoch, the epochs trained and the training
+users (``recnb.metrics.paired_difference`` on the runs' ``ranks.pt``), the median seconds of
+a training epoch and its ratio to the plain twin's (its mean: a plain run taken from ``recnb
+train`` keeps no history), the epochs trained and the training
 seconds: whether the cheaper path scores the same, and what it saves. Reads the folders only.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -32,21 +35,44 @@ def runs_of(folder: Path) -> dict:
         plain = json.loads(plain_path.read_text()) if plain_path.exists() else {}
         found[(name, seed)] = {
             "test_NDCG@10": m["test"]["NDCG@10"], "epochs": m["epochs"], "train_seconds": m["train_seconds"],
-            "seconds_per_epoch": m["seconds_per_epoch"], "plain_seconds_per_epoch": plain.get("seconds_per_epoch"),
-            "ranks": run / "ranks.pt"}
+            "seconds_per_epoch": median_epoch(run / "history.csv", m["seconds_per_epoch"]),
+            "plain_seconds_per_epoch": plain.get("seconds_per_epoch"), "ranks": run / "ranks.pt"}
     return found
 
 
+def median_epoch(history: Path, mean: float) -> float:
+    """The median seconds of a run's training epochs (``history.csv`` holds them cumulated): a
+    spell of other work on the machine moves it less than the mean; the mean where there is no
+    history (a ``recnb train`` run taken as the plain row)."""
+    if not history.exists():
+        return mean
+    with history.open() as f:
+        cumulated = [float(r["seconds"]) for r in csv.DictReader(f)]
+    return statistics.median(b - a for a, b in zip([0.0, *cumulated], cumulated))
+
+
 def compare(a: dict, b: dict) -> list[dict]:
+    """One row per shared run, then per model with several seeds a ``mean`` row: the facts
+    averaged over its seeds, the paired difference of the seed-averaged per-user NDCG@10."""
     rows = []
-    for key in sorted(set(a) & set(b)):
-        ra, rb = a[key], b[key]
-        paired = paired_difference([read_torch_file(rb["ranks"], "ranks")["ranks"]],
-                                   [read_torch_file(ra["ranks"], "ranks")["ranks"]])
-        rows.append({"model": key[0], "seed": int(key[1]), "a": {k: v for k, v in ra.items() if k != "ranks"},
-                     "b": {k: v for k, v in rb.items() if k != "ranks"},
-                     "paired_b_minus_a": paired["difference"], "paired_se": paired["se"]})
+    shared = sorted(set(a) & set(b))
+    for model in dict.fromkeys(m for m, _ in shared):
+        keys = [k for k in shared if k[0] == model]
+        for group in [[k] for k in keys] + ([keys] if len(keys) > 1 else []):
+            paired = paired_difference([read_torch_file(b[k]["ranks"], "ranks")["ranks"] for k in group],
+                                       [read_torch_file(a[k]["ranks"], "ranks")["ranks"] for k in group])
+            rows.append({"model": model, "seed": int(group[0][1]) if len(group) == 1 else "mean",
+                         "a": facts([a[k] for k in group]), "b": facts([b[k] for k in group]),
+                         "paired_b_minus_a": paired["difference"], "paired_se": paired["se"]})
     return rows
+
+
+def facts(runs: list[dict]) -> dict:
+    """A run's facts, or their means over several seeds."""
+    keys = [k for k in runs[0] if k != "ranks"]
+    if len(runs) == 1:
+        return {k: runs[0][k] for k in keys}
+    return {k: (sum(r[k] for r in runs) / len(runs) if all(r[k] is not None for r in runs) else None) for k in keys}
 
 
 def ratio(run: dict) -> str:
@@ -75,7 +101,7 @@ def main(argv=None) -> int:
         a, b = r["a"], r["b"]
         print(f"| `{r['model']}` | {r['seed']} | {a['test_NDCG@10']:.4f} | {b['test_NDCG@10']:.4f} "
               f"| {r['paired_b_minus_a']:+.4f} ± {r['paired_se']:.4f} | {a['seconds_per_epoch']:.1f} ({ratio(a)}) "
-              f"| {b['seconds_per_epoch']:.1f} ({ratio(b)}) | {a['epochs']} / {b['epochs']} "
+              f"| {b['seconds_per_epoch']:.1f} ({ratio(b)}) | {a['epochs']:.3g} / {b['epochs']:.3g} "
               f"| {a['train_seconds']:,.0f} / {b['train_seconds']:,.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"a": la, "b": lb, "rows": rows}, indent=1) + "\n")

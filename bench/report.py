@@ -419,7 +419,7 @@ def t_kd_paths(rel: str) -> Table:
     for r in d["rows"]:
         ra, rb = r["a"], r["b"]
         t.row(f"`{r['model']}`", r["seed"], f4(ra["test_NDCG@10"]), f4(rb["test_NDCG@10"]),
-              f"{r['paired_b_minus_a']:+.4f} ± {r['paired_se']:.4f}", epoch(ra), epoch(rb), f"{ra['epochs']} / {rb['epochs']}",
+              f"{r['paired_b_minus_a']:+.4f} ± {r['paired_se']:.4f}", epoch(ra), epoch(rb), f"{ra['epochs']:.3g} / {rb['epochs']:.3g}",
               f"{ra['train_seconds']:,.0f} / {rb['train_seconds']:,.0f}")
     return t
 
@@ -572,7 +572,7 @@ TABLES = {
     "frontier-beauty-budgets": lambda: t_frontier_budgets("beauty"),
     "frontier-beauty-families": lambda: t_frontier("beauty-families"),
     "frontier-beauty-families-budgets": lambda: t_frontier_budgets("beauty-families"),
-    "frontier-beauty-clean-teacher": lambda: t_kd_paths("frontier/beauty-families-clean/kd_paths.json"),
+    "frontier-beauty-clean-teacher": lambda: t_kd_paths("frontier/beauty-families/clean_teacher/kd_paths.json"),
     "frontier-ml100k": lambda: t_frontier("ml-100k"),
     "frontier-ml100k-budgets": lambda: t_frontier_budgets("ml-100k"),
 }
