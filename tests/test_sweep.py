@@ -28,7 +28,14 @@ def ray_address():
     """One local Ray for the module (its start-up is the slow part on 2 cores); sweeps in this
     process use it, a sweep in a subprocess joins it with --address."""
     ray = pytest.importorskip("ray", reason="Ray Tune is not installed (pip install recnb[sweep])")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR")
+    for attempt in range(3):  # Ray gives its raylet 30 s to register: a loaded 2-core machine can miss that
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR")
+            break
+        except Exception as e:
+            ray.shutdown()
+            if "timed out during startup" not in str(e) or attempt == 2:
+                raise
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
