@@ -225,16 +225,25 @@ class TeacherCache(_FrozenTeacher):
         valid = windows.targets > 0
         self.counts = valid.sum(1)  # valid positions per window
         self.starts = self.counts.cumsum(0) - self.counts  # first packed row of each window
-        chunks = []
+        self.states = torch.zeros(0, 0, 0)
+        # windows run shortest history first, each batch cut to its longest (a teacher that cuts
+        # padding): Amazon windows are mostly padding; the rows land in the packed order all the same
+        L = windows.inputs.shape[1]
+        length = windows.inputs.ne(0).sum(1)
+        order = torch.argsort(length, stable=True) if teacher.cuts_padding else torch.arange(len(windows))
         with torch.no_grad():
             for b in range(0, len(windows), batch_size):
-                states = self.teacher(windows.inputs[b : b + batch_size].to(device))[-1 if output_only else 1:]
-                self.widths = [int(s.shape[-1]) for s in states]
-                d = max(self.widths)  # narrower layers are zero-padded to the widest and cut back on read
-                m = valid[b : b + batch_size].to(device)
-                chunks.append(torch.stack([F.pad(s[m], (0, d - s.shape[-1])) for s in states], 1).to(dtype).cpu())  # (P, M, d)
-                self.windows_computed += len(states[0])
-        self.states = torch.cat(chunks) if chunks else torch.zeros(0, 0, 0)
+                index = order[b : b + batch_size]
+                offset = L - int(length[index].max()) if teacher.cuts_padding else 0
+                x = windows.inputs[index, offset:].to(device)
+                states = (self.teacher(x, offset=offset) if offset else self.teacher(x))[-1 if output_only else 1:]
+                if not self.widths:  # narrower layers are zero-padded to the widest and cut back on read
+                    self.widths = [int(s.shape[-1]) for s in states]
+                    self.states = torch.empty(int(self.counts.sum()), len(states), max(self.widths), dtype=dtype)  # (P, M, d)
+                m = valid[index, offset:].to(device)
+                d = self.states.shape[-1]
+                self.states[self.rows(index)] = torch.stack([F.pad(s[m], (0, d - s.shape[-1])) for s in states], 1).to(dtype).cpu()
+                self.windows_computed += len(index)
 
     @property
     def num_layers(self) -> int:

@@ -464,6 +464,21 @@ def test_online_teacher_reads_like_the_cache_and_fused_sampled_kd_trains_with_re
     assert res.history["kd"].iloc[-1] < res.history["kd"].iloc[0] and (res.history["kd"] > 0).all()
 
 
+def test_the_cache_runs_batches_cut_to_their_longest_history_into_the_packed_rows():
+    """The teacher runs the windows shortest first, each batch without its all-padding columns;
+    every packed row holds what the teacher gives on the whole window."""
+    scene = synthetic_scene(num_users=60, num_items=40, seq_len=25, seed=4)
+    torch.manual_seed(0)
+    teacher = build_model("sasrec", num_items=scene.num_items, max_len=30, num_layers=2).eval()
+    assert type(teacher).cuts_padding
+    windows = train_windows(scene, 30)  # histories of 10-23 items: every batch has padding to cut
+    cut = TeacherCache(teacher, windows, batch_size=8, dtype=torch.float32)
+    teacher.cuts_padding = False  # the same teacher, run on whole windows in their order
+    whole = TeacherCache(teacher, windows, batch_size=8, dtype=torch.float32)
+    assert cut.windows_computed == whole.windows_computed == len(windows)
+    assert cut.states.shape == whole.states.shape and torch.allclose(cut.states, whole.states, atol=1e-5)
+
+
 def test_an_output_only_cache_reads_like_the_full_one_and_serves_a_student_trained_with_reorder():
     """The clean-teacher path: the teacher runs once over the context windows and only its scored
     output is kept (a fraction of the memory); a student trains on those windows with the
