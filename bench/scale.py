@@ -95,16 +95,27 @@ def settings_for(task: dict) -> dict:
         return dict(BASE_SETTINGS)
     fixed = NEW_SETTINGS.get(task["scene"])
     if fixed is not None:
-        return dict(fixed)
+        return {**fixed, **task.get("set", {})}
     from recnb.train import RECIPES, SCENE_RECIPES
 
     settings = {k: v for k, v in SCENE_RECIPES["large-sparse"]["sasrec"].items() if k != "model"}  # model: model_for
+    settings.update(task.get("set", {}))
     if task["side"] == "new-ce":  # the same batches with the full-softmax CE of the ml-100k recipe
         settings.update(loss="ce", label_smoothing=RECIPES["sasrec"]["label_smoothing"])
         settings.pop("negatives")
     if settings.get("loss", "ce") == "bce":  # as recnb.train.recipe resolves it: smoothing is a softmax setting
         settings.pop("label_smoothing", None)
     return settings
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--set {text!r}: expected NAME=VALUE")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 def model_for(scene, seed: int, side: str = "new"):
@@ -138,7 +149,10 @@ def one_epoch(scene, cfg, windows, task) -> dict:
 def train(scene, cfg, task) -> dict:
     import dataclasses
 
-    from recnb.evaluation import evaluate
+    try:
+        from recnb.evaluation import evaluate
+    except ImportError:  # the base: evaluate lived in recnb.train before recnb/evaluation.py
+        from recnb.train import evaluate
     from recnb.metrics import flatten
     from recnb.train import fit
 
@@ -263,6 +277,8 @@ def main(argv=None) -> None:
     p.add_argument("--base", default=None, help="worktree of the commit before this work")
     p.add_argument("--stress-share", type=float, default=1.0,
                    help="train the stress epoch on this random share of its windows (targets/s, memory)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a training setting of the new sides changed from the recipe (JSON value; repeatable)")
     p.add_argument("--out", default="scale", help="results name under bench/results/")
     p.add_argument("--table", default=None, help="re-print saved results (names under bench/results/, comma-separated)")
     args = p.parse_args(argv)
@@ -285,7 +301,7 @@ def main(argv=None) -> None:
                 for seed in map(int, args.seeds.split(",")):
                     task = {"part": part, "scene": scene, "side": side, "seed": seed, "threads": args.threads,
                             "epochs": args.epochs, "time_budget": args.time_budget, "source": scene,
-                            "share": args.stress_share}
+                            "share": args.stress_share, "set": dict(parse_setting(a) for a in args.set)}
                     if scene == "stress":
                         task["stress_file"] = str(tmp / "stress.txt")
                         if not Path(task["stress_file"]).exists():
@@ -293,7 +309,8 @@ def main(argv=None) -> None:
                     elif side == "base" and scene in ICLREC:
                         task["source"] = str(pairs_file(scene, tmp))
                     print(f"{part} {scene} {side} seed {seed} ...", file=sys.stderr, flush=True)
-                    row = {"part": part, "scene": scene, "side": side, "seed": seed, **run(task, roots[side])}
+                    label = side + "".join(f" {a}" for a in args.set) if side != "base" else side
+                    row = {"part": part, "scene": scene, "side": label, "seed": seed, **run(task, roots[side])}
                     rows.append(row)
                     print(json.dumps({k: v for k, v in row.items() if k != "curve"}), file=sys.stderr, flush=True)
     report(rows, args)
@@ -304,18 +321,18 @@ def report(rows: list, args) -> None:
     title = (f"recnb bench/scale.py, {platform.machine()} {os.cpu_count()} cores, torch threads {args.threads}, "
              f"measured fp32 matmul {gflops:.1f} GFLOP/s; base = {BASE_COMMIT}")
     lines = [title, ""]
-    head = ["part", "scene", "side", "interactions", "read s (CPU)", "windows", "padding", "padding cut", "s/epoch",
+    head = ["part", "scene", "side", "seed", "interactions", "read s (CPU)", "windows", "padding", "padding cut", "s/epoch",
             "targets/s", "limit s", "peak GiB", "best ep", "s to best", "s to ICLRec", "NDCG@10 excl", "HR@10 excl",
             "NDCG@10 all", "HR@10 all"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['part']} | {r['scene']} | {r['side']} | error: {r['error']} |")
+            lines.append(f"| {r['part']} | {r['scene']} | {r['side']} | {r.get('seed', '-')} | error: {r['error']} |")
             continue
         limit = epoch_gflop(r, r["settings"]) / gflops if "epoch_s" in r else None  # the whole epoch
         ex, al = r.get("test_excl", {}), r.get("test_all", {})
         epoch_s = r.get("epoch_s") / r["share"] if "epoch_s" in r and r.get("share") else r.get("epoch_s")
-        cells = [r["part"], r["scene"], r["side"], fmt(r["interactions"]), fmt(r.get("read_cpu_s", r["read_s"])),
+        cells = [r["part"], r["scene"], r["side"], str(r.get("seed", "-")), fmt(r["interactions"]), fmt(r.get("read_cpu_s", r["read_s"])),
                  fmt(r["windows"]),
                  f"{r['padding']:.0%}", f"{r['padding_cut']:.0%}" if "padding_cut" in r else "-",
                  fmt(epoch_s, 1), fmt(r.get("targets_per_s"), 0), fmt(limit, 1), fmt(r["peak_rss_gib"]),

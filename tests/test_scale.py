@@ -167,6 +167,35 @@ def test_negatives_covering_the_catalogue_train_on_the_full_softmax(one_thread):
     assert losses["all"] == pytest.approx(losses["ce"], rel=1e-4)
 
 
+class _NegativesSeen:
+    """An extra loss of zero that notes how many negatives each step scored, epoch by epoch."""
+    handles_padding_cut = True
+
+    def __init__(self):
+        self.epochs = [[]]
+
+    def __call__(self, model, batch, states, logits):
+        self.epochs[-1].append(batch["negatives"].numel())
+        return states[-1].sum() * 0.0
+
+    def end_epoch(self, row):
+        self.epochs.append([])
+
+
+@pytest.mark.parametrize("negatives", [8, 10**6])
+def test_negatives_warmup_scores_a_quarter_of_the_negatives_first(negatives, one_thread):
+    """--negatives-warmup 2: the first two epochs draw a quarter of the negatives (of the catalogue
+    when --negatives covers it), then every step scores them all."""
+    scene = short_scene()
+    torch.manual_seed(0)
+    model = build_model("sasrec", num_items=scene.num_items, max_len=20)
+    seen = _NegativesSeen()
+    fit(model, scene, TrainConfig(epochs=3, max_len=20, batch_targets=64, loss="sampled", negatives=negatives,
+                                  negatives_warmup=2, progress=False), extra_loss=seen, log=seen.end_epoch)
+    full = min(negatives, scene.num_items)
+    assert [set(e) for e in seen.epochs[:3]] == [{full // 4}, {full // 4}, {full}]
+
+
 def test_batched_seen_masking_equals_masking_user_by_user(one_thread):
     scene = synthetic_scene(num_users=50, num_items=40, seq_len=30, seed=5)
     torch.manual_seed(0)
