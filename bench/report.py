@@ -161,6 +161,7 @@ AMAZON = [("Amazon Beauty", "SASRec", "train_cli_beauty_sasrec_negatives_warmup/
           ("Amazon Beauty", "BSARec", "train_cli_beauty_bsarec/results.json"),
           ("Amazon Beauty", "GRU4Rec", "train_cli_beauty_gru4rec/results.json"),
           ("Amazon Beauty", "NextItNet", "train_cli_beauty_nextitnet/results.json"),
+          ("Amazon Sports", "SASRec", "train_cli_sports_sasrec_negatives_warmup/results.json"),
           ("Amazon Sports", "SASRec", "train_cli_sports_sasrec/results.json",
            "`--negatives-warmup 0` (the teacher's SASRec members)"),
           ("Amazon Sports", "BSARec", "train_cli_sports_bsarec/results.json"),

@@ -23,7 +23,7 @@ KEPT = Path(__file__).resolve().parents[1] / "bench" / "results"
 SCENES = {"beauty": "Amazon Beauty", "sports": "Amazon Sports", "ml-100k": "MovieLens 100k"}
 METRIC = "NDCG@10"
 # the kept runs of SASRec's large-sparse recipe as `recnb train` ships it (3 seeds each)
-PLAIN_SASREC = {"beauty": "train_cli_beauty_sasrec_negatives_warmup", "sports": "train_cli_sports_sasrec"}
+PLAIN_SASREC = {"beauty": "train_cli_beauty_sasrec_negatives_warmup", "sports": "train_cli_sports_sasrec_negatives_warmup"}
 
 
 def kept_file(*parts: str) -> Path:
