@@ -192,7 +192,7 @@ def families_of(ensemble: dict) -> str:
 
 
 def amazon_rows(shipped_only: bool = False):
-    """(scene, model label, source, per-seed test NDCG@10, per-seed HR@10, rows) of the large-sparse
+    """(scene, model, label, source, per-seed test NDCG@10, per-seed HR@10, rows) of the large-sparse
     recipe runs (``shipped_only``: the runs of the recipe as recnb ships it)."""
     out = []
     for scene, model, rel, *change in AMAZON:
@@ -200,16 +200,16 @@ def amazon_rows(shipped_only: bool = False):
             continue
         rows = load(rel)["rows"]
         label = f"{model}, large-sparse recipe" + (f" with {change[0]}" if change else "")
-        out.append((scene, label, rel, [r["test_ndcg10"] for r in rows], [r["test_hr10"] for r in rows], rows))
+        out.append((scene, model, label, rel, [r["test_ndcg10"] for r in rows], [r["test_hr10"] for r in rows], rows))
     return out
 
 
 def t_amazon() -> Table:
     t = Table(["scene", "model", "seeds", "test NDCG@10 (mean ± std)", "HR@10", "per seed NDCG@10",
                "epochs (best), per seed", "train s, per seed"])
-    for scene, model, rel, ndcg, hr, rows in amazon_rows():
+    for scene, _, label, rel, ndcg, hr, rows in amazon_rows():
         t.source(rel)
-        t.row(scene, model, len(rows), f"**{pm(statistics.mean(ndcg), statistics.pstdev(ndcg))}**",
+        t.row(scene, label, len(rows), f"**{pm(statistics.mean(ndcg), statistics.pstdev(ndcg))}**",
               f4(statistics.mean(hr)), seeds_of(ndcg), " / ".join(f"{r['epochs']} ({r['best_epoch']})" for r in rows),
               " / ".join(f"{r['train_s']:.0f}" for r in rows))
     for scene, rel, role in ENSEMBLES:
@@ -519,10 +519,10 @@ def t_readme() -> Table:
         t.source(rel)
         t.row(model, "ml-100k", f"**{pm(mean, std)}** ({len(per_seed)} seeds)", f4(hr), f"RecBole 1.2.1: {f4(recbole)}", File(rel, "json"))
     refs = {(r["scene"], r["readme"]): r for r in load(t.source(REFERENCES))["amazon"] if r.get("readme")}
-    for scene, model, rel, ndcg, hr, rows in amazon_rows(shipped_only=True):
+    for scene, model, label, rel, ndcg, hr, rows in amazon_rows(shipped_only=True):
         t.source(rel)
-        ref = refs.get((scene, model.split(",")[0]))
-        t.row(model, f"{scene} (seen items masked)",
+        ref = refs.get((scene, model))
+        t.row(label, f"{scene} (seen items masked)",
               f"**{pm(statistics.mean(ndcg), statistics.pstdev(ndcg))}** ({len(rows)} seeds)", f4(statistics.mean(hr)),
               f"{ref['model']} (published): {f4(ref['NDCG@10'])}" if ref else "", File(rel, "json"))
     for scene, rel, role in ENSEMBLES:
