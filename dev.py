@@ -64,8 +64,10 @@ MAIN_GRID = {"models": [{"model": "sasrec", "hidden_size": 64, "num_layers": 1, 
 def main_job(extra: list[str]) -> None:
     """A time-boxed frontier (about 15 minutes on 2 CPU cores): a teacher trained for 4
     minutes, then a one-layer SASRec trained for 2.5 minutes plain and as long with KD over the
-    sampled items in the loss's own pass, the teacher run on each batch (the cheap path), their batch-1 latency and test NDCG@10 side by side. On Amazon Beauty where its file is found (its
-    licence forbids a download), else on MovieLens-100K."""
+    sampled items in the loss's own pass, the teacher run on each batch (``--online-teacher``:
+    the student keeps the recipe's reorder and context windows), their batch-1 latency and test
+    NDCG@10 side by side. On Amazon Beauty where its file is found (its licence forbids a
+    download), else on MovieLens-100K."""
     import json
 
     e = env()
