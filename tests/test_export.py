@@ -42,12 +42,16 @@ def make(kind: str):
         return Student.from_architecture(ARCH, N, 16, L)
     if kind == "dllm2rec_student":
         return build_student("sasrec", N, L, {"hidden_size": 16}, torch.randn(N, 8), DLLM2RecConfig())
+    if kind == "sasrec_lag":  # attention biased by lag: a float mask built from a parameter
+        model = build_model("sasrec", num_items=N, max_len=L, hidden_size=16, positions="lag")
+        torch.nn.init.normal_(model.lag_bias)
+        return model
     small = {"sasrec": {"hidden_size": 16}, "bsarec": {"hidden_size": 16}, "gru4rec": {"embedding_size": 16, "hidden_size": 16},
              "nextitnet": {"embedding_size": 16, "num_blocks": 2}, "caser": {"embedding_size": 16}}[kind]
     return build_model(kind, num_items=N, max_len=L, **small)
 
 
-KINDS = ("sasrec", "bsarec", "gru4rec", "nextitnet", "caser", "student", "dllm2rec_student")
+KINDS = ("sasrec", "sasrec_lag", "bsarec", "gru4rec", "nextitnet", "caser", "student", "dllm2rec_student")
 
 
 @pytest.fixture(scope="module")

@@ -98,6 +98,29 @@ def test_sasrec_first_item_positions_make_padding_invisible():
         build_model("sasrec", num_items=30, max_len=8, positions="relative")
 
 
+@pytest.mark.parametrize("name", ["sasrec", "bsarec"])
+def test_lag_positions_are_causal_and_see_only_how_long_ago(name):
+    """``positions="lag"``: a history's outputs do not depend on where its window starts (left
+    padding or a longer window), the future never reaches the past, the lag bias does count,
+    and the last position's cheap read and a cut batch give ``forward``'s numbers."""
+    torch.manual_seed(0)
+    model = build_model(name, num_items=30, max_len=8, positions="lag", dropout=0.0, attn_dropout=0.0).eval()
+    assert not hasattr(model, "position_embedding")
+    with torch.no_grad():
+        model.lag_bias.normal_()  # zeros at init: make every lag weigh differently
+    items = torch.tensor([[4, 9, 2, 7, 5], [1, 3, 3, 8, 6]])
+    padded = torch.cat([torch.zeros(2, 3, dtype=torch.long), items], 1)
+    with torch.no_grad():
+        out = model(padded)[-1]
+        assert torch.allclose(out[:, 3:], model(items)[-1], atol=1e-5)
+        later = model(torch.cat([items, torch.tensor([[11, 12], [13, 14]])], 1))[-1]
+        assert torch.allclose(later[:, :5], out[:, 3:], atol=1e-5)  # what came after never counts
+        assert torch.allclose(model.last_output(padded), out[:, -1], atol=1e-5)
+        assert torch.allclose(model.last_output(padded[:, 3:], offset=3), out[:, -1], atol=1e-5)
+        model.lag_bias.add_(torch.arange(8.0))
+        assert not torch.allclose(model(padded)[-1][:, -1], out[:, -1], atol=1e-4)
+
+
 def test_nextitnet_depth_and_exposed_layers():
     model = build_model("nextitnet", num_items=10, embedding_size=16, num_blocks=8, dilations=[1, 4], layer_every=2)
     assert len(model.blocks) == 16

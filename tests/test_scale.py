@@ -29,6 +29,7 @@ def perturbed(name, **kw):
 
 
 @pytest.mark.parametrize("name, kw", [(n, {}) for n in BASE_MODELS] + [("sasrec", {"positions": "first_item"}),
+                                                                      ("sasrec", {"positions": "lag"}),
                                                                       ("nextitnet", {"mask_padding": True}),
                                                                       ("gru4rec", {"mask_padding": True})])
 def test_cuts_padding_says_whether_cutting_leading_padding_keeps_the_loss(name, kw, one_thread):

@@ -21,7 +21,7 @@ from torch import nn
 
 from recnb.errors import ConfigError
 from recnb.models.sasrec import Block as SASRecBlock
-from recnb.models.sasrec import SASRec, SASRecConfig, attention_mask
+from recnb.models.sasrec import SASRec, SASRecConfig
 
 
 @dataclass
@@ -101,4 +101,4 @@ class BSARec(SASRec):
     block_class = FilterBlock
 
     def _context(self, seq: torch.Tensor):
-        return attention_mask(seq), seq.ne(0).unsqueeze(-1).to(self.item_embedding.weight.dtype)
+        return self._attention_mask(seq), seq.ne(0).unsqueeze(-1).to(self.item_embedding.weight.dtype)

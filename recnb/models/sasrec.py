@@ -29,6 +29,10 @@ class SASRecConfig(ModelConfig):
     # first real item, as in RecBole, so padding never changes an output and a short
     # history's last position tells its length. Measured on ml-100k (3 seeds, docs/benchmarks.md):
     # no better than "slot", which the documented numbers use, so "slot" stays the default.
+    # "lag": no position embedding; each head's attention adds a learned bias per lag (how many
+    # steps back a key is), so a position's output depends only on the items before it and how
+    # long ago they came, never on where the window starts: every training target is scored as
+    # the last position of a test history is.
     positions: str = "slot"
     # "post": LayerNorm after each residual sum (RecBole's blocks). "pre": LayerNorm before each
     # sub-layer, residual sums left unnormalised, one LayerNorm after the last block (the original
@@ -37,14 +41,14 @@ class SASRecConfig(ModelConfig):
     HELP: ClassVar[dict] = {"hidden_size": "model width", "num_layers": "transformer blocks", "num_heads": "attention heads",
                             "inner_size": "feed-forward width", "dropout": "hidden dropout",
                             "attn_dropout": "attention dropout",
-                            "positions": "slot (position = slot in the left-padded window) or first_item",
+                            "positions": "slot (position = slot in the left-padded window), first_item or lag (a learned attention bias per lag)",
                             "norm": "post (LayerNorm after each residual sum) or pre (before each sub-layer, one after the last block)"}
     RANGES: ClassVar[dict] = {"hidden_size": "[1, inf)", "num_layers": "[1, inf)", "num_heads": "[1, inf)", "inner_size": "[1, inf)", "dropout": "[0, 1)", "attn_dropout": "[0, 1)"}
 
     def __post_init__(self):
         super().__post_init__()
-        if self.positions not in ("first_item", "slot"):
-            raise ConfigError(f"sasrec: positions must be first_item or slot, got {self.positions!r}")
+        if self.positions not in ("first_item", "slot", "lag"):
+            raise ConfigError(f"sasrec: positions must be slot, first_item or lag, got {self.positions!r}")
         if self.norm not in ("post", "pre"):
             raise ConfigError(f"sasrec: norm must be post or pre, got {self.norm!r}")
         if self.hidden_size % self.num_heads:
@@ -103,7 +107,10 @@ class SASRec(SeqRecModel):
             raise ConfigError(f"sasrec: hidden_size {config.hidden_size} is not divisible by num_heads {config.num_heads}")
         d = config.hidden_size
         self.item_embedding = nn.Embedding(config.num_items + 1, d, padding_idx=0)
-        self.position_embedding = nn.Embedding(config.max_len, d)
+        if config.positions == "lag":
+            self.lag_bias = nn.Parameter(torch.zeros(config.num_heads, config.max_len))
+        else:
+            self.position_embedding = nn.Embedding(config.max_len, d)
         self.norm = nn.LayerNorm(d, eps=1e-12)
         self.drop = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(self.block_class(config) for _ in range(config.num_layers))
@@ -130,9 +137,22 @@ class SASRec(SeqRecModel):
 
     def _context(self, seq: torch.Tensor):
         """What every block reads besides its input: here the attention mask."""
-        return attention_mask(seq)
+        return self._attention_mask(seq)
+
+    def _attention_mask(self, seq: torch.Tensor) -> torch.Tensor:
+        """:func:`attention_mask`, or with ``positions="lag"`` the float mask that adds each
+        head's bias for a key's lag, ``(B, heads, L, L)``."""
+        allowed = attention_mask(seq)
+        if self.config.positions != "lag":
+            return allowed
+        L = seq.shape[1]
+        steps = torch.arange(L, device=seq.device)
+        bias = self.lag_bias[:, (steps[:, None] - steps[None, :]).clamp(0, self.config.max_len - 1)]
+        return bias.masked_fill(~allowed, float("-inf"))
 
     def _embed(self, seq: torch.Tensor, offset: int) -> torch.Tensor:
+        if self.config.positions == "lag":
+            return self.drop(self.norm(self.item_embedding(seq)))
         L = seq.shape[1]
         pos = torch.arange(offset, offset + L, device=seq.device).expand_as(seq)
         if self.config.positions == "first_item":  # shift each row by its leading padding
