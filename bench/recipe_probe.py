@@ -28,11 +28,12 @@ def probe(args) -> dict:
     import recnb
     from recnb.evaluation import evaluate
     from recnb.metrics import flatten
-    from recnb.train import fit, recipe, recipe_model_config
+    from recnb.train import fit, recipe, recipe_model_config, seed_everything
 
     scene = recnb.load_scene(args.scene)
     cfg = recipe(args.family, scene, progress=False, seed=args.seed, **json.loads(args.train))
     model_cfg = {**recipe_model_config(args.family, scene), **json.loads(args.model)}
+    seed_everything(args.seed)  # the initial weights from the seed, as `recnb train` draws them
     model = recnb.build_model(args.family, num_items=scene.num_items, max_len=cfg.max_len, **model_cfg)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
