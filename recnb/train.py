@@ -614,11 +614,10 @@ class _Run:
         return run
 
     @functools.cached_property
-    def every_item(self) -> torch.Tensor | None:
-        """Every item as the sampled loss's negatives when ``negatives`` covers the catalogue
-        (made once per run: the catalogue and the settings do not change)."""
-        n = self.model.config.num_items
-        return torch.arange(1, n + 1, device=self.device) if self.cfg.negatives >= n else None
+    def every_item(self) -> torch.Tensor:
+        """Every item: the sampled loss's negatives in a step whose count covers the catalogue
+        (made once per run, when first needed: the catalogue does not change)."""
+        return torch.arange(1, self.model.config.num_items + 1, device=self.device)
 
     def resume(self, saved: dict) -> None:
         self.model.load_state_dict(saved["model"])

@@ -152,14 +152,13 @@ class SASRec(SeqRecModel):
         return bias.masked_fill(~allowed, float("-inf"))
 
     def _embed(self, seq: torch.Tensor, offset: int) -> torch.Tensor:
-        if self.config.positions == "lag":
-            return self.drop(self.norm(self.item_embedding(seq)))
-        L = seq.shape[1]
-        pos = torch.arange(offset, offset + L, device=seq.device).expand_as(seq)
-        if self.config.positions == "first_item":  # shift each row by its leading padding
-            pos = (pos - offset - (seq.ne(0).cumsum(1) == 0).sum(1, keepdim=True)).clamp(min=0)
-        pos = pos.clamp(max=self.config.max_len - 1)
-        return self.drop(self.norm(self.item_embedding(seq) + self.position_embedding(pos)))
+        x = self.item_embedding(seq)
+        if self.config.positions != "lag":  # lag positions live in the attention mask instead
+            pos = torch.arange(offset, offset + seq.shape[1], device=seq.device).expand_as(seq)
+            if self.config.positions == "first_item":  # shift each row by its leading padding
+                pos = (pos - offset - (seq.ne(0).cumsum(1) == 0).sum(1, keepdim=True)).clamp(min=0)
+            x = x + self.position_embedding(pos.clamp(max=self.config.max_len - 1))
+        return self.drop(self.norm(x))
 
 
 def attention_mask(seq: torch.Tensor) -> torch.Tensor:
