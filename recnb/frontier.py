@@ -4,7 +4,8 @@ A student is worth its training only if it beats the best plain model that is no
 :func:`run_frontier` trains, for one scene and teacher and over seeds:
 
 - plain models over a size grid (:data:`DEFAULT_GRID`), each with its recnb recipe for the
-  scene (``recnb.train.recipe``: what ``recnb train`` gives);
+  scene (``recnb.train.recipe``: what ``recnb train`` gives), a grid entry's training options
+  (``lr_decay``, ``epochs``...) over it, as in a ``recnb train --config`` file;
 - the same models distilled from the teacher (prediction-layer KD and EMD layer mapping,
   :class:`recnb.adarec.pipeline.DistillationLoss`), otherwise trained with that recipe;
 - AdaRec students searched under the teacher, one per beta, distilled the same way;
@@ -52,7 +53,7 @@ from recnb.measure import median_ms, model_latency, size
 from recnb.metrics import paired_difference
 from recnb.models import BASE_MODELS, build_model, model_class
 from recnb.runs import evaluate_and_measure, run_model
-from recnb.train import recipe, recipe_model_config, seed_everything
+from recnb.train import recipe, recipe_model_config, seed_everything, split_settings
 
 # plain models and hand-made students: widths 32 and 64, one and two layers, windows of 20 and 50
 # (batch-1 latency grows with the window), one entry per model (the others keep their defaults)
@@ -69,7 +70,9 @@ ROLES = ("teacher", "plain", "student", "adarec")
 @dataclasses.dataclass
 class FrontierConfig:
     seeds: tuple = (2020, 2021, 2022)
-    grid: tuple = DEFAULT_GRID  # model settings, each with "model"; "max_len" is its training window too
+    # model settings, each with "model", and training options over the recipe (a ``recnb train
+    # --config`` file's names); "max_len" is its training window too
+    grid: tuple = DEFAULT_GRID
     betas: tuple = (0.01, 0.1, 1.0)  # AdaRec searches (none: no searched students)
     student_width: int = 64  # width of the AdaRec students
     student_max_len: int = 20
@@ -99,6 +102,10 @@ class FrontierConfig:
         for i, spec in enumerate(self.grid):
             if not isinstance(spec, dict) or spec.get("model") not in BASE_MODELS:
                 raise ConfigError(f"frontier grid entry {i}: needs \"model\", one of {', '.join(BASE_MODELS)}; got {spec!r}")
+            _, train = _split(spec, f"frontier grid entry {i}")
+            if set(train) & _FRONTIER_SET:
+                raise ConfigError(f"frontier grid entry {i}: {', '.join(sorted(set(train) & _FRONTIER_SET))} "
+                                  "is the frontier's to set (--seeds, --time-budget)")
         if self.online_teacher and self.clean_teacher:
             raise ConfigError("frontier: online_teacher and clean_teacher are two ways to read the teacher; choose one")
 
@@ -119,7 +126,8 @@ class Run:
 
 def model_name(spec: dict) -> str:
     """``sasrec-h32-l1-w20``: the model and the settings of its grid entry, short."""
-    short = {"hidden_size": "h", "num_layers": "l", "max_len": "w", "embedding_size": "e", "num_blocks": "b"}
+    short = {"hidden_size": "h", "num_layers": "l", "max_len": "w", "embedding_size": "e", "num_blocks": "b",
+             "lr_decay": "", "epochs": "ep"}
     return "-".join([spec["model"], *(f"{short.get(k, k)}{v}" for k, v in spec.items() if k != "model")])
 
 
@@ -241,7 +249,8 @@ def _matching_spec(scene: Scene, model, train: dict, seed: int, cfg: FrontierCon
             continue
         settings = _model_settings(spec, scene)
         expected = model_class(spec["model"]).config_class(**settings)
-        wanted = dataclasses.asdict(_train_config(spec["model"], scene, settings["max_len"], seed, cfg, False))
+        wanted = dataclasses.asdict(_train_config(spec["model"], scene, settings["max_len"], seed, cfg, False,
+                                                  _split(spec)[1]))
         if not changed_settings(expected.to_dict(), model.config.to_dict()) and \
                 not changed_settings(wanted, train, free=("progress", "device")):
             return spec
@@ -270,8 +279,20 @@ def _teacher_metrics(scene: Scene, teacher, folder: Path, cfg: FrontierConfig) -
     return metrics
 
 
-def _train_config(model: str, scene: Scene, max_len: int, seed: int, cfg: FrontierConfig, distilled: bool):
-    over = {"max_len": max_len, "seed": seed, "progress": False, "time_budget": cfg.time_budget}
+# training options a grid entry may not set: the frontier sets them for every run
+_FRONTIER_SET = {"seed", "progress", "time_budget", "device"}
+
+
+def _split(spec: dict, where: str = "frontier grid entry") -> tuple[dict, dict]:
+    """A grid entry as (model settings, training options over the recipe)."""
+    return split_settings(spec["model"], {k: v for k, v in spec.items() if k != "model"}, where)
+
+
+def _train_config(model: str, scene: Scene, max_len: int, seed: int, cfg: FrontierConfig, distilled: bool,
+                  options: dict | None = None):
+    """The recipe of ``model`` on ``scene``, a grid entry's ``options`` over it, then what the
+    frontier sets for every run (window, seed, budget, ``--epochs`` as a cap on all)."""
+    over = {**(options or {}), "max_len": max_len, "seed": seed, "progress": False, "time_budget": cfg.time_budget}
     if cfg.epochs is not None:
         over["epochs"] = cfg.epochs
     if distilled and not (cfg.online_teacher or cfg.clean_teacher):
@@ -285,7 +306,7 @@ def _grid_run(scene, spec: dict, seed: int, teacher: Callable | None, folder: Pa
     if (done := _finished(folder)) is not None:
         return done
     settings = _model_settings(spec, scene)
-    train = _train_config(spec["model"], scene, settings["max_len"], seed, cfg, teacher is not None)
+    train = _train_config(spec["model"], scene, settings["max_len"], seed, cfg, teacher is not None, _split(spec)[1])
     seed_everything(seed)
     model = build_model(spec["model"], **settings)
     return _train(scene, model, train, teacher, folder, cfg, log)
@@ -293,7 +314,7 @@ def _grid_run(scene, spec: dict, seed: int, teacher: Callable | None, folder: Pa
 
 def _model_settings(spec: dict, scene: Scene) -> dict:
     """A grid entry's model settings on ``scene``: its recipe's, then the entry's (window 50 unless given)."""
-    given = {k: v for k, v in spec.items() if k != "model"}
+    given = _split(spec)[0]
     return {**recipe_model_config(spec["model"], scene), **given, "max_len": given.get("max_len", 50),
             "num_items": scene.num_items}
 

@@ -41,6 +41,27 @@ def test_each_side_has_its_own_front_and_budgets_compare_them():
 
 def test_model_names_say_the_grid_settings():
     assert model_name({"model": "sasrec", "hidden_size": 32, "num_layers": 1, "max_len": 20}) == "sasrec-h32-l1-w20"
+    assert model_name({"model": "bsarec", "max_len": 50, "lr_decay": "cosine", "epochs": 60}) == "bsarec-w50-cosine-ep60"
+
+
+def test_a_grid_entry_sets_its_training_options_over_the_recipe():
+    """Training options in a grid entry (a ``recnb train --config`` file's names) go over the
+    recipe for that entry's runs; the frontier's --epochs still caps them; options the frontier
+    sets for every run, or that no model or training has, are refused naming the entry."""
+    import recnb
+    from recnb import frontier
+
+    spec = {"model": "bsarec", "hidden_size": 64, "max_len": 50, "lr_decay": "cosine", "epochs": 60}
+    cfg = frontier.FrontierConfig(grid=(spec,), betas=())
+    model, options = frontier._split(spec)
+    assert model == {"hidden_size": 64, "max_len": 50} and options == {"lr_decay": "cosine", "epochs": 60, "max_len": 50}
+    train = frontier._train_config("bsarec", "large-sparse", 50, 7, cfg, False, options)
+    assert (train.lr_decay, train.epochs, train.seed, train.negatives) == ("cosine", 60, 7, 4096)  # the recipe under it
+    assert frontier._train_config("bsarec", "large-sparse", 50, 7, dataclasses.replace(cfg, epochs=3), False, options).epochs == 3
+    for bad, match in (({**spec, "seed": 1}, "grid entry 0: seed is the frontier's"),
+                       ({**spec, "lr_decays": "cosine"}, "grid entry 0: unknown option.*'lr_decays'")):
+        with pytest.raises(recnb.ConfigError, match=match):
+            frontier.FrontierConfig(grid=(bad,))
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +191,8 @@ def test_plain_runs_of_recnb_train_are_taken_as_the_frontiers_plain_runs(scene_a
     other_seed = frontier.FrontierConfig(seeds=(2,), grid=(spec,), betas=(), epochs=1, onnx=False)
     assert frontier.adopt_plain_runs(scene, [run / "model.pt"], tmp_path / "fr2", other_seed, log=lambda _: None) == []
     for changed in (frontier.FrontierConfig(seeds=(1,), grid=({**spec, "hidden_size": 32},), betas=(), epochs=1),  # another model
-                    frontier.FrontierConfig(seeds=(1,), grid=(spec,), betas=(), epochs=2)):  # another training
+                    frontier.FrontierConfig(seeds=(1,), grid=(spec,), betas=(), epochs=2),  # another training
+                    frontier.FrontierConfig(seeds=(1,), grid=({**spec, "lr_decay": "cosine"},), betas=(), epochs=1)):
         with pytest.raises(recnb.ConfigError, match=f"plain run {run / 'model.pt'}: matches no grid entry"):
             frontier.adopt_plain_runs(scene, [run / "model.pt"], tmp_path / "fr3", changed, log=lambda _: None)
     with pytest.raises(recnb.ConfigError, match="exclude_seen"):

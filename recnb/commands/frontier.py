@@ -34,8 +34,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output directory; each run keeps its own folder there")
     p.add_argument("--seeds", default="2020,2021,2022", help="seeds of every model")
     p.add_argument("--grid", default=None,
-                   help="JSON file {\"models\": [model settings, each with \"model\"]} (default: SASRec widths 32/64, "
-                        "1/2 layers, windows 20/50; GRU4Rec and NextItNet at window 20)")
+                   help="JSON file {\"models\": [model settings, each with \"model\", and training options over its "
+                        "recipe, e.g. \"lr_decay\"]} (default: SASRec widths 32/64, 1/2 layers, windows 20/50; "
+                        "GRU4Rec and NextItNet at window 20)")
     p.add_argument("--betas", default="0.01,0.1,1", help="AdaRec searches, one per beta (none: no searched students)")
     add_evaluation_args(p, ("exclude_seen",))
     p.add_argument("--epochs", type=int, default=None, help="most epochs of every run (default: each recipe's)")
