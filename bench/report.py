@@ -161,6 +161,8 @@ AMAZON = [("Amazon Beauty", "SASRec", "train_cli_beauty_sasrec_negatives_warmup/
           ("Amazon Beauty", "SASRec", "train_cli_beauty_sasrec_lag/results.json", "`--positions lag`"),
           ("Amazon Beauty", "BSARec", "train_cli_beauty_bsarec/results.json"),
           ("Amazon Beauty", "BSARec", "train_cli_beauty_bsarec_lag/results.json", "`--positions lag`"),
+          ("Amazon Beauty", "BSARec", "train_cli_beauty_bsarec_cosine60/results.json",
+           "`--lr-decay cosine --epochs 60` (stopped by patience 10)"),
           ("Amazon Beauty", "GRU4Rec", "train_cli_beauty_gru4rec/results.json"),
           ("Amazon Beauty", "NextItNet", "train_cli_beauty_nextitnet/results.json"),
           ("Amazon Sports", "SASRec", "train_cli_sports_sasrec_negatives_warmup/results.json"),

@@ -127,7 +127,7 @@ class Run:
 def model_name(spec: dict) -> str:
     """``sasrec-h32-l1-w20``: the model and the settings of its grid entry, short."""
     short = {"hidden_size": "h", "num_layers": "l", "max_len": "w", "embedding_size": "e", "num_blocks": "b",
-             "lr_decay": "", "epochs": "ep"}
+             "lr_decay": "", "epochs": "ep", "patience": "p"}
     return "-".join([spec["model"], *(f"{short.get(k, k)}{v}" for k, v in spec.items() if k != "model")])
 
 

@@ -42,6 +42,7 @@ def test_each_side_has_its_own_front_and_budgets_compare_them():
 def test_model_names_say_the_grid_settings():
     assert model_name({"model": "sasrec", "hidden_size": 32, "num_layers": 1, "max_len": 20}) == "sasrec-h32-l1-w20"
     assert model_name({"model": "bsarec", "max_len": 50, "lr_decay": "cosine", "epochs": 60}) == "bsarec-w50-cosine-ep60"
+    assert model_name({"model": "bsarec", "lr_decay": "cosine", "epochs": 60, "patience": 60}) == "bsarec-cosine-ep60-p60"
 
 
 def test_a_grid_entry_sets_its_training_options_over_the_recipe():
