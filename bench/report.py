@@ -163,6 +163,8 @@ AMAZON = [("Amazon Beauty", "SASRec", "train_cli_beauty_sasrec_negatives_warmup/
           ("Amazon Beauty", "BSARec", "train_cli_beauty_bsarec_lag/results.json", "`--positions lag`"),
           ("Amazon Beauty", "BSARec", "train_cli_beauty_bsarec_cosine60/results.json",
            "`--lr-decay cosine --epochs 60` (stopped by patience 10)"),
+          ("Amazon Beauty", "BSARec", "train_cli_beauty_bsarec_cosine60_full/results.json",
+           "`--lr-decay cosine --epochs 60 --patience 60` (the whole decay, the epoch chosen on validation)"),
           ("Amazon Beauty", "GRU4Rec", "train_cli_beauty_gru4rec/results.json"),
           ("Amazon Beauty", "NextItNet", "train_cli_beauty_nextitnet/results.json"),
           ("Amazon Sports", "SASRec", "train_cli_sports_sasrec_negatives_warmup/results.json"),
