@@ -439,6 +439,23 @@ def t_kd_paths(rel: str) -> Table:
     return t
 
 
+def t_lr_schedules(rel: str = "frontier/beauty-families") -> Table:
+    """Plain BSARec and its distilled twin (the clean 15-run teacher) per seed, trained with the
+    recipe's constant lr and with the whole cosine decay: each side's test NDCG@10 and epochs."""
+    t = Table(["seed", "plain, constant lr", "distilled, constant lr", "gain", "plain, cosine", "distilled, cosine",
+               "gain", "epochs (best), distilled: constant / cosine"])
+    runs = {"plain": f"{rel}/per_run/plain", "student": f"{rel}/clean_teacher/per_run",
+            "plain_cos": f"{rel}/cosine/per_run/plain", "student_cos": f"{rel}/cosine/per_run/student"}
+    seeds = sorted(int(f.name.removeprefix("seed_")) for f in (RESULTS / runs["student_cos"]).iterdir())
+    for seed in seeds:
+        m = {k: load(t.source(f"{v}/seed_{seed}/metrics.json")) for k, v in runs.items()}
+        nd = {k: v["test"]["NDCG@10"] for k, v in m.items()}
+        t.row(seed, f4(nd["plain"]), f4(nd["student"]), pct(nd["student"] / nd["plain"] - 1), f4(nd["plain_cos"]),
+              f4(nd["student_cos"]), pct(nd["student_cos"] / nd["plain_cos"] - 1),
+              f"{m['student']['epochs']} ({m['student']['best_epoch']}) / {m['student_cos']['epochs']} ({m['student_cos']['best_epoch']})")
+    return t
+
+
 # ----------------------------------------------------------------------------- the frontier figure
 FIGURES = {"frontier/ml-100k/frontier.csv": ROOT / "docs" / "img" / "frontier_ml-100k.svg",
            "frontier/beauty/frontier.csv": ROOT / "docs" / "img" / "frontier_beauty.svg",
@@ -588,6 +605,9 @@ TABLES = {
     "frontier-beauty-families": lambda: t_frontier("beauty-families"),
     "frontier-beauty-families-budgets": lambda: t_frontier_budgets("beauty-families"),
     "frontier-beauty-clean-teacher": lambda: t_kd_paths("frontier/beauty-families/clean_teacher/kd_paths.json"),
+    "frontier-beauty-cosine": lambda: t_frontier("beauty-families/cosine"),
+    "frontier-beauty-cosine-budgets": lambda: t_frontier_budgets("beauty-families/cosine"),
+    "frontier-beauty-lr-schedules": t_lr_schedules,
     "frontier-ml100k": lambda: t_frontier("ml-100k"),
     "frontier-ml100k-budgets": lambda: t_frontier_budgets("ml-100k"),
 }
