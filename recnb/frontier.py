@@ -247,10 +247,9 @@ def _matching_spec(scene: Scene, model, train: dict, seed: int, cfg: FrontierCon
     for spec in cfg.grid:
         if spec["model"] != model.name:
             continue
-        settings = _model_settings(spec, scene)
+        settings, train_cfg = _entry_configs(spec, scene, seed, cfg, False)
         expected = model_class(spec["model"]).config_class(**settings)
-        wanted = dataclasses.asdict(_train_config(spec["model"], scene, settings["max_len"], seed, cfg, False,
-                                                  _split(spec)[1]))
+        wanted = dataclasses.asdict(train_cfg)
         if not changed_settings(expected.to_dict(), model.config.to_dict()) and \
                 not changed_settings(wanted, train, free=("progress", "device")):
             return spec
@@ -305,18 +304,19 @@ def _grid_run(scene, spec: dict, seed: int, teacher: Callable | None, folder: Pa
     learns from), trained with its recipe."""
     if (done := _finished(folder)) is not None:
         return done
-    settings = _model_settings(spec, scene)
-    train = _train_config(spec["model"], scene, settings["max_len"], seed, cfg, teacher is not None, _split(spec)[1])
+    settings, train = _entry_configs(spec, scene, seed, cfg, teacher is not None)
     seed_everything(seed)
     model = build_model(spec["model"], **settings)
     return _train(scene, model, train, teacher, folder, cfg, log)
 
 
-def _model_settings(spec: dict, scene: Scene) -> dict:
-    """A grid entry's model settings on ``scene``: its recipe's, then the entry's (window 50 unless given)."""
-    given = _split(spec)[0]
-    return {**recipe_model_config(spec["model"], scene), **given, "max_len": given.get("max_len", 50),
-            "num_items": scene.num_items}
+def _entry_configs(spec: dict, scene: Scene, seed: int, cfg: FrontierConfig, distilled: bool):
+    """A grid entry's model settings on ``scene`` (its recipe's, then the entry's; window 50 unless
+    given) and the training settings of its run of ``seed``."""
+    given, options = _split(spec)
+    settings = {**recipe_model_config(spec["model"], scene), **given, "max_len": given.get("max_len", 50),
+                "num_items": scene.num_items}
+    return settings, _train_config(spec["model"], scene, settings["max_len"], seed, cfg, distilled, options)
 
 
 def _adarec_run(scene, arch: Architecture, seed: int, teacher: Callable, folder: Path, cfg: FrontierConfig, log) -> dict:
